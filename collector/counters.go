@@ -1,0 +1,90 @@
+package collector
+
+import (
+	"sync/atomic"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+)
+
+// seriesKey packs every label of nfdrop_packets_total except group into 48 bits,
+// so a packet's series is found without building strings. Bit 63 marks a used slot.
+type seriesKey uint64
+
+const keyUsed seriesKey = 1 << 63
+
+func makeKey(prefix uint8, l Labels) seriesKey {
+	k := keyUsed | seriesKey(prefix)<<40 | seriesKey(l.Family)<<32 | seriesKey(l.Proto)<<24 |
+		seriesKey(l.PortIndex)<<16 | seriesKey(l.Side)<<12 | seriesKey(l.Class)<<8 | seriesKey(l.Flags)
+	if l.HasFlags {
+		k |= 1 << 11
+	}
+	return k
+}
+
+func (k seriesKey) prefix() uint8 { return uint8(k >> 40) }
+
+func (k seriesKey) labels(ports *Ports) Labels {
+	return Labels{
+		Family:    packet.Family(k >> 32 & 0xff),
+		Proto:     packet.Proto(k >> 24 & 0xff),
+		PortIndex: uint8(k >> 16),
+		Side:      Side(k >> 12 & 0x7),
+		Class:     Class(k >> 8 & 0x7),
+		HasFlags:  k&(1<<11) != 0,
+		Flags:     uint8(k),
+		ports:     ports,
+	}
+}
+
+// counterTable is a fixed-size, open-addressing hash table of packet counters.
+// Slots are claimed with a CAS and never released, so a scrape can walk it
+// concurrently with the reader without a lock, and counters never reset.
+// The size bounds memory; when it is full (far beyond any sane label
+// cardinality) packets are folded into one overflow series per class so that
+// the accounting invariant still holds.
+type counterTable struct {
+	keys     []atomic.Uint64
+	counts   []atomic.Uint64
+	mask     uint64
+	overflow [NumClasses]atomic.Uint64
+}
+
+const counterSlots = 1 << 15
+
+func newCounterTable(slots int) *counterTable {
+	return &counterTable{
+		keys:   make([]atomic.Uint64, slots),
+		counts: make([]atomic.Uint64, slots),
+		mask:   uint64(slots - 1),
+	}
+}
+
+// maxProbe bounds the linear probe: past it the table counts as full.
+const maxProbe = 64
+
+func (t *counterTable) inc(k seriesKey, class Class) {
+	h := uint64(k) * 0x9E3779B97F4A7C15
+	i := (h >> 32) & t.mask
+	for n := 0; n < maxProbe; n++ {
+		cur := t.keys[i].Load()
+		if cur == uint64(k) || (cur == 0 && t.keys[i].CompareAndSwap(0, uint64(k))) {
+			t.counts[i].Add(1)
+			return
+		}
+		if cur == 0 && t.keys[i].Load() == uint64(k) {
+			t.counts[i].Add(1) // lost the race to a writer of the same key
+			return
+		}
+		i = (i + 1) & t.mask
+	}
+	t.overflow[class%NumClasses].Add(1)
+}
+
+// each calls f for every used slot.
+func (t *counterTable) each(f func(k seriesKey, n uint64)) {
+	for i := range t.keys {
+		if k := t.keys[i].Load(); k != 0 {
+			f(seriesKey(k), t.counts[i].Load())
+		}
+	}
+}
