@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -35,7 +36,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // flags holds every command-line setting of the exporter.
 type flags struct {
-	groups         []uint16
+	groups         []string
 	copyRange      uint32
 	queueThreshold uint32
 	flushTimeout   time.Duration
@@ -57,7 +58,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
 	serve := app.Command("serve", "Read NFLOG groups and serve metrics (the default).").Default()
-	app.Flag("nflog.group", "NFLOG group to read (iptables --nflog-group, nft 'log group'); repeat for several.").Default("0").Uint16ListVar(&f.groups)
+	app.Flag("nflog.group", "NFLOG group to read (iptables --nflog-group, nft 'log group'); repeat for several.").Default("0").StringsVar(&f.groups)
 	app.Flag("nflog.copy-range", "Bytes of each packet the kernel copies to the exporter; enough for IPv6 with extension headers and TCP.").Default("256").Uint32Var(&f.copyRange)
 	app.Flag("nflog.queue-threshold", "Messages the kernel batches before sending (qthreshold); 0 keeps the kernel default of 100.").Default("1000").Uint32Var(&f.queueThreshold)
 	app.Flag("nflog.flush-timeout", "Longest a logged packet waits in a kernel batch (10ms steps).").Default("10ms").DurationVar(&f.flushTimeout)
@@ -103,13 +104,17 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 		return runExplain(&f.explain, stdin, stdout, stderr)
 	case serve.FullCommand():
 	}
-	logger := promslog.New(f.log)
-	return serveMetrics(&f, logger)
+	cfg, err := f.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 2
+	}
+	return serveMetrics(&f, cfg, promslog.New(f.log))
 }
 
 // validate checks what the kernel would otherwise reject late or silently.
 func (f *flags) validate() (collector.Config, error) {
-	cfg := collector.Config{Groups: f.groups, MaxPrefixes: f.maxPrefixes}
+	cfg := collector.Config{MaxPrefixes: f.maxPrefixes}
 	ports, err := collector.ParsePorts(f.ports)
 	if err != nil {
 		return cfg, fmt.Errorf("--collector.ports: %v", err)
@@ -128,21 +133,21 @@ func (f *flags) validate() (collector.Config, error) {
 		return cfg, fmt.Errorf("--collector.max-prefixes=%d: want 1 to 254", f.maxPrefixes)
 	}
 	seen := map[uint16]bool{}
-	for _, g := range f.groups {
-		if seen[g] {
+	for _, s := range f.groups {
+		g, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return cfg, fmt.Errorf("--nflog.group=%s: want a group number from 0 to 65535", s)
+		}
+		if seen[uint16(g)] {
 			return cfg, fmt.Errorf("--nflog.group=%d is given twice", g)
 		}
-		seen[g] = true
+		seen[uint16(g)] = true
+		cfg.Groups = append(cfg.Groups, uint16(g))
 	}
 	return cfg, nil
 }
 
-func serveMetrics(f *flags, logger *slog.Logger) int {
-	cfg, err := f.validate()
-	if err != nil {
-		logger.Error("invalid flag: " + err.Error())
-		return 2
-	}
+func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	logger.Info("Starting "+name, "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	if os.Geteuid() == 0 {

@@ -71,10 +71,7 @@ func (p *PcapReader) ByteOrder() binary.ByteOrder { return p.order }
 // io.EOF at the end and io.ErrUnexpectedEOF for a cut record.
 func (p *PcapReader) Next() (data []byte, ts time.Time, err error) {
 	if _, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return nil, time.Time{}, err
-		}
-		return nil, time.Time{}, err
+		return nil, time.Time{}, err // io.EOF between records, io.ErrUnexpectedEOF inside one
 	}
 	sec, frac := p.order.Uint32(p.hdr[0:]), p.order.Uint32(p.hdr[4:])
 	incl := p.order.Uint32(p.hdr[8:])

@@ -1,0 +1,230 @@
+package collector
+
+import (
+	"encoding/binary"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
+)
+
+// ipv4TCP builds a 40-byte IPv4+TCP header (checksums are not checked by the decoder).
+func ipv4TCP(flags uint8, sport, dport uint16) []byte {
+	b := make([]byte, 40)
+	b[0], b[8], b[9] = 0x45, 64, 6
+	binary.BigEndian.PutUint16(b[2:], 40)
+	copy(b[12:], []byte{10, 99, 0, 2, 10, 99, 0, 1})
+	binary.BigEndian.PutUint16(b[20:], sport)
+	binary.BigEndian.PutUint16(b[22:], dport)
+	b[32], b[33] = 0x50, flags
+	return b
+}
+
+func ipv6UDP(sport, dport uint16) []byte {
+	b := make([]byte, 48)
+	b[0], b[6], b[7] = 0x60, 17, 64
+	binary.BigEndian.PutUint16(b[4:], 8)
+	binary.BigEndian.PutUint16(b[40:], sport)
+	binary.BigEndian.PutUint16(b[42:], dport)
+	return b
+}
+
+func newTestCollector(t testing.TB, groups ...uint16) *Collector {
+	t.Helper()
+	c, err := New(Config{Groups: groups, Ports: MustParsePorts(DefaultPorts), MaxPrefixes: 2}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func msg(group uint16, family uint8, prefix string, payload []byte) *source.Message {
+	return &source.Message{Group: group, Family: family, Prefix: []byte(prefix), Payload: payload,
+		Timestamp: time.Unix(1700000000, 500000000), HasTimestamp: true}
+}
+
+func TestCollectorCountsAndExposes(t *testing.T) {
+	c := newTestCollector(t, 5)
+	c.Bound(5, true)
+	for i := 0; i < 3; i++ {
+		c.Packet(msg(5, 2, "denied ", ipv4TCP(packet.FlagFIN|packet.FlagACK, 51000, 443)))
+	}
+	c.Packet(msg(5, 2, "denied", ipv4TCP(packet.FlagSYN, 40000, 22)))
+	c.Packet(msg(5, 10, "", ipv6UDP(40000, 53)))
+	c.Packet(msg(5, 2, "third", ipv4TCP(0, 1, 2)))                      // over max-prefixes=2: (other)
+	c.Packet(msg(5, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)[:30])) // cut before the flags
+	c.Packet(msg(7, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)))      // not our group: ignored
+	c.Lost(5, 4)
+	c.ReceiveError(5, source.ReasonENOBUFS)
+
+	want := `
+# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by classification (design §4).
+# TYPE nfdrop_packets_total counter
+nfdrop_packets_total{class="handshake",family="ipv4",flags="SYN",group="5",port="22",prefix="denied",proto="tcp",side="client"} 1
+nfdrop_packets_total{class="malformed",family="ipv4",flags="",group="5",port="",prefix="denied",proto="unknown",side=""} 1
+nfdrop_packets_total{class="other",family="ipv6",flags="",group="5",port="53",prefix="",proto="udp",side="client"} 1
+nfdrop_packets_total{class="probe",family="ipv4",flags="NONE",group="5",port="system",prefix="(other)",proto="tcp",side="server"} 1
+nfdrop_packets_total{class="teardown",family="ipv4",flags="ACK,FIN",group="5",port="443",prefix="denied",proto="tcp",side="client"} 3
+# HELP nfdrop_messages_lost_total Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps.
+# TYPE nfdrop_messages_lost_total counter
+nfdrop_messages_lost_total{group="5"} 4
+# HELP nfdrop_up 1 while the NFLOG group is bound and being read.
+# TYPE nfdrop_up gauge
+nfdrop_up{group="5"} 1
+# HELP nfdrop_receive_errors_total Failed receives on the NFLOG socket, by reason.
+# TYPE nfdrop_receive_errors_total counter
+nfdrop_receive_errors_total{group="5",reason="bad_message"} 0
+nfdrop_receive_errors_total{group="5",reason="enobufs"} 1
+nfdrop_receive_errors_total{group="5",reason="other"} 0
+nfdrop_receive_errors_total{group="5",reason="truncated"} 0
+# HELP nfdrop_decode_errors_total Packets classified malformed, by the reason their headers could not be decoded.
+# TYPE nfdrop_decode_errors_total counter
+nfdrop_decode_errors_total{group="5",reason="bad_header_length"} 0
+nfdrop_decode_errors_total{group="5",reason="bad_total_length"} 0
+nfdrop_decode_errors_total{group="5",reason="bad_version"} 0
+nfdrop_decode_errors_total{group="5",reason="no_payload"} 0
+nfdrop_decode_errors_total{group="5",reason="truncated_ext_header"} 0
+nfdrop_decode_errors_total{group="5",reason="truncated_ip_header"} 0
+nfdrop_decode_errors_total{group="5",reason="truncated_tcp_header"} 1
+# HELP nfdrop_last_packet_timestamp_seconds When the group's last packet was logged (NFLOG timestamp, else arrival), in seconds since the epoch.
+# TYPE nfdrop_last_packet_timestamp_seconds gauge
+nfdrop_last_packet_timestamp_seconds{group="5"} 1.7000000005e+09
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
+		"nfdrop_packets_total", "nfdrop_messages_lost_total", "nfdrop_up", "nfdrop_receive_errors_total",
+		"nfdrop_decode_errors_total", "nfdrop_last_packet_timestamp_seconds"); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", err, problems)
+	}
+}
+
+func TestCollectorHealthSeriesExistBeforeTraffic(t *testing.T) {
+	c := newTestCollector(t, 0, 9)
+	// 2 groups x (up + lost + 4 receive reasons + 7 decode reasons + 6 size histograms).
+	if n := testutil.CollectAndCount(c); n != 2*(1+1+4+7+6) {
+		t.Errorf("got %d series before any packet, want %d", n, 2*(1+1+4+7+6))
+	}
+	if n := testutil.CollectAndCount(c, "nfdrop_packets_total", "nfdrop_last_packet_timestamp_seconds"); n != 0 {
+		t.Errorf("got %d packet series before any packet", n)
+	}
+}
+
+func TestCollectorPacketSizeHistogram(t *testing.T) {
+	c := newTestCollector(t, 1)
+	c.Packet(msg(1, 2, "", ipv4TCP(packet.FlagRST, 443, 40000)))
+	c.Packet(msg(1, 10, "", ipv6UDP(1, 2)))
+	want := `
+# HELP nfdrop_packet_size_bytes IP datagram length (from the IP header) of logged packets.
+# TYPE nfdrop_packet_size_bytes histogram
+`
+	var sb strings.Builder
+	sb.WriteString(want)
+	for _, cl := range []string{"fragment", "handshake", "malformed", "other", "probe", "teardown"} {
+		var count, sum, b40, b52, b60 int
+		switch cl {
+		case "teardown":
+			count, sum, b40, b52, b60 = 1, 40, 1, 1, 1
+		case "other":
+			count, sum, b40, b52, b60 = 1, 48, 0, 1, 1
+		}
+		for _, b := range []struct {
+			le string
+			n  int
+		}{{"40", b40}, {"52", b52}, {"60", b60}, {"64", b60}, {"80", b60}, {"128", b60}, {"256", b60}, {"576", b60}, {"1280", b60}, {"1500", b60}, {"9000", b60}, {"65535", b60}, {"+Inf", count}} {
+			sb.WriteString("nfdrop_packet_size_bytes_bucket{class=\"" + cl + "\",group=\"1\",le=\"" + b.le + "\"} " + itoa(b.n) + "\n")
+		}
+		sb.WriteString("nfdrop_packet_size_bytes_sum{class=\"" + cl + "\",group=\"1\"} " + itoa(sum) + "\n")
+		sb.WriteString("nfdrop_packet_size_bytes_count{class=\"" + cl + "\",group=\"1\"} " + itoa(count) + "\n")
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(sb.String()), "nfdrop_packet_size_bytes"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCounterTableOverflowKeepsEveryPacket(t *testing.T) {
+	tab := newCounterTable(8)
+	total := 0
+	for i := 0; i < 40; i++ {
+		l := Labels{Family: packet.FamilyIPv4, Proto: packet.ProtoTCP, HasFlags: true, Flags: uint8(i % 64), Class: ClassProbe}
+		tab.inc(makeKey(uint8(i/64), l), l.Class)
+		total++
+	}
+	var sum uint64
+	keys := 0
+	tab.each(func(k seriesKey, n uint64) { sum += n; keys++ })
+	sum += tab.overflow[ClassProbe].Load()
+	if keys != 8 || sum != uint64(total) {
+		t.Errorf("got %d keys and %d packets, want 8 keys and %d packets", keys, sum, total)
+	}
+}
+
+func TestSeriesKeyRoundTrip(t *testing.T) {
+	ports := MustParsePorts(DefaultPorts)
+	for _, l := range []Labels{
+		{Family: packet.FamilyIPv6, Proto: packet.ProtoTCP, Side: SideServer, Class: ClassTeardown, PortIndex: 6, HasFlags: true, Flags: 0x3f},
+		{Family: packet.FamilyOther, Proto: packet.ProtoUnknown, Class: ClassMalformed},
+		{Family: packet.FamilyIPv4, Proto: packet.ProtoUDP, Side: SideClient, Class: ClassOther, PortIndex: 10},
+	} {
+		l.ports = &ports
+		k := makeKey(17, l)
+		if got := k.labels(&ports); got != l || k.prefix() != 17 {
+			t.Errorf("round trip of %+v gave %+v prefix %d", l, got, k.prefix())
+		}
+	}
+}
+
+func TestPrefixTable(t *testing.T) {
+	p := newPrefixTable(2)
+	for _, tc := range []struct {
+		in   string
+		want uint8
+	}{{"a", 1}, {"b", 2}, {"a", 1}, {"c", 0}, {"b", 2}, {"", 0}} {
+		if got := p.index([]byte(tc.in)); got != tc.want {
+			t.Errorf("index(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+	if got := strings.Join(p.names(), "|"); got != "(other)|a|b" {
+		t.Errorf("names %q", got)
+	}
+	if got := string(TrimPrefix([]byte("  iptables denied: \n"))); got != "iptables denied:" {
+		t.Errorf("TrimPrefix = %q", got)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Groups: []uint16{1, 1}, MaxPrefixes: 1},
+		{Groups: []uint16{1}, MaxPrefixes: 0},
+		{Groups: []uint16{1}, MaxPrefixes: 255},
+	} {
+		if _, err := New(cfg, promslog.NewNopLogger()); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestPacketPathAllocatesNothing(t *testing.T) {
+	c := newTestCollector(t, 5)
+	msgs := []*source.Message{
+		msg(5, 2, "denied", ipv4TCP(packet.FlagFIN|packet.FlagACK, 51000, 443)),
+		msg(5, 10, "denied", ipv6UDP(40000, 53)),
+		msg(5, 2, "denied", ipv4TCP(packet.FlagSYN, 40000, 22)),
+	}
+	for _, m := range msgs { // warm up: first sight of a series or bucket may allocate
+		c.Packet(m)
+	}
+	if n := testing.AllocsPerRun(2000, func() {
+		for _, m := range msgs {
+			c.Packet(m)
+		}
+	}); n != 0 {
+		t.Errorf("Packet allocates %v times per 3 packets", n)
+	}
+}
