@@ -165,6 +165,9 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		return 1
 	}
 
+	// SIGHUP would end the process by default, which systemd counts as a clean
+	// exit; there is no configuration to reload, so it changes nothing.
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var readers sync.WaitGroup
