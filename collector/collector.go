@@ -191,14 +191,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if ns := gs.lastPacket.Load(); ns != 0 {
 			ch <- prometheus.MustNewConstMetric(lastPacketDesc, prometheus.GaugeValue, float64(ns)/1e9, g)
 		}
-		gs.counters.each(func(k seriesKey, n uint64) {
+		gs.counters.each(func(k seriesKey, n uint64, created int64) {
 			l := k.labels(ports)
 			prefix := otherPrefix
 			if i := int(k.prefix()); i < len(names) {
 				prefix = names[i]
 			}
-			ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n),
-				g, prefix, l.FamilyLabel(), l.ProtoLabel(), l.PortLabel(), l.SideLabel(), l.FlagsLabel(), l.ClassLabel())
+			values := []string{g, prefix, l.FamilyLabel(), l.ProtoLabel(), l.PortLabel(), l.SideLabel(), l.FlagsLabel(), l.ClassLabel()}
+			if created != 0 {
+				ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(packetsDesc, prometheus.CounterValue, float64(n), time.Unix(0, created), values...)
+			} else {
+				ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), values...)
+			}
 		})
 		for cl := Class(0); cl < NumClasses; cl++ {
 			if n := gs.counters.overflow[cl].Load(); n > 0 {

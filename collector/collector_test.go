@@ -55,7 +55,7 @@ func TestCollectorCountsAndExposes(t *testing.T) {
 	}
 	c.Packet(msg(5, 2, "denied", ipv4TCP(packet.FlagSYN, 40000, 22)))
 	c.Packet(msg(5, 10, "", ipv6UDP(40000, 53)))
-	c.Packet(msg(5, 2, "third", ipv4TCP(0, 1, 2)))                      // over max-prefixes=2: (other)
+	c.Packet(msg(5, 2, "third", ipv4TCP(0, 1, 2)))                          // over max-prefixes=2: (other)
 	c.Packet(msg(5, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)[:30])) // cut before the flags
 	c.Packet(msg(7, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)))      // not our group: ignored
 	c.Lost(5, 4)
@@ -136,7 +136,7 @@ func TestCollectorPacketSizeHistogram(t *testing.T) {
 		for _, b := range []struct {
 			le string
 			n  int
-		}{{"40", b40}, {"52", b52}, {"60", b60}, {"64", b60}, {"80", b60}, {"128", b60}, {"256", b60}, {"576", b60}, {"1280", b60}, {"1500", b60}, {"9000", b60}, {"65535", b60}, {"+Inf", count}} {
+		}{{"28", 0}, {"40", b40}, {"52", b52}, {"60", b60}, {"64", b60}, {"80", b60}, {"128", b60}, {"256", b60}, {"576", b60}, {"1280", b60}, {"1500", b60}, {"9000", b60}, {"65535", b60}, {"+Inf", count}} {
 			sb.WriteString("nfdrop_packet_size_bytes_bucket{class=\"" + cl + "\",group=\"1\",le=\"" + b.le + "\"} " + itoa(b.n) + "\n")
 		}
 		sb.WriteString("nfdrop_packet_size_bytes_sum{class=\"" + cl + "\",group=\"1\"} " + itoa(sum) + "\n")
@@ -157,7 +157,7 @@ func TestCounterTableOverflowKeepsEveryPacket(t *testing.T) {
 	}
 	var sum uint64
 	keys := 0
-	tab.each(func(k seriesKey, n uint64) { sum += n; keys++ })
+	tab.each(func(k seriesKey, n uint64, _ int64) { sum += n; keys++ })
 	sum += tab.overflow[ClassProbe].Load()
 	if keys != 8 || sum != uint64(total) {
 		t.Errorf("got %d keys and %d packets, want 8 keys and %d packets", keys, sum, total)

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
@@ -45,6 +46,7 @@ func (k seriesKey) labels(ports *Ports) Labels {
 type counterTable struct {
 	keys     []atomic.Uint64
 	counts   []atomic.Uint64
+	created  []atomic.Int64 // unix nanoseconds a slot was claimed: the series' created timestamp
 	mask     uint64
 	overflow [NumClasses]atomic.Uint64
 }
@@ -53,9 +55,10 @@ const counterSlots = 1 << 15
 
 func newCounterTable(slots int) *counterTable {
 	return &counterTable{
-		keys:   make([]atomic.Uint64, slots),
-		counts: make([]atomic.Uint64, slots),
-		mask:   uint64(slots - 1),
+		keys:    make([]atomic.Uint64, slots),
+		counts:  make([]atomic.Uint64, slots),
+		created: make([]atomic.Int64, slots),
+		mask:    uint64(slots - 1),
 	}
 }
 
@@ -67,7 +70,14 @@ func (t *counterTable) inc(k seriesKey, class Class) {
 	i := (h >> 32) & t.mask
 	for n := 0; n < maxProbe; n++ {
 		cur := t.keys[i].Load()
-		if cur == uint64(k) || (cur == 0 && t.keys[i].CompareAndSwap(0, uint64(k))) {
+		if cur == uint64(k) {
+			t.counts[i].Add(1)
+			return
+		}
+		if cur == 0 && t.keys[i].CompareAndSwap(0, uint64(k)) {
+			// A new series: its created timestamp lets Prometheus count its
+			// first packets in rate() instead of taking them as the baseline.
+			t.created[i].Store(time.Now().UnixNano())
 			t.counts[i].Add(1)
 			return
 		}
@@ -80,11 +90,12 @@ func (t *counterTable) inc(k seriesKey, class Class) {
 	t.overflow[class%NumClasses].Add(1)
 }
 
-// each calls f for every used slot.
-func (t *counterTable) each(f func(k seriesKey, n uint64)) {
+// each calls f for every used slot, with its count and created time (0 if the
+// writer has not stored it yet).
+func (t *counterTable) each(f func(k seriesKey, n uint64, created int64)) {
 	for i := range t.keys {
 		if k := t.keys[i].Load(); k != 0 {
-			f(seriesKey(k), t.counts[i].Load())
+			f(seriesKey(k), t.counts[i].Load(), t.created[i].Load())
 		}
 	}
 }

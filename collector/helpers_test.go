@@ -6,4 +6,4 @@ import (
 )
 
 func fmtPorts(p []uint16) string { return fmt.Sprint(p) }
-func itoa(i int) string           { return strconv.Itoa(i) }
+func itoa(i int) string          { return strconv.Itoa(i) }

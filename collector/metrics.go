@@ -51,14 +51,14 @@ var (
 )
 
 // packetSizeOpts describes nfdrop_packet_size_bytes. Classic buckets follow the
-// sizes that matter for drops: bare headers (40/60), small segments, MTU limits.
+// sizes that matter for drops: bare UDP/ICMP (28) and TCP (40/60) headers, small segments, MTU limits.
 func packetSizeOpts(group, class string) prometheus.HistogramOpts {
 	return prometheus.HistogramOpts{
 		Namespace:                       namespace,
 		Name:                            "packet_size_bytes",
 		Help:                            "IP datagram length (from the IP header) of logged packets.",
 		ConstLabels:                     prometheus.Labels{labelGroup: group, labelClass: class},
-		Buckets:                         []float64{40, 52, 60, 64, 80, 128, 256, 576, 1280, 1500, 9000, 65535},
+		Buckets:                         []float64{28, 40, 52, 60, 64, 80, 128, 256, 576, 1280, 1500, 9000, 65535},
 		NativeHistogramBucketFactor:     1.1,
 		NativeHistogramMaxBucketNumber:  160,
 		NativeHistogramMinResetDuration: time.Hour,
