@@ -1,0 +1,240 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Scrape is one parsed /metrics exposition.
+type Scrape map[string]*dto.MetricFamily
+
+// FetchMetrics scrapes url with client (see HTTPClient) in the text format.
+func FetchMetrics(ctx context.Context, client *http.Client, url string) (Scrape, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Ask for the classic text format explicitly: it is what the parser
+	// below reads, whatever else the exporter could negotiate.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", url, err)
+	}
+	return Scrape(mfs), nil
+}
+
+func labels(m *dto.Metric) map[string]string {
+	out := make(map[string]string, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		out[lp.GetName()] = lp.GetValue()
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
+
+// Packets returns every nfdrop_packets_total series of group ("" = all).
+func (s Scrape) Packets(group string) map[Series]float64 {
+	out := map[Series]float64{}
+	mf := s["nfdrop_packets_total"]
+	if mf == nil {
+		return out
+	}
+	for _, m := range mf.GetMetric() {
+		l := labels(m)
+		if group != "" && l["group"] != group {
+			continue
+		}
+		out[Series{l["group"], l["prefix"], l["family"], l["proto"], l["port"], l["side"], l["flags"], l["class"]}] += value(m)
+	}
+	return out
+}
+
+// Value returns the value of metric name whose labels include want, and
+// whether such a series exists.
+func (s Scrape) Value(name string, want map[string]string) (float64, bool) {
+	mf := s[name]
+	if mf == nil {
+		return 0, false
+	}
+	for _, m := range mf.GetMetric() {
+		l := labels(m)
+		ok := true
+		for k, v := range want {
+			if l[k] != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return value(m), true
+		}
+	}
+	return 0, false
+}
+
+// Sum adds up series values.
+func Sum(m map[Series]float64) float64 {
+	var t float64
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+// WriteSummary prints the human summary of the drops of one group: totals
+// and accounting against the kernel's rule counter, drops by class with the
+// teardown share, and the top flags, ports and series.
+func WriteSummary(w io.Writer, s Scrape, group string, ruleCounter uint64) {
+	pk := s.Packets(group)
+	total := Sum(pk)
+	lost, _ := s.Value("nfdrop_messages_lost_total", map[string]string{"group": group})
+	up, upOK := s.Value("nfdrop_up", map[string]string{"group": group})
+
+	fmt.Fprintf(w, "NFLOG group %s: exporter up=%s, counted %.0f packets, lost %.0f; firewall log rule counter %d (%s)\n",
+		group, fmtUp(up, upOK), total, lost, ruleCounter, verdict(total+lost, ruleCounter))
+
+	by := func(key func(Series) string) []kv {
+		m := map[string]float64{}
+		for k, v := range pk {
+			m[key(k)] += v
+		}
+		return sorted(m)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "\nDrops by class:")
+	fmt.Fprintln(tw, "class\tpackets\tshare\t")
+	for _, c := range []string{"teardown", "handshake", "probe", "other", "fragment", "malformed"} {
+		var v float64
+		for k, n := range pk {
+			if k.Class == c {
+				v += n
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t\n", c, v, pct(v, total))
+	}
+	tw.Flush()
+	var td float64
+	for k, n := range pk {
+		if k.Class == "teardown" {
+			td += n
+		}
+	}
+	fmt.Fprintf(w, "=> %s of the drops are shaped like late TCP teardown (harmless noise); %.0f are not.\n", pct(td, total), total-td)
+
+	top := func(title, col string, rows []kv, n int) {
+		fmt.Fprintf(w, "\nTop %s:\n", title)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "%s\tpackets\n", col)
+		for i, r := range rows {
+			if i == n {
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\n", r.k, r.v)
+		}
+		tw.Flush()
+	}
+	top("TCP flags", "flags (class)", by(func(k Series) string {
+		if k.Proto != "tcp" {
+			return "(not tcp)"
+		}
+		return k.Flags + " (" + k.Class + ")"
+	}), 10)
+	top("service ports", "proto/port side", by(func(k Series) string {
+		if k.Port == "" {
+			return k.Proto
+		}
+		return k.Proto + "/" + k.Port + " " + k.Side
+	}), 10)
+	top("families", "family", by(func(k Series) string { return k.Family }), 3)
+}
+
+type kv struct {
+	k string
+	v float64
+}
+
+func sorted(m map[string]float64) []kv {
+	out := make([]kv, 0, len(m))
+	for k, v := range m {
+		out = append(out, kv{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].v != out[j].v {
+			return out[i].v > out[j].v
+		}
+		return out[i].k < out[j].k
+	})
+	return out
+}
+
+func pct(v, total float64) string {
+	if total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*v/total)
+}
+
+func fmtUp(v float64, ok bool) string {
+	if !ok {
+		return "(absent)"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func verdict(accounted float64, counter uint64) string {
+	if accounted == float64(counter) {
+		return "every logged packet accounted for"
+	}
+	return fmt.Sprintf("MISMATCH: counted+lost %.0f != %d", accounted, counter)
+}
+
+// DiffSeries describes the differences between got and want, one line per
+// series, or "" when equal.
+func DiffSeries(got, want map[Series]float64) string {
+	keys := map[Series]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	var lines []string
+	for k := range keys {
+		if got[k] != want[k] {
+			lines = append(lines, fmt.Sprintf("nfdrop_packets_total%s got %v want %v", k, got[k], want[k]))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}

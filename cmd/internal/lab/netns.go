@@ -1,0 +1,98 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetnsDir is where iproute2 keeps its named network namespaces.
+const NetnsDir = "/run/netns"
+
+// InNetns runs f on the calling goroutine's OS thread while that thread is
+// switched into the named network namespace, then switches it back.
+//
+// Sockets created by f belong to the namespace for their whole life, so a
+// listener or connection made inside f can be used from any goroutine after
+// InNetns returns. Goroutines started by f do NOT run in the namespace (they
+// may be scheduled on any thread).
+func InNetns(name string, f func() error) error {
+	target, err := os.Open(filepath.Join(NetnsDir, name))
+	if err != nil {
+		return fmt.Errorf("open netns %q: %w", name, err)
+	}
+	defer target.Close()
+
+	// The thread stays locked for the whole switch: the Go scheduler must
+	// never run another goroutine on a thread in a foreign namespace.
+	runtime.LockOSThread()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("open current netns: %w", err)
+	}
+	defer orig.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("setns %q: %w", name, err)
+	}
+	defer func() {
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			// Leave the thread locked: the runtime then terminates it when
+			// the goroutine exits, instead of reusing a thread stuck in the
+			// lab namespace.
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return f()
+}
+
+// ListenTCP opens a TCP listener inside the named namespace.
+func ListenTCP(ns, network, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := InNetns(ns, func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// DialContext dials from inside the named namespace. addr must be a literal
+// IP:port (a name lookup could run on another thread, outside the namespace).
+func DialContext(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := InNetns(ns, func() error {
+		var err error
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// HTTPClient returns a client whose connections are made inside the named
+// namespace, e.g. to scrape an exporter that listens on 127.0.0.1 inside the
+// lab's server namespace from the test process.
+func HTTPClient(ns string, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return DialContext(ctx, ns, network, addr)
+			},
+			// A pooled connection would hide a dead listener behind an old
+			// socket; scrapes are rare, so always dial.
+			DisableKeepAlives: true,
+			Proxy:             nil,
+		},
+	}
+}

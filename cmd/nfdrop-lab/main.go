@@ -1,0 +1,359 @@
+// Command nfdrop-lab recreates the late-teardown deny-log problem (design.md
+// §1) on any Linux machine with network namespaces: a client and a server
+// namespace joined by a veth pair, the deploy/firewall ruleset on the server,
+// nfdrop_exporter inside the server namespace, and traffic of every kind the
+// exporter classifies. It needs root and removes everything on exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+)
+
+func main() {
+	app := kingpin.New("nfdrop-lab", "Network-namespace lab for nfdrop_exporter: recreates late TCP teardown drops and scans against the deploy/firewall ruleset.")
+	app.HelpFlag.Short('h')
+
+	demo := app.Command("demo", "Build the lab, run nfdrop_exporter in it, send every kind of dropped traffic, print what the exporter counted, remove the lab.")
+	exporter := demo.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
+	ruleset := demo.Flag("ruleset", "Firewall ruleset from deploy/firewall to apply: iptables (iptables.rules + ip6tables.rules) or nftables (nftables.nft).").Default("iptables").Enum("iptables", "nftables")
+	fwDir := demo.Flag("firewall.dir", "Directory with the rulesets (default: deploy/firewall of the source tree, found from the working directory or the executable).").String()
+	prefix := demo.Flag("prefix", "Namespace name prefix: the lab is <prefix>-srv and <prefix>-cli.").Default("nfdrop-lab").String()
+	visitors := demo.Flag("visitors", "Late-teardown packets from distinct visitor ports per family (the deny-log noise).").Default("200").Int()
+	realTCP := demo.Flag("real-tcp", "Also run real TCP connections to 443 with late teardown (takes ~25 s).").Default("true").Bool()
+	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
+	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
+
+	app.Command("bench", "Not implemented yet.")
+	// TODO(bench): flood the lab (crafted random-flag/port/source packets at a
+	// given rate) and measure, side by side with Debian's ulogd2 on the same
+	// group: lossless rate, nfdrop_messages_lost_total, CPU per million
+	// packets, series count and /metrics latency under flood (design §9).
+
+	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))
+	switch cmd {
+	case "demo":
+		err := runDemo(demoConfig{
+			exporter: *exporter, ruleset: lab.Ruleset(*ruleset), fwDir: *fwDir, prefix: *prefix,
+			visitors: *visitors, realTCP: *realTCP, wait: *wait, verbose: *verbose,
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
+			os.Exit(1)
+		}
+	case "bench":
+		fmt.Fprintln(os.Stderr, "nfdrop-lab bench is not implemented yet")
+		os.Exit(2)
+	}
+}
+
+type demoConfig struct {
+	exporter, fwDir, prefix string
+	ruleset                 lab.Ruleset
+	visitors                int
+	realTCP, wait, verbose  bool
+}
+
+const (
+	group      = "0"
+	listenAddr = "127.0.0.1:9786"
+)
+
+func runDemo(cfg demoConfig) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the lab needs root (it creates network namespaces and firewall rules): run it with sudo")
+	}
+	if cfg.visitors < 0 || cfg.visitors > 20000 {
+		return fmt.Errorf("--visitors %d out of range 0..20000", cfg.visitors)
+	}
+	bin, err := findExporter(cfg.exporter)
+	if err != nil {
+		return err
+	}
+	dir, err := findFirewallDir(cfg.fwDir)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("== creating lab: namespaces %s-srv (server %s, %s) and %s-cli (client %s, %s)\n",
+		cfg.prefix, lab.ServerIPv4, lab.ServerIPv6, cfg.prefix, lab.ClientIPv4, lab.ClientIPv6)
+	l, err := lab.New(cfg.prefix)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "nfdrop-lab: cleanup:", err)
+		} else {
+			fmt.Println("== lab removed")
+		}
+	}()
+
+	// Ctrl-C or SIGTERM: remove the namespaces (and with them the
+	// exporter, rules and connections) before exiting, from wherever the
+	// demo is at that moment.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "\nnfdrop-lab: %v: removing the lab\n", s)
+		cancel()
+		if err := l.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "nfdrop-lab: cleanup:", err)
+		}
+		os.Exit(130)
+	}()
+
+	fmt.Printf("== applying the %s ruleset from %s in the server namespace\n", cfg.ruleset, dir)
+	if err := l.Apply(cfg.ruleset, dir); err != nil {
+		return err
+	}
+	if err := l.PrepareTCP(); err != nil {
+		return err
+	}
+
+	var logw io.Writer = io.Discard
+	if cfg.verbose {
+		logw = prefixWriter{os.Stderr, "exporter | "}
+	}
+	fmt.Printf("== starting %s --nflog.group=%s --web.listen-address=%s inside %s\n", bin, group, listenAddr, l.Server)
+	exp, err := l.Start(l.Server, logw, logw, bin, "--nflog.group="+group, "--web.listen-address="+listenAddr)
+	if err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- exp.Wait() }()
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	url := "http://" + listenAddr + "/metrics"
+	if err := waitUp(ctx, client, url, exited); err != nil {
+		return err
+	}
+
+	scenarios := []lab.Scenario{lab.Crafted(false), lab.Crafted(true)}
+	if cfg.visitors > 0 {
+		scenarios = append(scenarios, lab.Visitors(false, cfg.visitors), lab.Visitors(true, cfg.visitors))
+	}
+	if cfg.realTCP {
+		scenarios = append(scenarios, lab.RealTeardown(false, 443), lab.RealTeardown(true, 443))
+	}
+	var progress func(string)
+	if cfg.verbose {
+		progress = func(s string) { fmt.Println("   ", s) }
+	}
+	before, err := l.RuleCounter(0)
+	if err != nil {
+		return err
+	}
+	for _, s := range scenarios {
+		fmt.Printf("== scenario %-18s %s\n", s.Name, describe(s))
+		if err := l.RunScenario(ctx, s, 2000, 2*time.Second, progress); err != nil {
+			return err
+		}
+		after, err := l.RuleCounter(0)
+		if err != nil {
+			return err
+		}
+		// Real FIN/ACK retransmissions can still trickle into the next
+		// scenario's count; the totals below are exact.
+		fmt.Printf("   %d packets reached the log rule\n", after-before)
+		before = after
+	}
+
+	fmt.Println("== waiting for the kernel to flush the last NFLOG batch")
+	sc, counter, err := settle(ctx, l, client, url)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	lab.WriteSummary(os.Stdout, sc, group, counter)
+	fmt.Println()
+	check(sc, scenarios)
+	if cfg.wait {
+		fmt.Printf("\nThe lab keeps running; in another shell try:\n  ip netns exec %s curl -s http://%s/metrics | grep ^nfdrop_\n  ip netns exec %s iptables -nvxL INPUT   (or: nft list ruleset)\nPress Ctrl-C to remove it.\n", l.Server, listenAddr, l.Server)
+		select {
+		case <-ctx.Done():
+		case err := <-exited:
+			return fmt.Errorf("nfdrop_exporter exited: %v", err)
+		}
+	}
+	return nil
+}
+
+func describe(s lab.Scenario) string {
+	switch {
+	case len(s.TCP) > 0:
+		var rs []string
+		for _, r := range s.TCP {
+			rs = append(rs, string(r.Recipe))
+		}
+		return "real TCP to :443: " + strings.Join(rs, ", ")
+	case strings.HasPrefix(s.Name, "visitors"):
+		return fmt.Sprintf("%d late FIN/ACK and RST from distinct visitors to 443/80", s.Packets())
+	}
+	return fmt.Sprintf("%d crafted packets of every class, flag combination and port rule", s.Packets())
+}
+
+// waitUp waits until the exporter reports its group bound.
+func waitUp(ctx context.Context, client *http.Client, url string, exited <-chan error) error {
+	var lastErr error
+	for i := 0; i < 100; i++ {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("nfdrop_exporter exited: %v (run with -v to see its log)", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		sc, err := lab.FetchMetrics(ctx, client, url)
+		if err == nil {
+			if up, ok := sc.Value("nfdrop_up", map[string]string{"group": group}); ok && up == 1 {
+				return nil
+			}
+			err = fmt.Errorf("nfdrop_up{group=%q} is not 1", group)
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("nfdrop_exporter not ready after 10s: %v", lastErr)
+}
+
+// settle polls until sum(nfdrop_packets_total)+lost equals the log rule
+// counter and stays so (late retransmissions may still be on their way),
+// bounded to 15 s.
+func settle(ctx context.Context, l *lab.Lab, client *http.Client, url string) (lab.Scrape, uint64, error) {
+	var sc lab.Scrape
+	var counter uint64
+	stable := 0
+	for i := 0; i < 75 && stable < 5; i++ {
+		var err error
+		if counter, err = l.RuleCounter(0); err != nil {
+			return nil, 0, err
+		}
+		if sc, err = lab.FetchMetrics(ctx, client, url); err != nil {
+			return nil, 0, err
+		}
+		lost, _ := sc.Value("nfdrop_messages_lost_total", map[string]string{"group": group})
+		if lab.Sum(sc.Packets(group))+lost == float64(counter) {
+			stable++
+		} else {
+			stable = 0
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return sc, counter, nil
+}
+
+// check compares the counted series with the scenarios' hand-written
+// expectations (design §4/§5): exact for crafted packets and the late RST,
+// at least one more for real FIN/ACK recipes whose retransmission count
+// depends on timing.
+func check(sc lab.Scrape, scenarios []lab.Scenario) {
+	exact := map[lab.Series]float64{}
+	atLeast := map[lab.Series]float64{}
+	for _, s := range scenarios {
+		for k, v := range s.Expected(group, "denied") {
+			exact[k] += v
+		}
+		for _, r := range s.TCP {
+			if r.Exact < 0 {
+				w := r.Want
+				w.Group, w.Prefix = group, "denied"
+				atLeast[w]++
+			}
+		}
+	}
+	got := sc.Packets(group)
+	var bad []string
+	for k, v := range got {
+		if n, ok := atLeast[k]; ok {
+			if v < exact[k]+n {
+				bad = append(bad, fmt.Sprintf("%s = %v, want at least %v", k, v, exact[k]+n))
+			}
+			continue
+		}
+		if v != exact[k] {
+			bad = append(bad, fmt.Sprintf("%s = %v, want %v", k, v, exact[k]))
+		}
+	}
+	for k, v := range exact {
+		if _, ok := got[k]; !ok && v != 0 {
+			bad = append(bad, fmt.Sprintf("%s missing, want %v", k, v))
+		}
+	}
+	if len(bad) == 0 {
+		fmt.Printf("Check: all %d series match the expectations written from design.md §4/§5.\n", len(got))
+		return
+	}
+	fmt.Printf("Check: %d series differ from design.md §4/§5:\n  %s\n", len(bad), strings.Join(bad, "\n  "))
+}
+
+// findExporter resolves --exporter: explicit path, else nfdrop_exporter
+// next to this executable, else $PATH.
+func findExporter(p string) (string, error) {
+	if p != "" {
+		return filepath.Abs(p)
+	}
+	if self, err := os.Executable(); err == nil {
+		sib := filepath.Join(filepath.Dir(self), "nfdrop_exporter")
+		if st, err := os.Stat(sib); err == nil && !st.IsDir() {
+			return sib, nil
+		}
+	}
+	if p, err := exec.LookPath("nfdrop_exporter"); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", errors.New("nfdrop_exporter not found next to nfdrop-lab or in $PATH: build both with `go build -o bin/ ./cmd/...` or pass --exporter")
+}
+
+// findFirewallDir resolves --firewall.dir: explicit, else deploy/firewall
+// under the working directory or above the executable (bin/ of a checkout).
+func findFirewallDir(p string) (string, error) {
+	cands := []string{p}
+	if p == "" {
+		cands = []string{"deploy/firewall"}
+		if self, err := os.Executable(); err == nil {
+			d := filepath.Dir(self)
+			cands = append(cands, filepath.Join(d, "deploy", "firewall"), filepath.Join(d, "..", "deploy", "firewall"))
+		}
+	}
+	for _, c := range cands {
+		if st, err := os.Stat(filepath.Join(c, "iptables.rules")); err == nil && !st.IsDir() {
+			return filepath.Abs(c)
+		}
+	}
+	return "", fmt.Errorf("no firewall rulesets (iptables.rules, ip6tables.rules, nftables.nft) in %s: run from the source tree or pass --firewall.dir", strings.Join(cands, ", "))
+}
+
+// prefixWriter prefixes each written chunk (the exporter logs one line per
+// write).
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
