@@ -122,7 +122,7 @@ func (c *Collector) Packet(m *source.Message) {
 		return
 	}
 	p := &gs.pkt
-	packet.Decode(m.Payload, familyHint(m), p)
+	packet.Decode(m.Payload, FamilyHint(m), p)
 	if p.Err != packet.ErrNone {
 		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
@@ -141,9 +141,9 @@ func (c *Collector) Packet(m *source.Message) {
 	}
 }
 
-// familyHint is the family the kernel says the packet has: the hook's protocol
-// family, or for bridge/netdev hooks the link-layer protocol.
-func familyHint(m *source.Message) packet.Family {
+// FamilyHint is the family the kernel says an NFLOG message's packet has: the
+// hook's protocol family, or for bridge/netdev hooks the link-layer protocol.
+func FamilyHint(m *source.Message) packet.Family {
 	switch m.Family {
 	case 2: // AF_INET
 		return packet.FamilyIPv4

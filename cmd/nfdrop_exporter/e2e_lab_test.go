@@ -53,34 +53,6 @@ func e2eEnabled(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
-// exporterBinary builds the real binary once per test process.
-func exporterBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nfdrop-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "nfdrop_exporter")
-		cmd := exec.Command("go", "build", "-o", buildBin, ".")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
-}
-
 // syncBuffer collects the exporter's output for failure messages.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -102,7 +74,6 @@ func (s *syncBuffer) String() string {
 func TestE2ELab(t *testing.T) {
 	e2eEnabled(t)
 	bin := exporterBinary(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
 	if err != nil {
 		t.Fatal(err)

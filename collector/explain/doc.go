@@ -1,0 +1,56 @@
+package explain
+
+// JSON output (--format=json), schema_version 1. Stable: fields are only ever
+// added; none is removed, renamed or changes meaning within a schema version.
+//
+//	{
+//	  "schema_version": 1,
+//	  "inputs": [                       // one object per input, in argument order
+//	    {"name": "kern.log",            // the path as given; "(stdin)" for standard input
+//	     "format": "text",              // "text", "pcap" (or "pcapng": rejected, see stderr)
+//	     "lines": 2500000,              // text lines, or capture records
+//	     "packets": 2000000,            // classified packets
+//	     "ignored": 500000,             // non-firewall lines / non-IP frames
+//	     "unparsed": 0}                 // firewall lines (or NFLOG records) not understood
+//	  ],
+//	  "total": 2000000,                 // packets classified, all inputs
+//	  "unparsed": 0,                    // lines not understood, all inputs
+//	  "ignored": 500000,                // lines that are not firewall lines, all inputs
+//	  "classes": {                      // class -> packets; all six classes always present
+//	    "teardown": 0, "handshake": 0, "probe": 0, "other": 0, "fragment": 0, "malformed": 0},
+//	  "series": [                       // one object per nfdrop_packets_total series minus group,
+//	    {"prefix": "iptables denied:",  // same label names and values as the exporter's metric;
+//	     "family": "ipv4",              // sorted by count (descending), then by labels
+//	     "proto": "tcp",
+//	     "port": "443",
+//	     "side": "client",
+//	     "flags": "ACK,FIN",
+//	     "class": "teardown",
+//	     "count": 12003}
+//	  ],
+//	  "prefixes": [{"prefix": "iptables denied:", "count": 12403}],  // by count, descending
+//	  "time_span": {                    // null when the input has no timestamps
+//	    "clock": "wall",                // "wall": RFC 3339 first/last;
+//	                                    // "syslog": year-less local time "Jan _2 15:04:05.999999";
+//	                                    // "uptime": seconds since boot (dmesg), e.g. "1485.392167"
+//	    "first": "2026-11-25T13:34:54Z",
+//	    "last": "2026-11-25T14:02:11Z",
+//	    "seconds": 1637},
+//	  "unparsed_lines": [               // the first 5 lines not understood
+//	    {"input": "kern.log", "line": 1234, "reason": "...", "text": "..."}],
+//	  "verdict": "96.8% of 12,403 drops are late TCP teardown ..."
+//	}
+//
+// The prefix label follows the exporter: surrounding whitespace trimmed, at
+// most Options.MaxPrefixes (default 32) distinct values, later ones "(other)".
+// A LOG line carries no NFLOG group, hence no group label. When inputs carry
+// different clocks (wall-clock and year-less syslog times, dmesg uptimes),
+// time_span uses the best present, in that order.
+//
+// What a LOG line cannot say, and how it is counted: a TCP header of fewer
+// than 20 bytes is printed as "INCOMPLETE [n bytes]" without flags, so it is
+// malformed (a capture of the same packet classifies it when at least the 14
+// bytes up to the flags are present); IPv4 AH is printed without the header
+// behind it, so its proto is "other"; SCTP ports are not printed, so SCTP has
+// no port/side; an IPv6 line that ends after FLOWLBL= is an ESP packet (the
+// kernel prints nothing for ESP without --log-ip-options).

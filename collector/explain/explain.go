@@ -1,0 +1,347 @@
+// Package explain implements `nfdrop_exporter explain`: it classifies the
+// drops already recorded in kernel LOG lines (iptables LOG, nftables log, in
+// syslog files, journalctl -k output, dmesg) and in packet captures (NFLOG
+// captures from `tcpdump -i nflog:N -w`, plain Ethernet/raw IP/Linux cooked
+// captures) with the exporter's own classifier, and reports counts, shares and
+// a plain-language verdict as a table or as JSON (schema in doc.go).
+package explain
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/logline"
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/nfdrop/nfdrop_exporter/collector/source"
+)
+
+// Options are the explain command's flags and arguments.
+type Options struct {
+	Format      string   // "table" (default) or "json"
+	Ports       string   // --ports, the --collector.ports list; "" = collector.DefaultPorts
+	MaxPrefixes int      // distinct prefix label values before "(other)"; 0 = 32, as the exporter
+	Files       []string // no file or "-" = stdin
+}
+
+// maxExamples is how many unparsed lines are shown, with their line numbers.
+const maxExamples = 5
+
+// Run reads every input, classifies every packet and writes the report to
+// stdout. Problems with an input (cannot open, unsupported capture, read
+// error) go to stderr and make Run return an error after the report of
+// everything else has been written: a partial answer is still an answer, and
+// never a silent one.
+func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
+	switch opts.Format {
+	case "", "table", "json":
+	default:
+		return fmt.Errorf("unknown --format %q: use table or json", opts.Format)
+	}
+	portList := opts.Ports
+	if portList == "" {
+		portList = collector.DefaultPorts
+	}
+	ports, err := collector.ParsePorts(portList)
+	if err != nil {
+		return fmt.Errorf("--ports: %w", err)
+	}
+	maxPrefixes := opts.MaxPrefixes
+	if maxPrefixes <= 0 {
+		maxPrefixes = 32
+	}
+	a := newAggregator(collector.NewClassifier(ports), maxPrefixes)
+
+	files := opts.Files
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	var failed []string
+	for _, name := range files {
+		if err := a.readInput(name, stdin); err != nil {
+			fmt.Fprintf(stderr, "explain: %s: %v\n", displayName(name), err)
+			failed = append(failed, displayName(name))
+		}
+	}
+	rep := a.report()
+	if opts.Format == "json" {
+		err = writeJSON(stdout, rep)
+	} else {
+		err = writeTable(stdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		// the reasons are on stderr already, next to each input's name
+		return fmt.Errorf("could not read all inputs (%s); the report covers the others", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func displayName(name string) string {
+	if name == "-" {
+		return "(stdin)"
+	}
+	return name
+}
+
+// readInput opens one input and reads it as a capture or as text, by its
+// first bytes (gzip-compressed inputs, such as rotated kern.log.2.gz, are
+// decompressed first).
+func (a *aggregator) readInput(name string, stdin io.Reader) error {
+	var r io.Reader
+	if name == "-" {
+		r = stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic, _ := br.Peek(4)
+	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		br = bufio.NewReaderSize(zr, 1<<16)
+		magic, _ = br.Peek(4)
+	}
+	in := &input{name: displayName(name)}
+	a.inputs = append(a.inputs, in)
+	if len(magic) == 4 {
+		switch binary4(magic) {
+		case 0xa1b2c3d4, 0xa1b23c4d, 0xd4c3b2a1, 0x4d3cb2a1:
+			in.format = "pcap"
+			return a.readPcap(in, br)
+		case 0x0a0d0d0a:
+			in.format = "pcapng"
+			return errors.New("pcapng captures are not supported: write classic pcap (tcpdump -w writes it by default) or convert with 'editcap -F pcap IN OUT'")
+		}
+	}
+	in.format = "text"
+	return a.readText(in, br)
+}
+
+func binary4(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// maxLine bounds one text line; the kernel's own limit is 1 KiB, journal JSON
+// objects are a few KiB. Longer lines are cut, not dropped.
+const maxLine = 1 << 20
+
+func (a *aggregator) readText(in *input, br *bufio.Reader) error {
+	var (
+		p    logline.Parser
+		rec  logline.Record
+		long []byte
+	)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = append(long[:0], line...)
+			for err == bufio.ErrBufferFull {
+				line, err = br.ReadSlice('\n')
+				if len(long) < maxLine {
+					long = append(long, line[:min(len(line), maxLine-len(long))]...)
+				}
+			}
+			line = long
+		}
+		if len(line) > 0 {
+			in.lines++
+			st, reason := p.Parse(line, &rec)
+			switch st {
+			case logline.OK:
+				in.packets++
+				a.add(&rec.Packet, rec.Prefix)
+				a.span.observeRecord(&rec)
+			case logline.Unparsed:
+				in.unparsed++
+				a.unparsed(in, in.lines, reason.String(), line)
+			default:
+				in.ignored++
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (a *aggregator) readPcap(in *input, r io.Reader) error {
+	pr, err := source.NewPcapReader(r)
+	if err != nil {
+		return err
+	}
+	lt := pr.LinkType()
+	if !supportedLinkType(lt) {
+		return fmt.Errorf("pcap link type %d is not supported (NFLOG 239, Ethernet 1, raw IP 101/228/229, Linux cooked 113/276)", lt)
+	}
+	var (
+		m   source.Message
+		pkt packet.Packet
+	)
+	for {
+		data, ts, err := pr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("record %d: %w", in.lines+1, err)
+		}
+		in.lines++
+		var prefix []byte
+		if lt == source.LinkTypeNFLOG {
+			if err := source.ParseNFLOGRecord(data, pr.ByteOrder(), &m); err != nil {
+				in.unparsed++
+				a.unparsed(in, in.lines, "NFLOG record: "+err.Error(), nil)
+				continue
+			}
+			packet.Decode(m.Payload, collector.FamilyHint(&m), &pkt)
+			prefix = m.Prefix
+			if m.HasTimestamp {
+				// the record time is libpcap's read time, up to a batch late
+				ts = m.Timestamp
+			}
+		} else {
+			ip, fam, ok := frame(lt, data)
+			if !ok {
+				in.ignored++
+				continue
+			}
+			packet.Decode(ip, fam, &pkt)
+		}
+		in.packets++
+		a.add(&pkt, prefix)
+		a.span.observe(logline.TimeWall, ts, 0)
+	}
+}
+
+// input is what one file contributed.
+type input struct {
+	name     string
+	format   string
+	lines    uint64 // text lines or capture records
+	packets  uint64
+	ignored  uint64
+	unparsed uint64
+}
+
+type example struct {
+	input  string
+	line   uint64
+	reason string
+	text   string
+}
+
+// seriesKey is one nfdrop_packets_total series minus group: the prefix index
+// and the classifier's labels, both small integers, so counting a packet is a
+// map update without allocation.
+type seriesKey struct {
+	prefix uint16
+	labels collector.Labels
+}
+
+type aggregator struct {
+	classifier  *collector.Classifier
+	maxPrefixes int
+	prefixIndex map[string]uint16
+	prefixNames []string // index 0 is "(other)"
+	counts      map[seriesKey]uint64
+	inputs      []*input
+	examples    []example
+	span        span
+}
+
+const otherPrefix = "(other)"
+
+func newAggregator(c *collector.Classifier, maxPrefixes int) *aggregator {
+	return &aggregator{
+		classifier:  c,
+		maxPrefixes: maxPrefixes,
+		prefixIndex: make(map[string]uint16),
+		prefixNames: []string{otherPrefix},
+		counts:      make(map[seriesKey]uint64),
+	}
+}
+
+func (a *aggregator) add(p *packet.Packet, rawPrefix []byte) {
+	pre := collector.TrimPrefix(rawPrefix)
+	idx, ok := a.prefixIndex[string(pre)]
+	if !ok {
+		idx = 0
+		if len(a.prefixNames)-1 < a.maxPrefixes {
+			idx = uint16(len(a.prefixNames))
+			a.prefixNames = append(a.prefixNames, string(pre))
+			a.prefixIndex[string(pre)] = idx
+		}
+	}
+	a.counts[seriesKey{prefix: idx, labels: a.classifier.Classify(p)}]++
+}
+
+func (a *aggregator) unparsed(in *input, line uint64, reason string, text []byte) {
+	if len(a.examples) >= maxExamples {
+		return
+	}
+	text = bytes.TrimRight(text, "\r\n")
+	const maxText = 300
+	s := string(text[:min(len(text), maxText)])
+	if len(text) > maxText {
+		s += "..."
+	}
+	a.examples = append(a.examples, example{input: in.name, line: line, reason: reason, text: s})
+}
+
+// span tracks the first and last time seen per clock. Lines from different
+// tools carry different clocks (wall, year-less syslog, uptime); the report
+// uses the best one present.
+type span struct {
+	have        [4]bool
+	first, last [4]time.Time
+	firstUp     time.Duration
+	lastUp      time.Duration
+}
+
+func (s *span) observeRecord(r *logline.Record) {
+	s.observe(r.TimeKind, r.Time, r.Uptime)
+}
+
+func (s *span) observe(k logline.TimeKind, t time.Time, up time.Duration) {
+	if k == logline.TimeNone || int(k) >= len(s.have) {
+		return
+	}
+	if k == logline.TimeUptime {
+		if !s.have[k] || up < s.firstUp {
+			s.firstUp = up
+		}
+		if !s.have[k] || up > s.lastUp {
+			s.lastUp = up
+		}
+		s.have[k] = true
+		return
+	}
+	if !s.have[k] || t.Before(s.first[k]) {
+		s.first[k] = t
+	}
+	if !s.have[k] || t.After(s.last[k]) {
+		s.last[k] = t
+	}
+	s.have[k] = true
+}

@@ -1,0 +1,313 @@
+package explain
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/logline"
+)
+
+// Report is the JSON document (schema in doc.go). Field names and meanings
+// are stable; new fields may be added, none removed or renamed.
+type Report struct {
+	SchemaVersion int               `json:"schema_version"`
+	Inputs        []InputReport     `json:"inputs"`
+	Total         uint64            `json:"total"`
+	Unparsed      uint64            `json:"unparsed"`
+	Ignored       uint64            `json:"ignored"`
+	Classes       map[string]uint64 `json:"classes"`
+	Series        []Series          `json:"series"`
+	Prefixes      []PrefixCount     `json:"prefixes"`
+	TimeSpan      *TimeSpan         `json:"time_span"`
+	UnparsedLines []UnparsedLine    `json:"unparsed_lines"`
+	Verdict       string            `json:"verdict"`
+}
+
+// InputReport is one input file's contribution.
+type InputReport struct {
+	Name     string `json:"name"`
+	Format   string `json:"format"` // "text", "pcap" or "pcapng"
+	Lines    uint64 `json:"lines"`  // text lines, or capture records
+	Packets  uint64 `json:"packets"`
+	Ignored  uint64 `json:"ignored"`
+	Unparsed uint64 `json:"unparsed"`
+}
+
+// Series is one nfdrop_packets_total series without the group label.
+type Series struct {
+	Prefix string `json:"prefix"`
+	Family string `json:"family"`
+	Proto  string `json:"proto"`
+	Port   string `json:"port"`
+	Side   string `json:"side"`
+	Flags  string `json:"flags"`
+	Class  string `json:"class"`
+	Count  uint64 `json:"count"`
+}
+
+// PrefixCount is the number of packets logged with one prefix.
+type PrefixCount struct {
+	Prefix string `json:"prefix"`
+	Count  uint64 `json:"count"`
+}
+
+// TimeSpan is the time covered by the inputs, on the best clock they carry.
+type TimeSpan struct {
+	// Clock is "wall" (RFC 3339 times), "syslog" (year-less local syslog
+	// times, written without a year as "Jan _2 15:04:05.999999") or "uptime"
+	// (seconds since boot from dmesg / kmsg, written as decimal seconds).
+	Clock   string  `json:"clock"`
+	First   string  `json:"first"`
+	Last    string  `json:"last"`
+	Seconds float64 `json:"seconds"`
+}
+
+// UnparsedLine is one of the first lines (or capture records) that could not be understood.
+type UnparsedLine struct {
+	Input  string `json:"input"`
+	Line   uint64 `json:"line"`
+	Reason string `json:"reason"`
+	Text   string `json:"text"`
+}
+
+var classOrder = []collector.Class{
+	collector.ClassTeardown, collector.ClassHandshake, collector.ClassProbe,
+	collector.ClassOther, collector.ClassFragment, collector.ClassMalformed,
+}
+
+func (a *aggregator) report() *Report {
+	r := &Report{SchemaVersion: 1, Classes: make(map[string]uint64)}
+	for _, c := range classOrder {
+		r.Classes[c.String()] = 0
+	}
+	for _, in := range a.inputs {
+		r.Inputs = append(r.Inputs, InputReport{in.name, in.format, in.lines, in.packets, in.ignored, in.unparsed})
+		r.Total += in.packets
+		r.Unparsed += in.unparsed
+		r.Ignored += in.ignored
+	}
+	prefixCounts := make([]uint64, len(a.prefixNames))
+	for k, n := range a.counts {
+		l := k.labels
+		r.Series = append(r.Series, Series{
+			Prefix: a.prefixNames[k.prefix],
+			Family: l.FamilyLabel(), Proto: l.ProtoLabel(), Port: l.PortLabel(),
+			Side: l.SideLabel(), Flags: l.FlagsLabel(), Class: l.ClassLabel(),
+			Count: n,
+		})
+		r.Classes[l.ClassLabel()] += n
+		prefixCounts[k.prefix] += n
+	}
+	slices.SortFunc(r.Series, func(x, y Series) int {
+		if c := cmp.Compare(y.Count, x.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.key(), y.key())
+	})
+	for i, n := range prefixCounts {
+		if n > 0 {
+			r.Prefixes = append(r.Prefixes, PrefixCount{a.prefixNames[i], n})
+		}
+	}
+	slices.SortStableFunc(r.Prefixes, func(x, y PrefixCount) int {
+		if c := cmp.Compare(y.Count, x.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Prefix, y.Prefix)
+	})
+	r.TimeSpan = a.span.report()
+	for _, e := range a.examples {
+		r.UnparsedLines = append(r.UnparsedLines, UnparsedLine{e.input, e.line, e.reason, e.text})
+	}
+	if r.Series == nil {
+		r.Series = []Series{}
+	}
+	if r.Prefixes == nil {
+		r.Prefixes = []PrefixCount{}
+	}
+	if r.UnparsedLines == nil {
+		r.UnparsedLines = []UnparsedLine{}
+	}
+	if r.Inputs == nil {
+		r.Inputs = []InputReport{}
+	}
+	r.Verdict = verdict(r)
+	return r
+}
+
+func (s Series) key() string {
+	return strings.Join([]string{s.Class, s.Prefix, s.Family, s.Proto, s.Port, s.Side, s.Flags}, "\x00")
+}
+
+func (s *span) report() *TimeSpan {
+	for _, k := range []logline.TimeKind{logline.TimeWall, logline.TimeNoYear} {
+		if !s.have[k] {
+			continue
+		}
+		f, l := s.first[k], s.last[k]
+		ts := &TimeSpan{Seconds: l.Sub(f).Seconds()}
+		if k == logline.TimeWall {
+			ts.Clock, ts.First, ts.Last = "wall", f.Format(time.RFC3339Nano), l.Format(time.RFC3339Nano)
+		} else {
+			const layout = "Jan _2 15:04:05.999999"
+			ts.Clock, ts.First, ts.Last = "syslog", f.Format(layout), l.Format(layout)
+		}
+		return ts
+	}
+	if s.have[logline.TimeUptime] {
+		return &TimeSpan{
+			Clock:   "uptime",
+			First:   strconv.FormatFloat(s.firstUp.Seconds(), 'f', 6, 64),
+			Last:    strconv.FormatFloat(s.lastUp.Seconds(), 'f', 6, 64),
+			Seconds: (s.lastUp - s.firstUp).Seconds(),
+		}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(r)
+}
+
+// thousands formats n with comma separators, as an operator reads counts.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+func share(n, total uint64) string {
+	if total == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(100*float64(n)/float64(total), 'f', 1, 64) + "%"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// maxRowsPerClass bounds the breakdown table; the JSON series list is complete.
+const maxRowsPerClass = 10
+
+func writeTable(w io.Writer, r *Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Packets classified: %s    lines not understood: %s    other lines ignored: %s\n",
+		thousands(r.Total), thousands(r.Unparsed), thousands(r.Ignored))
+	for _, in := range r.Inputs {
+		unit := "lines"
+		if in.Format != "text" {
+			unit = "records"
+		}
+		fmt.Fprintf(&b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored\n",
+			in.Name, in.Format, thousands(in.Lines), unit, thousands(in.Packets), thousands(in.Unparsed), thousands(in.Ignored))
+	}
+	if ts := r.TimeSpan; ts != nil {
+		d := time.Duration(ts.Seconds * float64(time.Second)).Round(time.Millisecond)
+		switch ts.Clock {
+		case "uptime":
+			fmt.Fprintf(&b, "Time span: %ss to %ss after boot (%s)\n", ts.First, ts.Last, d)
+		default:
+			fmt.Fprintf(&b, "Time span: %s to %s (%s)\n", ts.First, ts.Last, d)
+		}
+	} else {
+		b.WriteString("Time span: unknown (no timestamps in the input)\n")
+	}
+	b.WriteString("\n")
+
+	fmt.Fprintf(&b, "%-10s %12s %7s\n", "CLASS", "PACKETS", "SHARE")
+	for _, c := range classOrder {
+		n := r.Classes[c.String()]
+		fmt.Fprintf(&b, "%-10s %12s %7s\n", c, thousands(n), share(n, r.Total))
+	}
+	fmt.Fprintf(&b, "%-10s %12s %7s\n", "total", thousands(r.Total), share(r.Total, r.Total))
+
+	// breakdown within each class: flags/port/side (and proto, family), summed over prefixes
+	type row struct {
+		proto, flags, port, side string
+		n                        uint64
+	}
+	byClass := map[string][]row{}
+	idx := map[string]int{}
+	for _, s := range r.Series {
+		k := s.Class + "\x00" + s.Proto + "\x00" + s.Flags + "\x00" + s.Port + "\x00" + s.Side
+		if i, ok := idx[k]; ok {
+			byClass[s.Class][i].n += s.Count
+			continue
+		}
+		idx[k] = len(byClass[s.Class])
+		byClass[s.Class] = append(byClass[s.Class], row{s.Proto, s.Flags, s.Port, s.Side, s.Count})
+	}
+	if len(r.Series) > 0 {
+		b.WriteString("\nBy class, then protocol/flags/port/side (share of all packets):\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLASS\tPROTO\tFLAGS\tPORT\tSIDE\tPACKETS\tSHARE")
+		for _, c := range classOrder {
+			rows := byClass[c.String()]
+			slices.SortStableFunc(rows, func(x, y row) int { return cmp.Compare(y.n, x.n) })
+			for i, rw := range rows {
+				if i == maxRowsPerClass {
+					var rest uint64
+					for _, x := range rows[i:] {
+						rest += x.n
+					}
+					fmt.Fprintf(tw, "%s\t(%d more)\t\t\t\t%s\t%s\n", c, len(rows)-i, thousands(rest), share(rest, r.Total))
+					break
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c, rw.proto, orDash(rw.flags), orDash(rw.port), orDash(rw.side), thousands(rw.n), share(rw.n, r.Total))
+			}
+		}
+		tw.Flush()
+	}
+	if len(r.Prefixes) > 0 {
+		b.WriteString("\nTop prefixes:\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PREFIX\tPACKETS\tSHARE")
+		for i, p := range r.Prefixes {
+			if i == 10 {
+				fmt.Fprintf(tw, "(%d more prefixes)\t\t\n", len(r.Prefixes)-i)
+				break
+			}
+			fmt.Fprintf(tw, "%q\t%s\t%s\n", p.Prefix, thousands(p.Count), share(p.Count, r.Total))
+		}
+		tw.Flush()
+	}
+	if r.Unparsed > 0 {
+		fmt.Fprintf(&b, "\nLines not understood: %s (first %d shown)\n", thousands(r.Unparsed), len(r.UnparsedLines))
+		for _, u := range r.UnparsedLines {
+			fmt.Fprintf(&b, "  %s:%d: %s: %s\n", u.Input, u.Line, u.Reason, u.Text)
+		}
+	}
+	b.WriteString("\nVerdict: ")
+	b.WriteString(r.Verdict)
+	b.WriteString("\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,175 @@
+package explain
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// verdict writes the plain-language paragraph: each class with packets, largest
+// first, with what it means for an operator and the flags/ports that make it up.
+func verdict(r *Report) string {
+	var parts []string
+	if r.Total == 0 {
+		s := "No dropped packets were found in the input."
+		if r.Unparsed > 0 {
+			s += " " + unreadable(r.Unparsed)
+		}
+		if r.Ignored > 0 {
+			s += fmt.Sprintf(" %s other lines were ignored: kernel LOG lines contain \"IN=<interface> OUT=\"; is this the right file?", thousands(r.Ignored))
+		}
+		return s
+	}
+	type classShare struct {
+		class string
+		n     uint64
+	}
+	var cs []classShare
+	for _, c := range classOrder {
+		if n := r.Classes[c.String()]; n > 0 {
+			cs = append(cs, classShare{c.String(), n})
+		}
+	}
+	slices.SortStableFunc(cs, func(x, y classShare) int { return cmp.Compare(y.n, x.n) })
+	for i, c := range cs {
+		pct := share(c.n, r.Total)
+		lead := pct + " are "
+		if i == 0 {
+			lead = fmt.Sprintf("%s of %s drops are ", pct, thousands(r.Total))
+			if c.n == r.Total {
+				lead = fmt.Sprintf("All %s drops are ", thousands(r.Total))
+			}
+		}
+		parts = append(parts, lead+describe(r, c.class)+".")
+	}
+	for _, in := range r.Inputs {
+		if in.Format == "text" && in.Packets > 0 {
+			parts = append(parts, "These counts come from LOG lines: a LOG rule is usually rate-limited (e.g. limit 15/min), so they are a sample of the drops, not their number; nfdrop_exporter counts every packet through NFLOG.")
+			break
+		}
+	}
+	if r.Unparsed > 0 {
+		parts = append(parts, unreadable(r.Unparsed))
+	}
+	return strings.Join(parts, " ")
+}
+
+func describe(r *Report, class string) string {
+	switch class {
+	case "teardown":
+		return "late TCP teardown (" + flagsAndPorts(r, class) + ") — harmless: the last packets of connections conntrack had already ended, marked INVALID, so they miss the ESTABLISHED rule and reach the final DROP (an nmap ACK scan has the same shape; the exporter's --conntrack.correlate tells them apart)"
+	case "handshake":
+		return "connection attempts (" + flagsAndPorts(r, class) + ") — blocked by the ruleset; expected unless these ports should be open"
+	case "probe":
+		return "crafted probes (" + flagsAndPorts(r, class) + ": flag combinations no TCP stack sends) — someone is scanning"
+	case "other":
+		return "not TCP (" + protosAndPorts(r, class) + ")"
+	case "fragment":
+		return "non-first IP fragments (no transport header, so no ports or flags)"
+	case "malformed":
+		return "malformed packets (headers that could not be decoded or were cut short)"
+	}
+	return class
+}
+
+// top returns the values of key over the series of class by packet count, at most n.
+func top(r *Report, class string, n int, key func(Series) string) []string {
+	counts := map[string]uint64{}
+	for _, s := range r.Series {
+		if s.Class == class {
+			counts[key(s)] += s.Count
+		}
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int {
+		if c := cmp.Compare(counts[y], counts[x]); c != 0 {
+			return c
+		}
+		return cmp.Compare(x, y)
+	})
+	if len(keys) > n {
+		keys = keys[:n]
+	}
+	return keys
+}
+
+func flagsAndPorts(r *Report, class string) string {
+	flags := top(r, class, 4, func(s Series) string { return s.Flags })
+	return strings.Join(flags, " / ") + " " + portPhrase(r, class)
+}
+
+func protosAndPorts(r *Report, class string) string {
+	protos := top(r, class, 3, func(s Series) string { return s.Proto })
+	var out []string
+	for _, p := range protos {
+		ports := top(r, class, 3, func(s Series) string {
+			if s.Proto != p || s.Port == "" {
+				return ""
+			}
+			return s.Side + "\x00" + s.Port
+		})
+		ph := phrase(ports)
+		if ph == "" {
+			out = append(out, p)
+		} else {
+			out = append(out, p+" "+ph)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// portPhrase says where the packets went: "to 443 and 80 from clients, from
+// remote 443 (server side)".
+func portPhrase(r *Report, class string) string {
+	return phrase(top(r, class, 4, func(s Series) string { return s.Side + "\x00" + s.Port }))
+}
+
+func phrase(sidePorts []string) string {
+	var client, server []string
+	for _, sp := range sidePorts {
+		side, port, _ := strings.Cut(sp, "\x00")
+		switch {
+		case port == "":
+		case side == "client":
+			client = append(client, portWords(port))
+		case side == "server":
+			server = append(server, portWords(port))
+		}
+	}
+	var out []string
+	if len(client) > 0 {
+		out = append(out, "to "+and(client)+" from clients")
+	}
+	if len(server) > 0 {
+		out = append(out, "from remote servers' "+and(server))
+	}
+	return strings.Join(out, ", and ")
+}
+
+// portWords turns a port label into words: a listed number stays, a range
+// bucket becomes "user-range ports" and the like.
+func portWords(p string) string {
+	switch p {
+	case "system", "user", "dynamic":
+		return p + "-range ports"
+	}
+	return p
+}
+
+func and(s []string) string {
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+func unreadable(n uint64) string {
+	if n == 1 {
+		return "1 line looks like a firewall log line but could not be read (see above)."
+	}
+	return thousands(n) + " lines look like firewall log lines but could not be read (see above)."
+}
