@@ -136,8 +136,12 @@ func runDemo(cfg demoConfig) error {
 	if cfg.verbose {
 		logw = prefixWriter{os.Stderr, "exporter | "}
 	}
-	fmt.Printf("== starting %s --nflog.group=%s --web.listen-address=%s inside %s\n", bin, group, listenAddr, l.Server)
-	exp, err := l.Start(l.Server, logw, logw, bin, "--nflog.group="+group, "--web.listen-address="+listenAddr)
+	// The demo sends its crafted "visitors" in a burst far above the default
+	// conntrack lookup budget (100/s); raise it so they get evidence instead
+	// of "skipped".
+	args := []string{"--nflog.group=" + group, "--web.listen-address=" + listenAddr, "--conntrack.lookups-per-second=5000"}
+	fmt.Printf("== starting %s %s inside %s\n", bin, strings.Join(args, " "), l.Server)
+	exp, err := l.Start(l.Server, logw, logw, bin, args...)
 	if err != nil {
 		return err
 	}
@@ -186,6 +190,18 @@ func runDemo(cfg demoConfig) error {
 	}
 	fmt.Println()
 	lab.WriteSummary(os.Stdout, sc, group, counter)
+	// Teardown evidence is decided after the exporter's conntrack hold
+	// (--conntrack.hold, 2s): scrape again once it is over.
+	if sc["nfdrop_teardown_evidence_total"] != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+		if ev, err := lab.FetchMetrics(ctx, client, url); err == nil {
+			lab.WriteEvidence(os.Stdout, ev, group)
+		}
+	}
 	fmt.Println()
 	check(sc, scenarios)
 	if cfg.wait {

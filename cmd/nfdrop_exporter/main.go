@@ -51,6 +51,7 @@ type flags struct {
 	web            *web.FlagConfig
 	log            *promslog.Config
 	explain        explainFlags
+	conntrack      *conntrackFlags
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -70,6 +71,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
+	f.conntrack = addConntrackFlags(app)
 	f.web = kingpinflag.AddFlags(app, ":9786")
 	f.log = &promslog.Config{}
 	promslogflag.AddFlags(app, f.log)
@@ -154,6 +156,18 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (see deploy/systemd for an unprivileged unit)")
 	}
 
+	teardown, ctColl, stopConntrack, err := f.conntrack.build(cfg.Groups, f.replayFile != "", logger)
+	if err != nil {
+		logger.Error("invalid flag: " + err.Error())
+		return 2
+	}
+	defer stopConntrack()
+	cfg.Teardown = teardown
+	var extra []prometheus.Collector
+	if ctColl != nil {
+		extra = append(extra, ctColl)
+	}
+
 	coll, err := collector.New(cfg, logger)
 	if err != nil {
 		logger.Error(err.Error())
@@ -181,7 +195,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		}()
 	}
 
-	server := &http.Server{Handler: newHandler(f, coll, logger), ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: newHandler(f, coll, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 
@@ -239,9 +253,10 @@ func openSources(f *flags, cfg collector.Config, coll *collector.Collector, logg
 
 // newHandler serves the exporter's metrics from its own registry, and the
 // exporter's own go_/process_ metrics from another one, as node_exporter does.
-func newHandler(f *flags, coll prometheus.Collector, logger *slog.Logger) http.Handler {
+func newHandler(f *flags, coll prometheus.Collector, logger *slog.Logger, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(coll, versioncollector.NewCollector(name))
+	reg.MustRegister(extra...)
 	gatherers := prometheus.Gatherers{reg}
 	var instrument func(http.Handler) http.Handler = func(h http.Handler) http.Handler { return h }
 	if !f.disableExpMet {

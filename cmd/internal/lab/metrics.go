@@ -238,3 +238,48 @@ func DiffSeries(got, want map[Series]float64) string {
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
+
+// WriteEvidence prints what conntrack says about the teardown-shaped drops
+// (design §7): nfdrop_teardown_evidence_total and nfdrop_teardown_delay_seconds.
+func WriteEvidence(w io.Writer, s Scrape, group string) {
+	if s["nfdrop_teardown_evidence_total"] == nil {
+		fmt.Fprintln(w, "\nTeardown evidence: not collected (--no-conntrack.correlate)")
+		return
+	}
+	up, _ := s.Value("nfdrop_conntrack_up", nil)
+	ev := map[string]float64{}
+	var total float64
+	for _, e := range []string{"destroyed", "closing", "established", "none", "skipped"} {
+		v, _ := s.Value("nfdrop_teardown_evidence_total", map[string]string{"group": group, "evidence": e})
+		ev[e] = v
+		total += v
+	}
+	var n, sum float64
+	if mf := s["nfdrop_teardown_delay_seconds"]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if labels(m)["group"] == group {
+				n += float64(m.GetHistogram().GetSampleCount())
+				sum += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nTeardown evidence from conntrack (conntrack_up=%.0f):\n", up)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "evidence\tpackets\tshare\tmeaning\n")
+	mean := "-"
+	if n > 0 {
+		mean = fmt.Sprintf("%.2fs", sum/n)
+	}
+	for _, r := range [][2]string{
+		{"destroyed", "connection ended " + mean + " (mean) before the packet: harmless"},
+		{"closing", "connection still closing in conntrack: harmless"},
+		{"established", "live connection, segment rejected"},
+		{"none", "no connection ever seen: scan or crafted packet"},
+		{"skipped", "not determined (lookup budget, queue, conntrack down)"},
+	} {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\n", r[0], ev[r[0]], pct(ev[r[0]], total), r[1])
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "=> %s of the teardown-shaped drops are proven late packets of real connections; %.0f had no connection behind them.\n",
+		pct(ev["destroyed"]+ev["closing"], total), ev["none"])
+}

@@ -1,0 +1,339 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel tests subscribe for real, in a network namespace of their own
+// (nfdF-*), so the host's conntrack table and firewall are never touched.
+// They need root and skip otherwise.
+
+type testNetns struct {
+	name string
+	fd   int
+}
+
+func kernelNetns(t testing.TB, tag string) *testNetns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace and subscribes to conntrack events")
+	}
+	for _, tool := range []string{"ip", "iptables", "sysctl", "conntrack"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install iproute2 iptables procps conntrack): %v", tool, err)
+		}
+	}
+	n := &testNetns{name: fmt.Sprintf("nfdF-%s-%d", tag, os.Getpid()%100000)}
+	_ = exec.Command("ip", "netns", "del", n.name).Run()
+	n.run(t, "ip", "netns", "add", n.name)
+	t.Cleanup(func() {
+		if n.fd > 0 {
+			unix.Close(n.fd)
+		}
+		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
+		}
+	})
+	n.run(t, "ip", "-n", n.name, "link", "set", "lo", "up")
+	// Conntrack only tracks a namespace once a rule uses it.
+	n.exec(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+	fd, err := unix.Open(filepath.Join("/run/netns", n.name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.fd = fd
+	return n
+}
+
+func (n *testNetns) run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (n *testNetns) exec(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	return n.run(t, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// in runs f on a thread switched into the namespace; sockets made by f stay
+// in it.
+func (n *testNetns) in(t testing.TB, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			panic(err) // never hand a thread stuck in the test namespace back to the scheduler
+		}
+	}()
+	f()
+}
+
+func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config)) *Tracker {
+	t.Helper()
+	cfg := Config{Groups: []uint16{0}, Window: DefaultWindow, Hold: 300 * time.Millisecond, MaxFlows: 1024,
+		LookupsPerSecond: 1000, QueueSize: 64, ReceiveBuffer: DefaultReceiveBuffer, NetNS: n.fd, SysctlDir: t.TempDir()}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tr, err := New(cfg, nopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Start()
+	t.Cleanup(tr.Stop)
+	waitFor(t, 5*time.Second, "conntrack subscription", func() bool { return tr.up.Load() && tr.looker.Load() != nil })
+	return tr
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestKernelRealConnection: a real TCP connection over loopback ends; the
+// real lookup finds its closing entry from either direction; deleting the
+// entry produces a DESTROY the tracker remembers; a late packet of that flow
+// gets destroyed, a packet of a flow that never existed gets none.
+func TestKernelRealConnection(t *testing.T) {
+	n := kernelNetns(t, "ct")
+	n.exec(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
+	tr := startKernelTracker(t, n, nil)
+
+	var cli, srv net.Conn
+	n.in(t, func() {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if cli, err = net.Dial("tcp4", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		if srv, err = ln.Accept(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := cli.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(srv, make([]byte, 18)); err != nil {
+		t.Fatal(err)
+	}
+	// Client closes first; the server reads EOF and closes: the entry goes
+	// through FIN_WAIT/CLOSE_WAIT/LAST_ACK to TIME_WAIT.
+	cliAddr := netip.MustParseAddrPort(cli.LocalAddr().String())
+	srvAddr := netip.MustParseAddrPort(srv.LocalAddr().String())
+	cli.Close()
+	if _, err := srv.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("server read after client close: %v, want EOF", err)
+	}
+	srv.Close()
+	fwd := tup(t, cliAddr.Addr().String(), cliAddr.Port(), srvAddr.Addr().String(), srvAddr.Port())
+	rev := tup(t, srvAddr.Addr().String(), srvAddr.Port(), cliAddr.Addr().String(), cliAddr.Port())
+
+	looker := tr.looker.Load()
+	var state uint8
+	waitFor(t, 2*time.Second, "the entry to reach TIME_WAIT", func() bool {
+		s, found, err := looker.Lookup(&fwd)
+		state = s
+		return err == nil && found && s == tcpTimeWait
+	})
+	if s, found, err := looker.Lookup(&rev); err != nil || !found || s != state {
+		t.Fatalf("lookup of the reply direction: state %d found %v err %v; want %d", s, found, err, state)
+	}
+	if ev := evidenceForState(state); ev != EvidenceClosing {
+		t.Errorf("TIME_WAIT gives %v, want closing", ev)
+	}
+	unknown := tup(t, "127.0.0.1", 1, "127.0.0.1", 2)
+	if _, found, err := looker.Lookup(&unknown); err != nil || found {
+		t.Fatalf("lookup of a flow that never existed: found %v err %v", found, err)
+	}
+
+	before := time.Now()
+	n.exec(t, "conntrack", "-D", "-p", "tcp", "--sport", fmt.Sprint(cliAddr.Port()))
+	waitFor(t, 5*time.Second, "the DESTROY event", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		_, ok := tr.mem.lookup(rev.key())
+		return ok
+	})
+	tr.mu.Lock()
+	ended, _ := tr.mem.lookup(fwd.key())
+	tr.mu.Unlock()
+	if e := time.Unix(0, ended); e.Before(before.Add(-time.Second)) || e.After(time.Now()) {
+		t.Errorf("DESTROY time %v not between the delete (%v) and now", e, before)
+	}
+	if d := tr.destroys.Load(); d != 1 {
+		t.Errorf("%d DESTROY events, want 1", d)
+	}
+
+	late := time.Now()
+	tr.Observe(0, pkt(rev), late) // the server's late packet, as the other direction
+	tr.Observe(0, pkt(unknown), late)
+	ev := &tr.groups[0].evidence
+	waitFor(t, 5*time.Second, "evidence", func() bool { return ev[EvidenceDestroyed].Load()+ev[EvidenceNone].Load() == 2 })
+	if ev[EvidenceDestroyed].Load() != 1 || ev[EvidenceNone].Load() != 1 {
+		t.Errorf("evidence destroyed %d none %d, want 1 and 1", ev[EvidenceDestroyed].Load(), ev[EvidenceNone].Load())
+	}
+	if lost := tr.lostBase.Load() + tr.undecodable.Load() + tr.sock.drops(); lost != 0 {
+		t.Errorf("%d events lost, want 0", lost)
+	}
+}
+
+// createFlows inserts n TCP entries through ctnetlink in the namespace.
+func createFlows(t testing.TB, n *testNetns, first, count int) {
+	t.Helper()
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	src, dst := netip.MustParseAddr("10.98.0.2"), netip.MustParseAddr("10.98.0.1")
+	for i := first; i < first+count; i++ {
+		f := conntrack.NewFlow(6, 0, src, dst, uint16(1024+i%60000), uint16(443+i/60000), 120, 0)
+		f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: tcpEstablished}
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create flow %d: %v", i, err)
+		}
+	}
+}
+
+// TestKernelEventLossSurvived floods DESTROY events into a tiny receive
+// buffer: the kernel drops most of them, the tracker counts exactly the ones
+// it lost (received + lost = destroyed) and keeps receiving afterwards.
+func TestKernelEventLossSurvived(t *testing.T) {
+	n := kernelNetns(t, "loss")
+	tr := startKernelTracker(t, n, func(c *Config) { c.ReceiveBuffer = 1 }) // the kernel's minimum
+	const flows = 5000
+	createFlows(t, n, 0, flows)
+	n.exec(t, "conntrack", "-F")
+	lost := func() uint64 { return tr.lostBase.Load() + tr.undecodable.Load() + tr.sock.drops() }
+	waitFor(t, 10*time.Second, "received + lost DESTROY events to add up", func() bool { return tr.destroys.Load()+lost() >= flows })
+	if got := tr.destroys.Load() + lost(); got != flows {
+		t.Errorf("received %d + lost %d = %d, want %d", tr.destroys.Load(), lost(), got, flows)
+	}
+	if lost() == 0 {
+		t.Fatalf("no event lost with a minimal buffer and %d events: the test did not provoke loss", flows)
+	}
+	t.Logf("%d DESTROY events: %d received, %d lost (counted)", flows, tr.destroys.Load(), lost())
+
+	// Still subscribed: one more flow ends and is seen.
+	before := tr.destroys.Load()
+	createFlows(t, n, flows, 1)
+	n.exec(t, "conntrack", "-F")
+	waitFor(t, 5*time.Second, "a DESTROY after the loss", func() bool { return tr.destroys.Load() == before+1 })
+	if !tr.up.Load() {
+		t.Error("nfdrop_conntrack_up 0 after the loss")
+	}
+}
+
+// BenchmarkKernelLookup is one real ctnetlink GET (the per-lookup cost),
+// for a present and an absent entry.
+func BenchmarkKernelLookup(b *testing.B) {
+	n := kernelNetns(b, "bl")
+	createFlows(b, n, 0, 1)
+	l, closeLooker, err := NewKernelLooker(n.fd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeLooker()
+	for _, bc := range []struct {
+		name  string
+		tp    Tuple
+		found bool
+	}{
+		{"found", tup(b, "10.98.0.1", 443, "10.98.0.2", 1024), true},
+		{"not_found", tup(b, "10.98.0.1", 443, "10.98.0.2", 1), false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, found, err := l.Lookup(&bc.tp); err != nil || found != bc.found {
+					b.Fatalf("found %v err %v", found, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKernelEvents is the end-to-end cost per DESTROY event: the
+// kernel's netlink delivery, receive, decode and remember (flush of b.N
+// entries created beforehand, timed until the last event is handled).
+func BenchmarkKernelEvents(b *testing.B) {
+	n := kernelNetns(b, "be")
+	tr := startKernelTracker(b, n, func(c *Config) { c.ReceiveBuffer = 64 << 20 })
+	const batch = 20000
+	b.ReportAllocs()
+	done := 0
+	for done < b.N {
+		k := min(batch, b.N-done)
+		b.StopTimer()
+		createFlows(b, n, 0, k)
+		want := tr.destroys.Load() + uint64(k)
+		b.StartTimer()
+		n.exec(b, "conntrack", "-F")
+		waitFor(b, 30*time.Second, "DESTROY events", func() bool {
+			return tr.destroys.Load()+tr.sock.drops()+tr.lostBase.Load() >= want
+		})
+		done += k
+	}
+	b.StopTimer()
+	if lost := tr.sock.drops() + tr.lostBase.Load(); lost != 0 {
+		b.Logf("%d events lost", lost)
+	}
+}
+
+// TestKernelResubscribe: when the event socket fails (here: closed under
+// the tracker), the tracker reports down, subscribes again and goes on
+// receiving.
+func TestKernelResubscribe(t *testing.T) {
+	n := kernelNetns(t, "re")
+	tr := startKernelTracker(t, n, nil)
+	tr.sock.mu.Lock()
+	first := tr.sock.s
+	_ = first.c.Close()
+	tr.sock.mu.Unlock()
+	waitFor(t, 5*time.Second, "a new subscription", func() bool {
+		tr.sock.mu.Lock()
+		defer tr.sock.mu.Unlock()
+		return tr.sock.s != nil && tr.sock.s != first && tr.up.Load()
+	})
+	createFlows(t, n, 0, 1)
+	n.exec(t, "conntrack", "-F")
+	waitFor(t, 5*time.Second, "a DESTROY on the new subscription", func() bool { return tr.destroys.Load() == 1 })
+}

@@ -1,0 +1,327 @@
+// Package conntrack adds conntrack evidence to teardown-shaped drops (design
+// §7): it listens to the kernel's conntrack DESTROY events, remembers recently
+// ended TCP flows for a time window, and decides for every teardown-shaped
+// drop, after a short hold, whether the flow it belongs to has just ended
+// (destroyed), is closing or live in the table (one rate-limited lookup), or
+// is unknown (none) — what a scan's probe gets.
+//
+// The packet reader only copies the tuple into a bounded queue (Observe): it
+// never blocks, allocates or waits for the kernel. Everything else runs on
+// the tracker's own goroutines, with fixed memory: max-flows ring slots, a
+// hold queue of fixed-size entries, and a token bucket for lookups.
+package conntrack
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of the --conntrack.* flags.
+const (
+	DefaultWindow           = 2 * time.Minute
+	DefaultHold             = 2 * time.Second
+	DefaultMaxFlows         = 65536
+	DefaultLookupsPerSecond = 100
+	DefaultQueueSize        = 4096
+	DefaultReceiveBuffer    = 8 << 20
+	DefaultSysctlDir        = "/proc/sys/net/netfilter"
+)
+
+// Config configures a Tracker; main builds it from the --conntrack.* flags.
+type Config struct {
+	Groups           []uint16      // NFLOG groups whose drops are observed
+	Window           time.Duration // how long an ended flow is remembered
+	Hold             time.Duration // how long a drop waits for its DESTROY before the lookup
+	MaxFlows         int           // most ended flows remembered
+	LookupsPerSecond float64       // conntrack lookups per second; 0 disables lookups
+	QueueSize        int           // drops waiting out their hold
+	ReceiveBuffer    int           // event socket receive buffer, bytes
+	SysctlDir        string        // where the conntrack sysctls are read; "" = /proc/sys/net/netfilter
+	// NetNS, if non-zero, is a file descriptor of the network namespace the
+	// conntrack sockets are opened in (tests). Zero: the exporter's own.
+	NetNS int
+}
+
+// Validate checks the flag values.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Groups) == 0:
+		return errors.New("no NFLOG group")
+	case c.Hold < 0 || c.Hold > time.Minute:
+		return fmt.Errorf("--conntrack.hold=%s: want 0 to 1m", c.Hold)
+	case c.Window < c.Hold || c.Window > 24*time.Hour:
+		return fmt.Errorf("--conntrack.window=%s: want at least --conntrack.hold (%s) and at most 24h", c.Window, c.Hold)
+	case c.MaxFlows < 1 || c.MaxFlows > 1<<24:
+		return fmt.Errorf("--conntrack.max-flows=%d: want 1 to %d", c.MaxFlows, 1<<24)
+	case c.LookupsPerSecond < 0 || math.IsNaN(c.LookupsPerSecond) || c.LookupsPerSecond > 1e6:
+		return fmt.Errorf("--conntrack.lookups-per-second=%v: want 0 to 1000000", c.LookupsPerSecond)
+	case c.QueueSize < 1 || c.QueueSize > 1<<22:
+		return fmt.Errorf("--conntrack.hold-queue=%d: want 1 to %d", c.QueueSize, 1<<22)
+	case c.ReceiveBuffer < 0 || c.ReceiveBuffer > 1<<30:
+		return fmt.Errorf("--conntrack.socket.receive-buffer=%d: want 0 to 1GiB", c.ReceiveBuffer)
+	}
+	return nil
+}
+
+// held is one teardown-shaped drop waiting out its hold. Fixed size, no
+// pointers: the queue's buffer is allocated once.
+type held struct {
+	tuple    Tuple
+	group    uint16 // index into Tracker.groups, not the group number
+	ts       int64  // NFLOG timestamp, unix nanoseconds
+	deadline int64  // when to decide, unix nanoseconds
+}
+
+// Tracker correlates teardown-shaped drops with conntrack. It implements
+// collector.TeardownSink (Observe) and prometheus.Collector.
+type Tracker struct {
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	groupIdx map[uint16]uint16 // read-only after New
+	groups   []groupMetrics
+	queue    chan held
+
+	mu  sync.Mutex // guards mem
+	mem *flowMemory
+
+	looker atomic.Pointer[lookerRef]
+	bucket tokenBucket // evidence goroutine only
+
+	running     atomic.Bool // the evidence goroutine runs: Observe queues
+	up          atomic.Bool // subscribed to DESTROY events
+	destroys    atomic.Uint64
+	undecodable atomic.Uint64
+	lostBase    atomic.Uint64 // kernel drops of closed event sockets
+	lookups     [numLookupResults]atomic.Uint64
+	evicted     atomic.Uint64
+	preexisting atomic.Int64 // -1: unknown
+	sock        eventSocketHolder
+	warnOnce    sync.Once
+	stopCh      chan struct{}
+	stopOnce    sync.Once
+	wg          sync.WaitGroup
+}
+
+type groupMetrics struct {
+	label    string
+	evidence [NumEvidence]atomic.Uint64
+	delay    prometheus.Histogram
+}
+
+// lookerRef boxes the Looker, which the listener sets once it has a socket.
+type lookerRef struct{ Looker }
+
+// Lookup results, for nfdrop_conntrack_lookups_total.
+const (
+	lookupFound = iota
+	lookupNotFound
+	lookupError
+	numLookupResults
+)
+
+var lookupResultNames = [numLookupResults]string{"found", "not_found", "error"}
+
+// New builds a tracker; Start subscribes and starts it.
+func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.SysctlDir == "" {
+		cfg.SysctlDir = DefaultSysctlDir
+	}
+	t := &Tracker{
+		cfg:      cfg,
+		logger:   logger,
+		now:      time.Now,
+		groupIdx: map[uint16]uint16{},
+		queue:    make(chan held, cfg.QueueSize),
+		mem:      newFlowMemory(cfg.MaxFlows, int64(cfg.Window)),
+		bucket:   newTokenBucket(cfg.LookupsPerSecond),
+		stopCh:   make(chan struct{}),
+	}
+	t.preexisting.Store(-1)
+	for _, g := range cfg.Groups {
+		if _, dup := t.groupIdx[g]; dup {
+			return nil, fmt.Errorf("NFLOG group %d given twice", g)
+		}
+		t.groupIdx[g] = uint16(len(t.groups))
+		t.groups = append(t.groups, groupMetrics{})
+	}
+	for g, i := range t.groupIdx {
+		gm := &t.groups[i]
+		gm.label = fmt.Sprint(g)
+		gm.delay = prometheus.NewHistogram(delayOpts(gm.label))
+	}
+	return t, nil
+}
+
+// Observe implements collector.TeardownSink. It runs on the NFLOG reader's
+// goroutine for every teardown-shaped drop: it copies the tuple into the hold
+// queue, or, when the queue is full or correlation is not running, counts the
+// drop as skipped. It never blocks and does not allocate.
+func (t *Tracker) Observe(group uint16, p *packet.Packet, ts time.Time) {
+	gi, ok := t.groupIdx[group]
+	if !ok {
+		return
+	}
+	if !p.HasPorts || p.IPProto != 6 || !t.running.Load() {
+		t.groups[gi].evidence[EvidenceSkipped].Add(1)
+		return
+	}
+	now := t.now().UnixNano()
+	tsn := ts.UnixNano()
+	// The hold runs from the kernel's timestamp (the packet may have waited
+	// in an NFLOG batch already), but never longer than hold from now, so a
+	// clock step or a bogus timestamp cannot park a drop.
+	deadline := tsn + int64(t.cfg.Hold)
+	if max := now + int64(t.cfg.Hold); deadline > max {
+		deadline = max
+	}
+	h := held{
+		tuple:    Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Family: p.Family},
+		group:    gi,
+		ts:       tsn,
+		deadline: deadline,
+	}
+	select {
+	case t.queue <- h:
+	default:
+		t.groups[gi].evidence[EvidenceSkipped].Add(1)
+	}
+}
+
+// recordDestroy remembers a TCP flow conntrack destroyed at ended.
+func (t *Tracker) recordDestroy(tp *Tuple, ended int64) {
+	k := tp.key()
+	now := t.now().UnixNano()
+	t.mu.Lock()
+	before := t.mem.evicted
+	t.mem.add(k, ended, now)
+	ev := t.mem.evicted - before
+	t.mu.Unlock()
+	if ev > 0 {
+		t.evicted.Add(ev)
+	}
+}
+
+// decide returns the evidence for h at now (unix nanoseconds) and, for
+// destroyed, the seconds from the flow's end to the packet.
+func (t *Tracker) decide(h *held, now int64) (ev Evidence, delay float64, hasDelay bool) {
+	if !t.up.Load() {
+		return EvidenceSkipped, 0, false
+	}
+	k := h.tuple.key()
+	t.mu.Lock()
+	ended, ok := t.mem.lookup(k)
+	t.mu.Unlock()
+	if ok && h.ts-ended <= int64(t.cfg.Window) {
+		// A DESTROY stamped after the packet means the packet's own
+		// conntrack lookup reaped the expired entry (or conntrack ended it
+		// during the hold): the flow was over when the packet came.
+		d := h.ts - ended
+		if d < 0 {
+			d = 0
+		}
+		return EvidenceDestroyed, float64(d) / 1e9, true
+	}
+	lr := t.looker.Load()
+	if lr == nil || !t.bucket.take(now) {
+		return EvidenceSkipped, 0, false
+	}
+	state, found, err := lr.Lookup(&h.tuple)
+	switch {
+	case err != nil:
+		t.lookups[lookupError].Add(1)
+		t.logger.Debug("conntrack lookup failed", "err", err)
+		return EvidenceSkipped, 0, false
+	case !found:
+		t.lookups[lookupNotFound].Add(1)
+		return EvidenceNone, 0, false
+	}
+	t.lookups[lookupFound].Add(1)
+	return evidenceForState(state), 0, false
+}
+
+// evidenceLoop decides every queued drop once its hold is over. The queue is
+// FIFO and deadlines are nearly monotonic, so waiting for the head is enough.
+func (t *Tracker) evidenceLoop() {
+	defer t.wg.Done()
+	defer t.running.Store(false)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var h held
+		select {
+		case h = <-t.queue:
+		case <-t.stopCh:
+			return
+		}
+		if d := time.Duration(h.deadline - t.now().UnixNano()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-t.stopCh:
+				timer.Stop()
+				return
+			}
+		}
+		ev, delay, ok := t.decide(&h, t.now().UnixNano())
+		gm := &t.groups[h.group]
+		gm.evidence[ev].Add(1)
+		if ok {
+			gm.delay.Observe(delay)
+		}
+	}
+}
+
+// Start subscribes to conntrack DESTROY events and starts deciding. It does
+// not fail when conntrack is unavailable: it logs one warning, reports
+// nfdrop_conntrack_up 0, counts drops as skipped and keeps retrying.
+func (t *Tracker) Start() {
+	t.startEvidence()
+	t.wg.Add(1)
+	go t.listenLoop()
+}
+
+func (t *Tracker) startEvidence() {
+	t.running.Store(true)
+	t.wg.Add(1)
+	go t.evidenceLoop()
+}
+
+// Stop ends the tracker's goroutines and closes its sockets.
+func (t *Tracker) Stop() {
+	t.stopOnce.Do(func() {
+		t.running.Store(false)
+		close(t.stopCh)
+		t.sock.close()
+		t.wg.Wait()
+		if lr := t.looker.Load(); lr != nil {
+			if c, ok := lr.Looker.(interface{ Close() error }); ok {
+				_ = c.Close()
+			}
+		}
+	})
+}
+
+// warn logs the first failure to subscribe; later ones at debug level.
+func (t *Tracker) warn(msg string, err error) {
+	warned := false
+	t.warnOnce.Do(func() {
+		warned = true
+		t.logger.Warn(msg+"; teardown drops are counted with evidence \"skipped\" until it works (nfdrop_conntrack_up 0)", "err", err)
+	})
+	if !warned {
+		t.logger.Debug(msg, "err", err)
+	}
+}
