@@ -84,4 +84,3 @@ func supportedLinkType(lt uint32) bool {
 	}
 	return false
 }
-
