@@ -27,6 +27,7 @@ type Config struct {
 	FlushTimeout   time.Duration // longest a logged packet waits in a kernel batch; 0 keeps the default
 	BatchSize      uint32        // kernel batch buffer (nlbufsiz) in bytes; 0 keeps the default
 	ReceiveBuffer  int           // socket receive buffer in bytes (SO_RCVBUFFORCE); 0 keeps the default
+	NetNS          int           // fd of the network namespace to bind in; 0 = the process' own
 }
 
 // Netfilter netlink constants not exported by go-nflog.
@@ -102,7 +103,7 @@ func (e *BindError) Unwrap() error { return e.Err }
 // returns the packets that arrived before the kernel acknowledged the binding
 // to h (none are dropped).
 func (l *Live) open(h Handler) error {
-	nf, err := nflog.Open(&nflog.Config{Group: l.cfg.Group, Copymode: nflog.CopyPacket, Bufsize: l.cfg.CopyRange, Flags: nflog.FlagSeq})
+	nf, err := nflog.Open(&nflog.Config{Group: l.cfg.Group, Copymode: nflog.CopyPacket, Bufsize: l.cfg.CopyRange, Flags: nflog.FlagSeq, NetNS: l.cfg.NetNS})
 	if err != nil {
 		return l.bindError(err)
 	}
