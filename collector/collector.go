@@ -49,7 +49,7 @@ type groupState struct {
 	group        uint16
 	label        string
 	counters     *counterTable
-	sizes        [NumClasses]prometheus.Histogram
+	sizes        [NumClasses]*sizeHistogram
 	lost         atomic.Uint64
 	recvErrors   [source.NumReasons]atomic.Uint64
 	decodeErrors [packet.NumErrors]atomic.Uint64
@@ -82,7 +82,7 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 		}
 		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots)}
 		for cl := Class(0); cl < NumClasses; cl++ {
-			gs.sizes[cl] = prometheus.NewHistogram(packetSizeOpts(gs.label, cl.String()))
+			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
 		}
 		c.groups[g] = gs
 		c.order = append(c.order, gs)
@@ -117,9 +117,12 @@ func (c *Collector) ReceiveError(group uint16, r source.ErrorReason) {
 // Packet implements source.Handler: the per-packet path. It decodes, classifies,
 // counts and observes without allocating or taking a lock.
 func (c *Collector) Packet(m *source.Message) {
-	gs := c.groups[m.Group]
-	if gs == nil {
-		return
+	// Each reader serves one group: skip the map when there is only one.
+	gs := c.order[0]
+	if len(c.order) > 1 || gs.group != m.Group {
+		if gs = c.groups[m.Group]; gs == nil {
+			return
+		}
 	}
 	p := &gs.pkt
 	packet.Decode(m.Payload, FamilyHint(m), p)
@@ -129,7 +132,7 @@ func (c *Collector) Packet(m *source.Message) {
 	l := c.classifier.Classify(p)
 	gs.counters.inc(makeKey(c.prefixes.index(TrimPrefix(m.Prefix)), l), l.Class)
 	if p.Err == packet.ErrNone {
-		gs.sizes[l.Class].Observe(float64(p.Length))
+		gs.sizes[l.Class].observe(p.Length)
 	}
 	ts := m.Timestamp
 	if !m.HasTimestamp {
@@ -211,7 +214,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		for _, h := range gs.sizes {
-			ch <- h
+			m, err := h.metric()
+			if err != nil {
+				m = prometheus.NewInvalidMetric(h.desc, err)
+			}
+			ch <- m
 		}
 	}
 }

@@ -3,6 +3,7 @@ package source
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"time"
 )
 
@@ -18,12 +19,17 @@ const (
 var errBadAttribute = errors.New("nflog attribute runs past the message")
 
 // parseAttrs decodes the NFULA_* attributes of one NFLOG message into m without
-// allocating. order reads the type and length of each attribute: host order in
-// netlink, the writer's order in a pcap file; values are always network order.
-func parseAttrs(b []byte, order binary.ByteOrder, m *Message) error {
+// allocating. The type and length of each attribute are in the host's byte
+// order in netlink and in the writer's in a pcap file: swapped says that is
+// not the host's. Values are always network order.
+func parseAttrs(b []byte, swapped bool, m *Message) error {
 	for len(b) >= 4 {
-		l := int(order.Uint16(b))
-		typ := order.Uint16(b[2:]) & 0x3fff // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
+		l16, typ := binary.NativeEndian.Uint16(b), binary.NativeEndian.Uint16(b[2:])
+		if swapped {
+			l16, typ = bits.ReverseBytes16(l16), bits.ReverseBytes16(typ)
+		}
+		l := int(l16)
+		typ &= 0x3fff // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
 		if l < 4 || l > len(b) {
 			return errBadAttribute
 		}

@@ -236,7 +236,7 @@ func (l *Live) dispatch(h Handler, data []byte) {
 		return
 	}
 	resetMessage(&l.msg, l.cfg.Group, data[0])
-	if err := parseAttrs(data[4:], binary.NativeEndian, &l.msg); err != nil {
+	if err := parseAttrs(data[4:], false, &l.msg); err != nil {
 		// Count the packet anyway (it will be malformed): the kernel logged it.
 		h.ReceiveError(l.cfg.Group, ReasonMessage)
 	}

@@ -98,7 +98,7 @@ func ParseNFLOGRecord(data []byte, order binary.ByteOrder, m *Message) error {
 		return errBadAttribute
 	}
 	resetMessage(m, binary.BigEndian.Uint16(data[2:]), data[0])
-	return parseAttrs(data[4:], order, m)
+	return parseAttrs(data[4:], order.Uint16([]byte{1, 0}) != binary.NativeEndian.Uint16([]byte{1, 0}), m)
 }
 
 // Replay is the file-backed twin of Live: it feeds the messages of an NFLOG
