@@ -178,15 +178,12 @@ func (t *Tracker) Observe(group uint16, p *packet.Packet, ts time.Time) {
 		t.groups[gi].evidence[EvidenceSkipped].Add(1)
 		return
 	}
-	now := t.now().UnixNano()
+	// The hold runs from the kernel's timestamp: the packet may have waited in
+	// an NFLOG batch already. evidenceLoop caps the wait at one hold, so a
+	// clock step or a bogus timestamp cannot park a drop; reading the clock
+	// here would cost the reader a clock read per packet.
 	tsn := ts.UnixNano()
-	// The hold runs from the kernel's timestamp (the packet may have waited
-	// in an NFLOG batch already), but never longer than hold from now, so a
-	// clock step or a bogus timestamp cannot park a drop.
 	deadline := tsn + int64(t.cfg.Hold)
-	if max := now + int64(t.cfg.Hold); deadline > max {
-		deadline = max
-	}
 	h := held{
 		tuple:    Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Family: p.Family},
 		group:    gi,
@@ -267,7 +264,7 @@ func (t *Tracker) evidenceLoop() {
 			return
 		}
 		if d := time.Duration(h.deadline - t.now().UnixNano()); d > 0 {
-			timer.Reset(d)
+			timer.Reset(min(d, t.cfg.Hold))
 			select {
 			case <-timer.C:
 			case <-t.stopCh:
