@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/bench"
 	"io"
 	"net/http"
 	"os"
@@ -38,11 +39,20 @@ func main() {
 	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
 	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
 
-	app.Command("bench", "Not implemented yet.")
-	// TODO(bench): flood the lab (crafted random-flag/port/source packets at a
-	// given rate) and measure, side by side with Debian's ulogd2 on the same
-	// group: lossless rate, nfdrop_messages_lost_total, CPU per million
-	// packets, series count and /metrics latency under flood (design §9).
+	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter and Debian's ulogd2 side by side on the same floods: logged, received and lost messages, CPU per million messages, peak RSS, scrape latency and series count (needs root, two CPUs, ulogd2 + ulogd2-pcap for the ulogd2 column).")
+	bExporter := bench.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
+	bUlogd := bench.Flag("ulogd", "ulogd binary; empty to bench the exporter alone.").Default("/usr/sbin/ulogd").String()
+	bUlogdPlugins := bench.Flag("ulogd.plugin-dir", "Directory with ulogd's NFLOG, BASE and PCAP plugins.").Default("/usr/lib/x86_64-linux-gnu/ulogd").String()
+	bUlogdDefaults := bench.Flag("ulogd.debian-defaults", "Run ulogd2 with Debian's NFLOG defaults instead of the exporter's group settings (32 MiB buffer, qthreshold 1000, 10 ms flush).").Bool()
+	bQuick := bench.Flag("quick", "Three short points, one repetition (about 20 s).").Bool()
+	bReps := bench.Flag("reps", "Repetitions per point and receiver (medians).").Default("3").Int()
+	bPoints := bench.Flag("point", "Load RATE:RULES:PACKETS[:MIX], repeatable: RATE in packets/s ('max', '200k'), RULES identical NFLOG rules (messages per packet), MIX teardown or random. Default: the full set.").Strings()
+	bFwDir := bench.Flag("firewall.dir", "Directory with iptables.rules and ip6tables.rules (default: deploy/firewall, found as for demo).").String()
+	bExpFlags := bench.Flag("exporter.flag", "Extra flag for nfdrop_exporter, repeatable (e.g. --exporter.flag=--nflog.socket.receive-buffer=4MiB).").Strings()
+	bSenderCPU := bench.Flag("sender-cpu", "CPU of the flood generator (and of this process).").Default("0").Int()
+	bReceiverCPU := bench.Flag("receiver-cpu", "CPU the receivers are pinned to.").Default("1").Int()
+	bFormat := bench.Flag("format", "Output: markdown tables or the full JSON report.").Default("table").Enum("table", "json")
+	bPerf := bench.Flag("perf-dir", "Record a perf profile (perf record -g) of every exporter run into this directory.").String()
 
 	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))
 	switch cmd {
@@ -56,8 +66,11 @@ func main() {
 			os.Exit(1)
 		}
 	case "bench":
-		fmt.Fprintln(os.Stderr, "nfdrop-lab bench is not implemented yet")
-		os.Exit(2)
+		if err := runBench(*bExporter, *bUlogd, *bUlogdPlugins, *bUlogdDefaults, *bQuick, *bReps, *bPoints,
+			*bFwDir, *bExpFlags, *bSenderCPU, *bReceiverCPU, *bFormat == "json", *bPerf); err != nil {
+			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -372,4 +385,55 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, quick bool, reps int, points []string,
+	fwDir string, expFlags []string, senderCPU, receiverCPU int, asJSON bool, perfDir string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the bench needs root (network namespaces, firewall rules, NFLOG): run it with sudo")
+	}
+	bin, err := findExporter(exporter)
+	if err != nil {
+		return err
+	}
+	dir, err := findFirewallDir(fwDir)
+	if err != nil {
+		return err
+	}
+	o := bench.Options{
+		Receivers:      bench.DefaultReceivers(bin),
+		Points:         bench.DefaultPoints(),
+		Reps:           reps,
+		RulesDir:       dir,
+		SenderCPU:      senderCPU,
+		ReceiverCPU:    receiverCPU,
+		UlogdPluginDir: ulogdPlugins,
+		UlogdDefaults:  ulogdDefaults,
+		JSON:           asJSON,
+		PerfDir:        perfDir,
+		Progress:       os.Stderr,
+	}
+	o.Receivers[0].Args = expFlags
+	if ulogd == "" {
+		o.Receivers = o.Receivers[:1]
+	} else {
+		o.Receivers[1].Path = ulogd
+	}
+	if quick {
+		o.Points, o.Reps = bench.QuickPoints(), 1
+	}
+	if len(points) > 0 {
+		o.Points = nil
+		for _, s := range points {
+			p, err := bench.ParsePoint(s)
+			if err != nil {
+				return err
+			}
+			o.Points = append(o.Points, p)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err = bench.Run(ctx, o, os.Stdout)
+	return err
 }

@@ -1,0 +1,805 @@
+// Package bench floods the lab's server namespace with packets that hit N
+// identical NFLOG rules and measures, side by side in the same run, how
+// nfdrop_exporter and Debian's ulogd2 keep up: offered and logged rate,
+// received and lost messages, CPU seconds per million messages, peak RSS and
+// (for the exporter) scrape latency and series count during the flood. It
+// follows the method of reference/nflog-receive-rates.md: a fresh namespace
+// pair per run, sender pinned to one CPU and receiver to another, receivers
+// alternating within each point, medians over repetitions.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"golang.org/x/sys/unix"
+)
+
+// Point is one offered load.
+type Point struct {
+	Name    string  `json:"name"`
+	Rate    float64 `json:"rate_pps"` // packets per second; 0 = as fast as the sender core can
+	Rules   int     `json:"rules"`    // identical NFLOG rules: messages per packet
+	Packets uint64  `json:"packets"`  // packets to send
+	Mix     Mix     `json:"mix"`
+}
+
+// Options configures Run.
+type Options struct {
+	Receivers      []Receiver
+	Points         []Point
+	Reps           int           // repetitions per point and receiver (medians); default 3
+	RulesDir       string        // deploy/firewall (iptables.rules, ip6tables.rules)
+	Prefix         string        // namespace prefix; default "nfdG-b<pid>"
+	Group          int           // NFLOG group of the ruleset (deploy/firewall: 0)
+	SenderCPU      int           // default 0
+	ReceiverCPU    int           // default 1
+	Settle         time.Duration // wait after the receiver's socket queue is empty; default 500ms
+	ScrapeEvery    time.Duration // exporter scrape interval during the flood; default 2s (the first one 500ms after the start)
+	MaxFlood       time.Duration // cap of one flood; default 30s
+	QuietBelow     float64       // wait (up to 2s) until the machine's other load is below this fraction; default 0.15; <0 disables
+	UlogdPluginDir string        // default /usr/lib/x86_64-linux-gnu/ulogd
+	UlogdDefaults  bool          // run ulogd with Debian's defaults instead of the exporter's group settings
+	JSON           bool          // write JSON instead of the tables to out
+	PerfDir        string        // if set, record a perf profile of every exporter run there (perf record -g)
+	Progress       io.Writer     // one line per run; nil = quiet
+}
+
+// DefaultPoints is the full bench (~4 minutes with 2 receivers and 3 reps).
+func DefaultPoints() []Point {
+	return []Point{
+		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 250_000, Mix: MixTeardown},
+		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: MixTeardown},
+		{Name: "max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: MixTeardown},
+		{Name: "100k pps x4 rules", Rate: 100_000, Rules: 4, Packets: 300_000, Mix: MixTeardown},
+		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 300_000, Mix: MixTeardown},
+		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: MixRandom},
+	}
+}
+
+// QuickPoints is the --quick bench (< 1 minute with 2 receivers, 1 rep).
+func QuickPoints() []Point {
+	return []Point{
+		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 200_000, Mix: MixTeardown},
+		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 100_000, Mix: MixTeardown},
+		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 200_000, Mix: MixRandom},
+	}
+}
+
+// DefaultReceivers are the exporter at exporterPath with its default flags
+// and ulogd2 from the Debian package.
+func DefaultReceivers(exporterPath string) []Receiver {
+	return []Receiver{
+		{Name: "nfdrop_exporter", Kind: KindExporter, Path: exporterPath},
+		{Name: "ulogd2", Kind: KindUlogd, Path: "/usr/sbin/ulogd"},
+	}
+}
+
+// RunResult is one flood against one receiver.
+type RunResult struct {
+	Point             string  `json:"point"`
+	Receiver          string  `json:"receiver"`
+	Rep               int     `json:"rep"`
+	Sent              uint64  `json:"sent"`
+	SentPPS           float64 `json:"sent_pps"`
+	Logged            uint64  `json:"logged"`      // NFLOG rule counters: ground truth
+	LoggedRate        float64 `json:"logged_msgs"` // messages per second during the flood
+	Accepted          uint64  `json:"accepted"`    // packets of the flood the ruleset accepted (must be 0)
+	Received          uint64  `json:"received"`
+	Lost              uint64  `json:"lost"`                              // the receiver's own loss count (exporter: nfdrop_messages_lost_total); else logged-received
+	Unaccounted       int64   `json:"unaccounted"`                       // logged - received - lost: must be 0 for the exporter
+	LossPct           float64 `json:"loss_pct"`                          // (logged-received)/logged
+	CPUSeconds        float64 `json:"cpu_s"`                             // on-CPU time from schedstat (precise)
+	CPUPerM           float64 `json:"cpu_s_per_million"`                 // CPUSeconds per million logged messages
+	TickCPUSeconds    float64 `json:"tick_cpu_s"`                        // utime+stime from /proc/<pid>/stat (10 ms ticks, the reference's method)
+	CPUPerMNoScrape   float64 `json:"cpu_s_per_million_without_scrapes"` // exporter: minus the scrapes during the flood
+	ScrapeCPUMs       float64 `json:"scrape_cpu_ms,omitempty"`           // exporter CPU per scrape at rest after the flood
+	TickCPUPerM       float64 `json:"tick_cpu_s_per_million"`
+	SenderUSPerPacket float64 `json:"sender_us_per_packet"`
+	PeakRSS           int64   `json:"peak_rss_bytes"`
+	SockDrops         uint64  `json:"sock_drops"` // kernel batches dropped at the socket
+	Drain             float64 `json:"drain_s"`    // flood end until the socket queue was empty
+	Scrapes           int     `json:"scrapes,omitempty"`
+	ScrapeMaxMs       float64 `json:"scrape_max_ms,omitempty"`
+	ScrapeMedMs       float64 `json:"scrape_median_ms,omitempty"`
+	Series            int     `json:"series,omitempty"`        // sample lines on /metrics after the flood
+	PacketSeries      int     `json:"packet_series,omitempty"` // nfdrop_packets_total series
+	MallocsPerMsg     float64 `json:"mallocs_per_msg"`         // -1 when unknown
+	ForeignCPU        float64 `json:"machine_busy_before"`
+	Err               string  `json:"error,omitempty"`
+}
+
+// Cell is the median [min-max] summary of one point and receiver.
+type Cell struct {
+	Point             string     `json:"point"`
+	Receiver          string     `json:"receiver"`
+	N                 int        `json:"n"`
+	SentPPS           [3]float64 `json:"sent_pps"` // median, min, max
+	LoggedRate        [3]float64 `json:"logged_msgs"`
+	LossPct           [3]float64 `json:"loss_pct"`
+	Lost              [3]float64 `json:"lost"`
+	Unaccounted       [3]float64 `json:"unaccounted"`
+	CPUPerM           [3]float64 `json:"cpu_s_per_million"`
+	TickCPUPerM       [3]float64 `json:"tick_cpu_s_per_million"`
+	CPUPerMNoScrape   [3]float64 `json:"cpu_s_per_million_without_scrapes"`
+	ScrapeCPUMs       [3]float64 `json:"scrape_cpu_ms"`
+	PeakRSS           [3]float64 `json:"peak_rss_bytes"`
+	ScrapeMaxMs       [3]float64 `json:"scrape_max_ms"`
+	Series            [3]float64 `json:"series"`
+	MallocsPerMsg     [3]float64 `json:"mallocs_per_msg"`
+	SenderUSPerPacket [3]float64 `json:"sender_us_per_packet"`
+}
+
+// Report is the outcome of Run.
+type Report struct {
+	Started  time.Time   `json:"started"`
+	Kernel   string      `json:"kernel"`
+	CPUs     int         `json:"cpus"`
+	Reps     int         `json:"reps"`
+	Points   []Point     `json:"points"`
+	Runs     []RunResult `json:"runs"`
+	Summary  []Cell      `json:"summary"`
+	Duration float64     `json:"duration_s"`
+}
+
+func (o *Options) defaults() error {
+	if o.Reps == 0 {
+		o.Reps = 3
+	}
+	if o.Prefix == "" {
+		// Unique per process: two benches (or a bench and a test) on one
+		// machine must never delete each other's namespaces.
+		o.Prefix = fmt.Sprintf("nfdG-b%d", os.Getpid())
+	}
+	if o.ReceiverCPU == 0 && o.SenderCPU == 0 {
+		o.ReceiverCPU = 1
+	}
+	if o.Settle == 0 {
+		o.Settle = 500 * time.Millisecond
+	}
+	if o.ScrapeEvery == 0 {
+		// A scrape costs the exporter a few ms of CPU (gzip, sorting):
+		// scraping much more often than Prometheus does would dominate the
+		// CPU per message at low rates.
+		o.ScrapeEvery = 2 * time.Second
+	}
+	if o.MaxFlood == 0 {
+		o.MaxFlood = 30 * time.Second
+	}
+	if o.QuietBelow == 0 {
+		o.QuietBelow = 0.15
+	}
+	if o.UlogdPluginDir == "" {
+		o.UlogdPluginDir = "/usr/lib/x86_64-linux-gnu/ulogd"
+	}
+	if o.RulesDir == "" {
+		o.RulesDir = "deploy/firewall"
+	}
+	if len(o.Points) == 0 {
+		o.Points = DefaultPoints()
+	}
+	if len(o.Receivers) == 0 {
+		return errors.New("bench: no receivers")
+	}
+	if o.Reps < 1 || o.Reps > 20 {
+		return fmt.Errorf("bench: %d repetitions: want 1 to 20", o.Reps)
+	}
+	for _, p := range o.Points {
+		if p.Rules < 1 || p.Rules > 16 || p.Packets == 0 || p.Packets > 50_000_000 || p.Rate < 0 {
+			return fmt.Errorf("bench: point %q: want 1-16 rules, 1-50M packets, rate >= 0", p.Name)
+		}
+	}
+	for _, r := range o.Receivers {
+		if _, err := os.Stat(r.Path); err != nil {
+			return fmt.Errorf("bench: receiver %s: %w", r.Name, err)
+		}
+	}
+	if runtime.NumCPU() < 2 || o.SenderCPU == o.ReceiverCPU {
+		return fmt.Errorf("bench: needs two CPUs, one for the sender (%d) and one for the receiver (%d)", o.SenderCPU, o.ReceiverCPU)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("bench: must run as root (network namespaces, NFLOG, AF_PACKET)")
+	}
+	return nil
+}
+
+// Run executes the bench and writes the tables (or JSON) to out.
+func Run(ctx context.Context, o Options, out io.Writer) (Report, error) {
+	rep := Report{Started: time.Now().UTC(), CPUs: runtime.NumCPU()}
+	if err := o.defaults(); err != nil {
+		return rep, err
+	}
+	rep.Reps, rep.Points = o.Reps, o.Points
+	var uts unix.Utsname
+	if unix.Uname(&uts) == nil {
+		rep.Kernel = unix.ByteSliceToString(uts.Release[:])
+	}
+	// The whole bench process (the generator, scrapes, the tools it runs)
+	// stays on the sender's CPU, so that the receiver has its CPU to itself.
+	restore, err := pinProcess(o.SenderCPU)
+	if err != nil {
+		return rep, err
+	}
+	defer restore()
+
+	pools := map[Mix][]Frame{}
+	for _, p := range o.Points {
+		if pools[p.Mix] == nil {
+			if pools[p.Mix], err = BuildPool(p.Mix, PoolSize, 1); err != nil {
+				return rep, err
+			}
+		}
+	}
+	for _, p := range o.Points {
+		for r := 0; r < o.Reps; r++ {
+			for i := range o.Receivers {
+				// Rotate the order per repetition so that neither receiver
+				// always runs first (warm caches, thermal state).
+				rcv := o.Receivers[(i+r)%len(o.Receivers)]
+				if err := ctx.Err(); err != nil {
+					return rep, err
+				}
+				res := runOne(ctx, &o, p, rcv, r, pools[p.Mix])
+				rep.Runs = append(rep.Runs, res)
+				if o.Progress != nil {
+					fmt.Fprintln(o.Progress, progressLine(res))
+				}
+			}
+		}
+	}
+	rep.Summary = summarize(rep.Runs, o.Points, o.Receivers)
+	rep.Duration = time.Since(rep.Started).Seconds()
+	if o.JSON {
+		err = WriteJSON(out, rep)
+	} else {
+		err = WriteTables(out, rep)
+	}
+	return rep, err
+}
+
+// runOne floods one fresh lab against one receiver.
+func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, pool []Frame) (res RunResult) {
+	res = RunResult{Point: p.Name, Receiver: rcv.Name, Rep: rep, MallocsPerMsg: -1}
+	fail := func(err error) RunResult {
+		res.Err = err.Error()
+		return res
+	}
+	if o.QuietBelow > 0 {
+		res.ForeignCPU = waitQuiet(o.QuietBelow, 2*time.Second)
+	}
+	dir, err := os.MkdirTemp("", "nfdG-bench-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := lab.New(o.Prefix)
+	if err != nil {
+		return fail(err)
+	}
+	defer l.Close()
+	if err := applyRules(l, o, p.Rules, dir); err != nil {
+		return fail(err)
+	}
+	proc, err := startReceiver(ctx, l, rcv, o, dir)
+	if err != nil {
+		return fail(err)
+	}
+	fail = func(err error) RunResult {
+		res.Err = err.Error()
+		select {
+		case werr := <-proc.done:
+			proc.done <- werr
+			res.Err += fmt.Sprintf(" (receiver exited: %v: %s)", werr, tail(proc.stderr.String()))
+		default:
+		}
+		return res
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			proc.kill()
+			<-proc.done
+		}
+	}()
+
+	var before scrape
+	if rcv.Kind == KindExporter {
+		if before, err = scrapeOnce(proc.client, proc.url, o.Group); err != nil {
+			return fail(err)
+		}
+	}
+	logged0, _, err := ruleCounters(l, o.Group)
+	if err != nil {
+		return fail(err)
+	}
+	cpu0, err := procCPU(proc.pid)
+	if err != nil {
+		return fail(err)
+	}
+	rt0, err := procRuntime(proc.pid)
+	if err != nil {
+		return fail(err)
+	}
+
+	if o.PerfDir != "" && rcv.Kind == KindExporter {
+		out := filepath.Join(o.PerfDir, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(p.Name, " ", "_"), rep))
+		perf := exec.Command("perf", "record", "-q", "-F", "1999", "-g", "-p", strconv.Itoa(proc.pid), "-o", out)
+		if err := perf.Start(); err != nil {
+			return fail(fmt.Errorf("bench: perf: %w", err))
+		}
+		defer func() {
+			_ = perf.Process.Signal(os.Interrupt)
+			_ = perf.Wait()
+		}()
+		time.Sleep(300 * time.Millisecond) // perf attaches asynchronously
+	}
+
+	// The flood runs on its own locked thread in the client namespace.
+	type floodOut struct {
+		res FloodResult
+		err error
+	}
+	fc := make(chan floodOut, 1)
+	go func() {
+		var fr FloodResult
+		err := lab.InNetns(l.Client, func() error {
+			var err error
+			fr, err = Flood(lab.ClientIf, pool, p.Packets, p.Rate, o.MaxFlood, ctx.Done())
+			return err
+		})
+		fc <- floodOut{fr, err}
+	}()
+	var lat []time.Duration
+	var fo floodOut
+	tick := time.NewTimer(500 * time.Millisecond)
+wait:
+	for {
+		select {
+		case fo = <-fc:
+			break wait
+		case <-tick.C:
+			tick.Reset(o.ScrapeEvery)
+			if rcv.Kind == KindExporter {
+				if s, err := scrapeOnce(proc.client, proc.url, o.Group); err == nil {
+					lat = append(lat, s.Latency)
+				} else {
+					lat = append(lat, time.Hour) // a failed scrape counts as unbounded
+				}
+			}
+		}
+	}
+	tick.Stop()
+	if fo.err != nil {
+		return fail(fo.err)
+	}
+	floodEnd := time.Now()
+	res.Sent, res.SentPPS = fo.res.Sent, fo.res.PPS()
+	if fo.res.Sent > 0 {
+		res.SenderUSPerPacket = fo.res.CPU.Seconds() * 1e6 / float64(fo.res.Sent)
+	}
+
+	// Softirq work of the last frames may still run for a moment.
+	time.Sleep(50 * time.Millisecond)
+	logged1, accepted, err := ruleCounters(l, o.Group)
+	if err != nil {
+		return fail(err)
+	}
+	res.Logged, res.Accepted = logged1-logged0, accepted
+	res.LoggedRate = float64(res.Logged) / fo.res.Elapsed.Seconds()
+
+	drops, err := waitDrained(proc.pid, 20*time.Second)
+	if err != nil {
+		return fail(err)
+	}
+	res.Drain = time.Since(floodEnd).Seconds()
+	res.SockDrops = drops
+	time.Sleep(o.Settle) // the last partial kernel batch (flush timeout)
+	// CPU ends here: the scrapes that follow only check the counts.
+	cpu1, err := procCPU(proc.pid)
+	if err != nil {
+		return fail(err)
+	}
+	rt1, err := procRuntime(proc.pid)
+	if err != nil {
+		return fail(err)
+	}
+	res.CPUSeconds = (rt1 - rt0).Seconds()
+	res.TickCPUSeconds = (cpu1 - cpu0).Seconds()
+
+	var final *scrape
+	if rcv.Kind == KindExporter {
+		// Until every logged message is either counted or counted as lost,
+		// or the counts stop moving.
+		var last float64 = -1
+		drainScrapes := 0
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			s, err := scrapeOnce(proc.client, proc.url, o.Group)
+			if err != nil {
+				return fail(err)
+			}
+			drainScrapes++
+			final = &s
+			if uint64(s.Packets+s.Lost) >= res.Logged+uint64(before.Packets+before.Lost) || s.Packets+s.Lost == last || time.Now().After(deadline) {
+				break
+			}
+			last = s.Packets + s.Lost
+			time.Sleep(100 * time.Millisecond)
+		}
+		res.Series, res.PacketSeries = final.Series, final.PacketSeries
+		// A few more scrapes at rest tell what one scrape costs (CPU and
+		// allocations), so the flood's own cost can be separated from the
+		// scrapes' (which a 15 s Prometheus interval makes much rarer).
+		rtA, err := procRuntime(proc.pid)
+		if err != nil {
+			return fail(err)
+		}
+		const probes = 5
+		var again scrape
+		for i := 0; i < probes; i++ {
+			if again, err = scrapeOnce(proc.client, proc.url, o.Group); err != nil {
+				return fail(err)
+			}
+		}
+		rtB, err := procRuntime(proc.pid)
+		if err != nil {
+			return fail(err)
+		}
+		res.ScrapeCPUMs = float64(rtB-rtA) / probes / 1e6
+		if final.Packets > before.Packets {
+			// The "before" scrape read its memstats before it encoded its
+			// answer, so the interval holds one scrape more than it started.
+			perScrape := (again.Mallocs - final.Mallocs) / probes
+			floodMallocs := final.Mallocs - before.Mallocs - perScrape*float64(len(lat)+drainScrapes+1)
+			res.MallocsPerMsg = math.Max(0, floodMallocs) / (final.Packets - before.Packets)
+		}
+		fs := *final
+		fs.Packets -= before.Packets
+		fs.Lost -= before.Lost
+		final = &fs
+	}
+	if res.PeakRSS, err = procHWM(proc.pid); err != nil {
+		return fail(err)
+	}
+
+	stopped = true
+	r, err := proc.stop(final)
+	if err != nil {
+		return fail(err)
+	}
+	res.Received = r.Received
+	if rcv.Kind == KindUlogd || rcv.Kind == KindCommand {
+		// Messages already logged before the flood (none in a silent lab)
+		// are part of what these receivers report.
+		res.Received -= min(res.Received, logged0)
+	}
+	if r.HasLost {
+		res.Lost = r.Lost
+	} else if res.Logged > res.Received {
+		res.Lost = res.Logged - res.Received
+	}
+	if r.Mallocs > 0 && res.Received > 0 {
+		res.MallocsPerMsg = float64(r.Mallocs) / float64(res.Received)
+	}
+	res.Unaccounted = int64(res.Logged) - int64(res.Received) - int64(res.Lost)
+	if res.Logged > 0 {
+		res.LossPct = 100 * float64(int64(res.Logged)-int64(res.Received)) / float64(res.Logged)
+		res.CPUPerM = res.CPUSeconds / (float64(res.Logged) / 1e6)
+		res.TickCPUPerM = res.TickCPUSeconds / (float64(res.Logged) / 1e6)
+		res.CPUPerMNoScrape = res.CPUPerM
+		if rcv.Kind == KindExporter {
+			res.CPUPerMNoScrape = math.Max(0, res.CPUSeconds-float64(len(lat))*res.ScrapeCPUMs/1e3) / (float64(res.Logged) / 1e6)
+		}
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		res.Scrapes = len(lat)
+		res.ScrapeMaxMs = float64(lat[len(lat)-1]) / 1e6
+		res.ScrapeMedMs = float64(lat[len(lat)/2]) / 1e6
+	}
+	return res
+}
+
+// applyRules loads deploy/firewall's iptables rulesets with the NFLOG rule
+// repeated n times, and switches conntrack's loose pickup off so that
+// mid-stream ACKs without an entry are INVALID and reach the NFLOG rules
+// (reference §0.13), as late teardown packets do on a real server.
+func applyRules(l *lab.Lab, o *Options, n int, dir string) error {
+	for _, f := range []string{"iptables.rules", "ip6tables.rules"} {
+		b, err := os.ReadFile(filepath.Join(o.RulesDir, f))
+		if err != nil {
+			return fmt.Errorf("bench: ruleset (set the rules directory to deploy/firewall): %w", err)
+		}
+		out, err := multiplyNFLOG(string(b), o.Group, n)
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w", f, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(out), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := l.Apply(lab.Iptables, dir); err != nil {
+		return err
+	}
+	return l.Sysctl(l.Server, "net.netfilter.nf_conntrack_tcp_loose=0")
+}
+
+// multiplyNFLOG repeats the INPUT NFLOG rule of an iptables-restore file n
+// times in place, so that every packet that reaches it is logged n times.
+func multiplyNFLOG(rules string, group, n int) (string, error) {
+	var sb strings.Builder
+	found := 0
+	for _, line := range strings.SplitAfter(rules, "\n") {
+		if strings.HasPrefix(line, "-A INPUT ") && strings.Contains(line, " -j NFLOG") {
+			g := 0
+			if m := nflogGroupRE.FindStringSubmatch(line); m != nil {
+				g, _ = strconv.Atoi(m[1])
+			}
+			if g != group {
+				return "", fmt.Errorf("the INPUT NFLOG rule logs to group %d, not %d", g, group)
+			}
+			found++
+			for i := 1; i < n; i++ {
+				sb.WriteString(line)
+			}
+		}
+		sb.WriteString(line)
+	}
+	if found != 1 {
+		return "", fmt.Errorf("want exactly one INPUT NFLOG rule, found %d", found)
+	}
+	return sb.String(), nil
+}
+
+var (
+	nflogGroupRE  = regexp.MustCompile(`--nflog-group (\d+)`)
+	saveCounterRE = regexp.MustCompile(`^\[(\d+):\d+\] -A INPUT `)
+)
+
+// ruleCounters sums the packet counters of the INPUT NFLOG rules of group
+// and of the INPUT ACCEPT rules other than loopback's, over both families.
+func ruleCounters(l *lab.Lab, group int) (logged, accepted uint64, err error) {
+	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := l.Run(l.Server, tool, "-c", "-t", "filter")
+		if err != nil {
+			return 0, 0, err
+		}
+		lg, acc, err := parseSaveCounters(out, group)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", tool, err)
+		}
+		logged += lg
+		accepted += acc
+	}
+	return logged, accepted, nil
+}
+
+func parseSaveCounters(out string, group int) (logged, accepted uint64, err error) {
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		m := saveCounterRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		n, err := strconv.ParseUint(m[1], 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		switch {
+		case strings.Contains(line, " -j NFLOG"):
+			g := 0
+			if gm := nflogGroupRE.FindStringSubmatch(line); gm != nil {
+				g, _ = strconv.Atoi(gm[1])
+			}
+			if g == group {
+				logged += n
+				found = true
+			}
+		case strings.HasSuffix(strings.TrimSpace(line), "-j ACCEPT") && !strings.Contains(line, " -i lo "):
+			accepted += n
+		}
+	}
+	if !found {
+		return 0, 0, fmt.Errorf("no NFLOG rule for group %d", group)
+	}
+	return logged, accepted, nil
+}
+
+// waitDrained waits until no NETLINK_NETFILTER socket in the receiver's
+// namespace has queued data, and returns their summed Drops.
+func waitDrained(pid int, limit time.Duration) (uint64, error) {
+	deadline := time.Now().Add(limit)
+	empty := 0
+	for {
+		socks, err := netfilterSockets(pid)
+		if err != nil {
+			return 0, err
+		}
+		var rmem, drops uint64
+		for _, s := range socks {
+			rmem += s.Rmem
+			drops += s.Drops
+		}
+		if rmem == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		// Twice empty in a row: a batch in flight between checks is not missed.
+		if empty >= 2 {
+			return drops, nil
+		}
+		if time.Now().After(deadline) {
+			return drops, fmt.Errorf("bench: receiver still has %d bytes queued after %s", rmem, limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitQuiet waits until the machine is idle enough and returns the busy
+// fraction it saw last.
+func waitQuiet(below float64, limit time.Duration) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := machineBusy(250 * time.Millisecond)
+		if err != nil || b < below || time.Now().After(deadline) {
+			return b
+		}
+	}
+}
+
+// pinProcess moves every thread of the process to cpu (new threads inherit
+// it) and returns a function that restores the previous mask.
+func pinProcess(cpu int) (func(), error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, err
+	}
+	set.Set(cpu)
+	apply := func(s *unix.CPUSet) error {
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, t := range tids {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	if err := apply(&set); err != nil {
+		return nil, err
+	}
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = apply(&old)
+	}, nil
+}
+
+func progressLine(r RunResult) string {
+	if r.Err != "" {
+		return fmt.Sprintf("%-20s %-16s rep %d: ERROR %s", r.Point, r.Receiver, r.Rep, r.Err)
+	}
+	return fmt.Sprintf("%-20s %-16s rep %d: sent %7.0f pps, logged %8.0f msg/s, loss %.3f %%, unaccounted %d, %.3f CPU s/M (ticks %.2f), RSS %.1f MiB, scrape max %.1f ms",
+		r.Point, r.Receiver, r.Rep, r.SentPPS, r.LoggedRate, r.LossPct, r.Unaccounted, r.CPUPerM, r.TickCPUPerM, float64(r.PeakRSS)/(1<<20), r.ScrapeMaxMs)
+}
+
+// SetupLab creates a fresh lab namespace pair named after prefix and loads
+// rulesDir's iptables rulesets into its server namespace with the NFLOG rule
+// of group repeated rules times (see applyRules). The caller closes it.
+func SetupLab(prefix, rulesDir string, group, rules int) (*lab.Lab, error) {
+	l, err := lab.New(prefix)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nfdG-rules-")
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := applyRules(l, &Options{RulesDir: rulesDir, Group: group}, rules, dir); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// RuleCounters returns the summed packet counters of the lab's NFLOG rules
+// of group (the ground truth of the accounting invariant) and of its ACCEPT
+// rules other than loopback's, over IPv4 and IPv6.
+func RuleCounters(l *lab.Lab, group int) (logged, accepted uint64, err error) {
+	return ruleCounters(l, group)
+}
+
+// ExporterCounts is what the accounting invariant needs from one scrape.
+type ExporterCounts struct {
+	Packets float64 // sum of nfdrop_packets_total of the group
+	Lost    float64 // nfdrop_messages_lost_total of the group
+	Up      float64 // nfdrop_up of the group
+	Latency time.Duration
+}
+
+// ScrapeCounts scrapes an exporter's /metrics with c.
+func ScrapeCounts(c *http.Client, url string, group int) (ExporterCounts, error) {
+	s, err := scrapeOnce(c, url, group)
+	return ExporterCounts{Packets: s.Packets, Lost: s.Lost, Up: s.Up, Latency: s.Latency}, err
+}
+
+// ParsePoint parses a --point value "RATE:RULES:PACKETS[:MIX]": RATE in
+// packets per second ("max" for as fast as the sender can, a "k" suffix for
+// thousands), RULES identical NFLOG rules, PACKETS to send, MIX teardown
+// (default) or random. The name is derived from the values.
+func ParsePoint(s string) (Point, error) {
+	f := strings.Split(s, ":")
+	if len(f) < 3 || len(f) > 4 {
+		return Point{}, fmt.Errorf("point %q: want RATE:RULES:PACKETS[:MIX], e.g. 200k:1:600000 or max:8:300000:random", s)
+	}
+	var p Point
+	num := func(v string) (float64, error) {
+		mult := 1.0
+		if k, ok := strings.CutSuffix(v, "k"); ok {
+			v, mult = k, 1000
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n <= 0 || math.IsInf(n, 0) {
+			return 0, fmt.Errorf("point %q: %q is not a positive number", s, v)
+		}
+		return n * mult, nil
+	}
+	rateName := "max pps"
+	if f[0] != "max" {
+		r, err := num(f[0])
+		if err != nil {
+			return Point{}, err
+		}
+		p.Rate, rateName = r, fmt.Sprintf("%gk pps", r/1000)
+	}
+	rules, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Point{}, fmt.Errorf("point %q: rules %q: %v", s, f[1], err)
+	}
+	n, err := num(f[2])
+	if err != nil {
+		return Point{}, err
+	}
+	p.Rules, p.Packets, p.Mix = rules, uint64(n), MixTeardown
+	if len(f) == 4 {
+		p.Mix = Mix(f[3])
+		if p.Mix != MixTeardown && p.Mix != MixRandom {
+			return Point{}, fmt.Errorf("point %q: mix %q: want %s or %s", s, f[3], MixTeardown, MixRandom)
+		}
+	}
+	if p.Rules < 1 || p.Rules > 16 || p.Packets < 1 || p.Packets > 50_000_000 {
+		return Point{}, fmt.Errorf("point %q: want 1-16 rules and 1-50M packets", s)
+	}
+	p.Name = rateName
+	if p.Rules > 1 {
+		p.Name += fmt.Sprintf(" x%d rules", p.Rules)
+	}
+	if p.Mix == MixRandom {
+		p.Name = "random " + p.Name
+	}
+	return p, nil
+}

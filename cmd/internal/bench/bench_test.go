@@ -1,0 +1,352 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+)
+
+func TestBuildPoolTeardownMix(t *testing.T) {
+	pool, err := BuildPool(MixTeardown, PoolSize, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pool) != PoolSize {
+		t.Fatalf("%d frames, want %d", len(pool), PoolSize)
+	}
+	shares := map[uint8]int{}
+	v6 := 0
+	for i, f := range pool {
+		checkFrame(t, i, f)
+		if f.Proto != craft.ProtoTCP {
+			t.Fatalf("frame %d: protocol %d in the teardown mix", i, f.Proto)
+		}
+		if f.Flags&craft.SYN != 0 && (f.Dport == 80 || f.Dport == 443) {
+			t.Fatalf("frame %d: SYN to %d would be accepted by the ruleset", i, f.Dport)
+		}
+		if f.Flags&craft.SYN == 0 && f.Dport != 443 {
+			t.Fatalf("frame %d: flags %#x to port %d, want :443", i, f.Flags, f.Dport)
+		}
+		shares[f.Flags]++
+		if f.V6 {
+			v6++
+		}
+	}
+	// The reference mix, within 2 percentage points for 8192 draws.
+	for _, w := range []struct {
+		flags uint8
+		pct   float64
+	}{
+		{craft.FIN | craft.ACK, 15}, {craft.RST, 10}, {craft.RST | craft.ACK, 10}, {craft.ACK, 15},
+		{craft.PSH | craft.ACK, 20}, {craft.SYN, 20}, {0, 5}, {craft.FIN | craft.PSH | craft.URG, 5},
+	} {
+		got := 100 * float64(shares[w.flags]) / PoolSize
+		if got < w.pct-2 || got > w.pct+2 {
+			t.Errorf("flags %#02x: %.1f %% of the pool, want %.0f %%", w.flags, got, w.pct)
+		}
+		delete(shares, w.flags)
+	}
+	if len(shares) != 0 {
+		t.Errorf("unexpected flag bytes in the mix: %v", shares)
+	}
+	if v6 < PoolSize*45/100 || v6 > PoolSize*55/100 {
+		t.Errorf("%d IPv6 frames of %d, want about half", v6, PoolSize)
+	}
+}
+
+func TestBuildPoolRandomMix(t *testing.T) {
+	pool, err := BuildPool(MixRandom, PoolSize, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := map[uint8]bool{}
+	protos := map[uint8]int{}
+	for i, f := range pool {
+		checkFrame(t, i, f)
+		if f.Dport == 80 || f.Dport == 443 {
+			t.Fatalf("frame %d: destination port %d is accepted by the ruleset", i, f.Dport)
+		}
+		protos[f.Proto]++
+		if f.Proto == craft.ProtoTCP {
+			flags[f.Flags] = true
+		}
+	}
+	if len(flags) != 256 {
+		t.Errorf("%d distinct TCP flag bytes, want all 256", len(flags))
+	}
+	for _, p := range []uint8{craft.ProtoTCP, craft.ProtoUDP, craft.ProtoICMP, craft.ProtoICMPv6} {
+		if protos[p] == 0 {
+			t.Errorf("no frame with protocol %d", p)
+		}
+	}
+	if _, err := BuildPool("bogus", 1, 1); err == nil {
+		t.Error("BuildPool accepted an unknown mix")
+	}
+}
+
+// checkFrame verifies the link and network headers the server's stack needs
+// to deliver the frame to its INPUT chain.
+func checkFrame(t *testing.T, i int, f Frame) {
+	t.Helper()
+	b := f.Bytes
+	if !bytes.Equal(b[0:6], lab.ServerMAC) || !bytes.Equal(b[6:12], lab.ClientMAC) {
+		t.Fatalf("frame %d: MACs %x -> %x", i, b[6:12], b[0:6])
+	}
+	et := binary.BigEndian.Uint16(b[12:])
+	ip := b[14:]
+	switch {
+	case f.V6:
+		if et != 0x86dd || ip[0]>>4 != 6 {
+			t.Fatalf("frame %d: ethertype %#x version %d for IPv6", i, et, ip[0]>>4)
+		}
+		if !bytes.Equal(ip[24:40], lab.ServerIPv6.AsSlice()) || !bytes.Equal(ip[8:16], lab.ClientIPv6.AsSlice()[:8]) ||
+			bytes.Equal(ip[8:24], lab.ServerIPv6.AsSlice()) {
+			t.Fatalf("frame %d: %x -> %x is not client /64 -> server", i, ip[8:24], ip[24:40])
+		}
+		if int(binary.BigEndian.Uint16(ip[4:]))+40 != len(ip) {
+			t.Fatalf("frame %d: IPv6 payload length %d for %d bytes", i, binary.BigEndian.Uint16(ip[4:]), len(ip))
+		}
+	default:
+		if et != 0x0800 || ip[0] != 0x45 {
+			t.Fatalf("frame %d: ethertype %#x first byte %#x for IPv4", i, et, ip[0])
+		}
+		if !bytes.Equal(ip[16:20], lab.ServerIPv4.AsSlice()) || !bytes.Equal(ip[12:15], lab.ClientIPv4.AsSlice()[:3]) ||
+			ip[15] < 2 || ip[15] == 255 {
+			t.Fatalf("frame %d: %v -> %v is not client /24 -> server", i, ip[12:16], ip[16:20])
+		}
+		if int(binary.BigEndian.Uint16(ip[2:])) != len(ip) {
+			t.Fatalf("frame %d: IPv4 total length %d for %d bytes", i, binary.BigEndian.Uint16(ip[2:]), len(ip))
+		}
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// The command name may contain spaces and parentheses.
+	line := []byte("1234 (nfdrop (x) y) S 1 1234 1234 0 -1 4194560 2200 0 0 0 250 75 0 0 20 0 5 0 100 1000000 4000 18446744073709551615\n")
+	got, err := parseStatCPU(line)
+	if err != nil || got != 3250*time.Millisecond {
+		t.Errorf("parseStatCPU = %v, %v; want 3.25s (250+75 ticks)", got, err)
+	}
+	if _, err := parseStatCPU([]byte("1234 (x) S 1 2")); err == nil {
+		t.Error("short stat line accepted")
+	}
+}
+
+func TestParseStatusKB(t *testing.T) {
+	st := []byte("Name:\tnfdrop_exporter\nVmPeak:\t 1234 kB\nVmHWM:\t   20480 kB\nVmRSS:\t 10000 kB\n")
+	if got, err := parseStatusKB(st, "VmHWM:"); err != nil || got != 20480<<10 {
+		t.Errorf("VmHWM = %d, %v; want %d", got, err, 20480<<10)
+	}
+	if _, err := parseStatusKB(st, "VmSwap:"); err == nil {
+		t.Error("missing key accepted")
+	}
+}
+
+func TestParseNetlink(t *testing.T) {
+	in := `sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode
+0000000000000000 0   4181       00000000 0        0        0     2        0        30641
+0000000000000000 12  4837       00000000 131072   0        0     2        17       41040
+0000000000000000 12  0          00000000 0        0        0     2        0        1
+`
+	got, err := parseNetlink([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netlinkSock{{Portid: 4837, Rmem: 131072, Drops: 17}, {Portid: 0}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("parseNetlink = %+v, want %+v", got, want)
+	}
+	if _, err := parseNetlink([]byte("garbage\n")); err == nil {
+		t.Error("bad header accepted")
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	in := `# HELP nfdrop_packets_total x
+# TYPE nfdrop_packets_total counter
+nfdrop_packets_total{class="teardown",family="ipv4",flags="ACK,FIN",group="0",port="443",prefix="denied",proto="tcp",side="client"} 1500
+nfdrop_packets_total{class="probe",family="ipv6",flags="NONE",group="0",port="443",prefix="denied",proto="tcp",side="client"} 2.5e+06
+nfdrop_packets_total{class="probe",family="ipv6",flags="NONE",group="10",port="443",prefix="denied",proto="tcp",side="client"} 99
+nfdrop_messages_lost_total{group="0"} 42
+nfdrop_messages_lost_total{group="10"} 7
+nfdrop_up{group="0"} 1
+nfdrop_packet_size_bytes_bucket{class="probe",group="0",le="40"} 3
+go_memstats_mallocs_total 123456
+`
+	s, err := parseMetrics(strings.NewReader(in), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := scrape{Packets: 2501500, Lost: 42, Up: 1, Mallocs: 123456, Series: 8, PacketSeries: 2, ExporterLines: 7}
+	if s != want {
+		t.Errorf("parseMetrics = %+v, want %+v", s, want)
+	}
+	if _, err := parseMetrics(strings.NewReader("nfdrop_up{group=\"0\"} 1\n"), 0); err == nil {
+		t.Error("answer without nfdrop_messages_lost_total accepted")
+	}
+}
+
+func TestCountPcap(t *testing.T) {
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+		var b bytes.Buffer
+		hdr := make([]byte, 24)
+		order.PutUint32(hdr, 0xa1b2c3d4)
+		order.PutUint32(hdr[20:], 239)
+		b.Write(hdr)
+		for i, n := range []int{40, 0, 300} {
+			rec := make([]byte, 16+n)
+			order.PutUint32(rec[0:], uint32(i))
+			order.PutUint32(rec[8:], uint32(n))
+			order.PutUint32(rec[12:], uint32(n))
+			b.Write(rec)
+		}
+		full := b.Bytes()
+		if n, err := countPcap(bytes.NewReader(full)); err != nil || n != 3 {
+			t.Errorf("%v: countPcap = %d, %v; want 3", order, n, err)
+		}
+		if _, err := countPcap(bytes.NewReader(full[:len(full)-1])); err == nil {
+			t.Errorf("%v: truncated record accepted", order)
+		}
+	}
+	if n, err := countPcap(bytes.NewReader(nil)); err != nil || n != 0 {
+		t.Errorf("empty file: %d, %v; want 0, nil", n, err)
+	}
+	if _, err := countPcap(bytes.NewReader(make([]byte, 24))); err == nil {
+		t.Error("bad magic accepted")
+	}
+}
+
+func TestParseSaveCounters(t *testing.T) {
+	out := `*filter
+:INPUT ACCEPT [0:0]
+[3:180] -A INPUT -i lo -j ACCEPT
+[0:0] -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+[2:120] -A INPUT -p tcp -m conntrack --ctstate NEW -m multiport --dports 80,443 -j ACCEPT
+[1000:40000] -A INPUT -j NFLOG --nflog-prefix denied --nflog-size 256
+[1000:40000] -A INPUT -j NFLOG --nflog-prefix denied --nflog-size 256
+[5:200] -A INPUT -j NFLOG --nflog-prefix other --nflog-group 3
+[1000:40000] -A INPUT -j DROP
+COMMIT
+`
+	logged, accepted, err := parseSaveCounters(out, 0)
+	if err != nil || logged != 2000 || accepted != 2 {
+		t.Errorf("parseSaveCounters = %d, %d, %v; want 2000 logged, 2 accepted", logged, accepted, err)
+	}
+	if _, _, err := parseSaveCounters(out, 7); err == nil {
+		t.Error("missing group accepted")
+	}
+}
+
+func TestMultiplyNFLOG(t *testing.T) {
+	b, err := os.ReadFile("../../../deploy/firewall/ip6tables.rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := string(b)
+	out, err := multiplyNFLOG(in, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rule = "-A INPUT -j NFLOG --nflog-group 0 --nflog-prefix \"denied\" --nflog-size 256\n"
+	if c := strings.Count(out, rule); c != 3 {
+		t.Errorf("%d NFLOG rules after multiplying by 3, want 3:\n%s", c, out)
+	}
+	// Everything else is unchanged and in order: removing the two added
+	// copies gives the input back.
+	if strings.Replace(out, rule+rule, "", 1) != in {
+		t.Errorf("multiplying changed more than the NFLOG rule")
+	}
+	if _, err := multiplyNFLOG(in, 5, 2); err == nil {
+		t.Error("a ruleset for group 0 accepted for group 5")
+	}
+	if _, err := multiplyNFLOG("*filter\n-A INPUT -j DROP\nCOMMIT\n", 0, 2); err == nil {
+		t.Error("a ruleset without NFLOG rule accepted")
+	}
+}
+
+func TestParseCommandOutput(t *testing.T) {
+	r, err := parseCommandOutput("starting\nreceived=1000 lost=5 mallocs=31000\n")
+	if err != nil || r != (result{Received: 1000, Lost: 5, HasLost: true, Mallocs: 31000}) {
+		t.Errorf("parseCommandOutput = %+v, %v", r, err)
+	}
+	if _, err := parseCommandOutput("lost=5\n"); err == nil {
+		t.Error("output without received= accepted")
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	pts := []Point{{Name: "p"}}
+	rcvs := []Receiver{{Name: "a"}, {Name: "b"}}
+	runs := []RunResult{
+		{Point: "p", Receiver: "a", CPUPerM: 0.3, LossPct: 0},
+		{Point: "p", Receiver: "a", CPUPerM: 0.1, LossPct: 1},
+		{Point: "p", Receiver: "a", CPUPerM: 0.2, LossPct: 0},
+		{Point: "p", Receiver: "b", CPUPerM: 0.8},
+		{Point: "p", Receiver: "b", Err: "boom", CPUPerM: 99},
+	}
+	cs := summarize(runs, pts, rcvs)
+	if len(cs) != 2 || cs[0].N != 3 || cs[0].CPUPerM != [3]float64{0.2, 0.1, 0.3} || cs[0].LossPct != [3]float64{0, 0, 1} ||
+		cs[1].N != 1 || cs[1].CPUPerM != [3]float64{0.8, 0.8, 0.8} {
+		t.Errorf("summarize = %+v", cs)
+	}
+	if m := median3([]float64{4, 1, 3, 2}); m != [3]float64{2.5, 1, 4} {
+		t.Errorf("median3 of an even count = %v, want [2.5 1 4]", m)
+	}
+	var b bytes.Buffer
+	if err := WriteTables(&b, Report{Points: pts, Summary: cs, Runs: runs}); err != nil {
+		t.Fatal(err)
+	}
+	// Every row of a table has as many cells as its header.
+	cells := -1
+	for _, line := range strings.Split(b.String(), "\n") {
+		switch {
+		case !strings.HasPrefix(line, "|"):
+			cells = -1
+		case cells < 0:
+			cells = strings.Count(line, "|")
+		case strings.Count(line, "|") != cells:
+			t.Errorf("row %q has %d cell separators, header %d", line, strings.Count(line, "|"), cells)
+		}
+	}
+	for _, want := range []string{"| p | a | 3 |", "0.200 [0.100–0.300]", "| 4.00x |", "p / b rep 0: boom"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("tables lack %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestParsePoint(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Point
+		bad  bool
+	}{
+		{in: "200k:1:600000", want: Point{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: MixTeardown}},
+		{in: "max:8:300k", want: Point{Name: "max pps x8 rules", Rules: 8, Packets: 300_000, Mix: MixTeardown}},
+		{in: "max:1:600000:random", want: Point{Name: "random max pps", Rules: 1, Packets: 600_000, Mix: MixRandom}},
+		{in: "50000:4:1000", want: Point{Name: "50k pps x4 rules", Rate: 50_000, Rules: 4, Packets: 1000, Mix: MixTeardown}},
+		{in: "200k:1", bad: true},
+		{in: "fast:1:100", bad: true},
+		{in: "200k:0:100", bad: true},
+		{in: "200k:1:100:bogus", bad: true},
+		{in: "-5:1:100", bad: true},
+		{in: "200k:17:100", bad: true},
+	} {
+		got, err := ParsePoint(tc.in)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("ParsePoint(%q) = %+v, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParsePoint(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of utime/stime in /proc/<pid>/stat; it is
+// 100 on every Linux architecture Go supports.
+const clockTick = 100
+
+// procCPU returns utime+stime of pid.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(b)
+}
+
+// parseStatCPU reads fields 14 and 15 of /proc/<pid>/stat. The command name
+// (field 2) may contain spaces and parentheses, so fields are counted from
+// the last ')'.
+func parseStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: malformed stat line %q", b)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bench: short stat line %q", b)
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bench: bad utime/stime in %q", b)
+	}
+	return time.Duration(u+s) * time.Second / clockTick, nil
+}
+
+// procHWM returns the peak resident set (VmHWM) of pid in bytes.
+func procHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatusKB(b, "VmHWM:")
+}
+
+func parseStatusKB(b []byte, key string) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			f := strings.Fields(v)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("bench: unexpected %s line %q", key, sc.Text())
+			}
+			n, err := strconv.ParseInt(f[0], 10, 64)
+			return n << 10, err
+		}
+	}
+	return 0, fmt.Errorf("bench: no %s in status", key)
+}
+
+// netlinkSock is one NETLINK_NETFILTER socket of /proc/<pid>/net/netlink.
+type netlinkSock struct {
+	Portid uint32
+	Rmem   uint64 // bytes queued for reading
+	Drops  uint64 // datagrams (whole kernel batches) dropped on overflow
+}
+
+// netfilterSockets lists the NETLINK_NETFILTER (protocol 12) sockets of the
+// network namespace pid lives in.
+func netfilterSockets(pid int) ([]netlinkSock, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netlink", pid))
+	if err != nil {
+		return nil, err
+	}
+	return parseNetlink(b)
+}
+
+// parseNetlink parses /proc/net/netlink:
+// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode.
+func parseNetlink(b []byte) ([]netlinkSock, error) {
+	var out []netlinkSock
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	first := true
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if first {
+			first = false
+			if len(f) < 9 || f[1] != "Eth" || f[4] != "Rmem" || f[8] != "Drops" {
+				return nil, fmt.Errorf("bench: unexpected /proc/net/netlink header %q", sc.Text())
+			}
+			continue
+		}
+		if len(f) < 9 || f[1] != "12" {
+			continue
+		}
+		pid, err1 := strconv.ParseUint(f[2], 10, 32)
+		rmem, err2 := strconv.ParseUint(f[4], 10, 64)
+		drops, err3 := strconv.ParseUint(f[8], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("bench: bad /proc/net/netlink line %q", sc.Text())
+		}
+		out = append(out, netlinkSock{Portid: uint32(pid), Rmem: rmem, Drops: drops})
+	}
+	return out, sc.Err()
+}
+
+// groupBound reports whether NFLOG group g has an instance in the network
+// namespace of pid (/proc/<pid>/net/netfilter/nfnetlink_log).
+func groupBound(pid int, g int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/netfilter/nfnetlink_log", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == strconv.Itoa(g) {
+			return true
+		}
+	}
+	return false
+}
+
+// machineBusy returns the fraction of all CPUs' time that was not idle over d.
+func machineBusy(d time.Duration) (float64, error) {
+	a, err := readProcStat()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	b, err := readProcStat()
+	if err != nil {
+		return 0, err
+	}
+	total := float64(b[0] - a[0])
+	if total <= 0 {
+		return 0, nil
+	}
+	return 1 - float64(b[1]-a[1])/total, nil
+}
+
+// readProcStat returns total and idle(+iowait) jiffies of the "cpu" line.
+func readProcStat() ([2]uint64, error) {
+	var r [2]uint64
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return r, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return r, fmt.Errorf("bench: unexpected /proc/stat %q", line)
+	}
+	for i, s := range f[1:] {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return r, err
+		}
+		r[0] += n
+		if i == 3 || i == 4 { // idle, iowait
+			r[1] += n
+		}
+	}
+	return r, nil
+}
+
+// procRuntime returns the precise on-CPU time of every thread of pid: the
+// sum of the first field of /proc/<pid>/task/*/schedstat (sum_exec_runtime,
+// ns). Unlike utime+stime it does not sample at timer ticks, which matters
+// here: NFLOG flushes a batch from a jiffies timer, so the reader wakes in
+// step with the tick and tick sampling is biased.
+func procRuntime(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 3 {
+			return 0, fmt.Errorf("bench: unexpected schedstat %q", b)
+		}
+		ns, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}

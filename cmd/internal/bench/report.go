@@ -1,0 +1,163 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// summarize computes the median [min-max] of every point and receiver over
+// the runs that succeeded.
+func summarize(runs []RunResult, points []Point, rcvs []Receiver) []Cell {
+	var out []Cell
+	for _, p := range points {
+		for _, r := range rcvs {
+			var sel []RunResult
+			for _, x := range runs {
+				if x.Point == p.Name && x.Receiver == r.Name && x.Err == "" {
+					sel = append(sel, x)
+				}
+			}
+			if len(sel) == 0 {
+				continue
+			}
+			c := Cell{Point: p.Name, Receiver: r.Name, N: len(sel)}
+			c.SentPPS = stat(sel, func(x RunResult) float64 { return x.SentPPS })
+			c.LoggedRate = stat(sel, func(x RunResult) float64 { return x.LoggedRate })
+			c.LossPct = stat(sel, func(x RunResult) float64 { return x.LossPct })
+			c.Lost = stat(sel, func(x RunResult) float64 { return float64(x.Lost) })
+			c.Unaccounted = stat(sel, func(x RunResult) float64 { return float64(x.Unaccounted) })
+			c.CPUPerM = stat(sel, func(x RunResult) float64 { return x.CPUPerM })
+			c.TickCPUPerM = stat(sel, func(x RunResult) float64 { return x.TickCPUPerM })
+			c.CPUPerMNoScrape = stat(sel, func(x RunResult) float64 { return x.CPUPerMNoScrape })
+			c.ScrapeCPUMs = stat(sel, func(x RunResult) float64 { return x.ScrapeCPUMs })
+			c.PeakRSS = stat(sel, func(x RunResult) float64 { return float64(x.PeakRSS) })
+			c.ScrapeMaxMs = stat(sel, func(x RunResult) float64 { return x.ScrapeMaxMs })
+			c.Series = stat(sel, func(x RunResult) float64 { return float64(x.Series) })
+			c.MallocsPerMsg = stat(sel, func(x RunResult) float64 { return x.MallocsPerMsg })
+			c.SenderUSPerPacket = stat(sel, func(x RunResult) float64 { return x.SenderUSPerPacket })
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// stat returns median, min and max (the median of an even count is the
+// mean of the two middle values).
+func stat(xs []RunResult, f func(RunResult) float64) [3]float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	return median3(v)
+}
+
+func median3(v []float64) [3]float64 {
+	if len(v) == 0 {
+		return [3]float64{}
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	m := v[len(v)/2]
+	if len(v)%2 == 0 {
+		m = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return [3]float64{m, v[0], v[len(v)-1]}
+}
+
+// WriteJSON writes the report as indented JSON.
+func WriteJSON(w io.Writer, r Report) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(r)
+}
+
+// WriteTables writes the summary (medians [min-max]), the exporter-vs-other
+// ratio per point, and every failed run.
+func WriteTables(w io.Writer, r Report) error {
+	fmt.Fprintf(w, "nfdrop bench: kernel %s, %d CPUs, %d repetitions, %s, %.0f s\n\n", r.Kernel, r.CPUs, r.Reps, r.Started.Format("2006-01-02 15:04 UTC"), r.Duration)
+	fmt.Fprintln(w, "| point | receiver | n | sent pps | logged msg/s | loss % | lost | unaccounted | CPU s / M msgs | without scrapes | tick CPU s / M | peak RSS MiB | scrape max ms | scrape CPU ms | series | allocs/msg | sender µs/pkt |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, c := range r.Summary {
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			c.Point, c.Receiver, c.N, fmtK(c.SentPPS), fmtK(c.LoggedRate), fmtF(c.LossPct, 2), fmtF(c.Lost, 0),
+			fmtF(c.Unaccounted, 0), fmtF(c.CPUPerM, 3), fmtF(c.CPUPerMNoScrape, 3), fmtF(c.TickCPUPerM, 2), fmtF(scale(c.PeakRSS, 1.0/(1<<20)), 1),
+			dash(c.ScrapeMaxMs, 1), dash(c.ScrapeCPUMs, 1), dash(c.Series, 0), allocs(c.MallocsPerMsg), fmtF(c.SenderUSPerPacket, 2))
+	}
+	// The ratio table compares the first receiver with every other one.
+	names := []string{}
+	for _, c := range r.Summary {
+		if !slices.Contains(names, c.Receiver) {
+			names = append(names, c.Receiver)
+		}
+	}
+	if len(names) >= 2 {
+		fmt.Fprintf(w, "\n| point | %s CPU s/M | %s CPU s/M | %s / %s CPU | %s loss %% | %s loss %% |\n", names[0], names[1], names[1], names[0], names[0], names[1])
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
+		for _, p := range r.Points {
+			a, okA := cell(r.Summary, p.Name, names[0])
+			b, okB := cell(r.Summary, p.Name, names[1])
+			if !okA || !okB {
+				continue
+			}
+			ratio := "–"
+			if a.CPUPerM[0] > 0 {
+				ratio = fmt.Sprintf("%.2fx", b.CPUPerM[0]/a.CPUPerM[0])
+			}
+			fmt.Fprintf(w, "| %s | %.3f | %.3f | %s | %.2f | %.2f |\n", p.Name, a.CPUPerM[0], b.CPUPerM[0], ratio, a.LossPct[0], b.LossPct[0])
+		}
+	}
+	failed := 0
+	for _, x := range r.Runs {
+		if x.Err != "" {
+			if failed == 0 {
+				fmt.Fprintln(w, "\nfailed runs:")
+			}
+			failed++
+			fmt.Fprintf(w, "  %s / %s rep %d: %s\n", x.Point, x.Receiver, x.Rep, x.Err)
+		}
+	}
+	return nil
+}
+
+func cell(cs []Cell, point, rcv string) (Cell, bool) {
+	for _, c := range cs {
+		if c.Point == point && c.Receiver == rcv {
+			return c, true
+		}
+	}
+	return Cell{}, false
+}
+
+func scale(v [3]float64, f float64) [3]float64 { return [3]float64{v[0] * f, v[1] * f, v[2] * f} }
+
+func fmtF(v [3]float64, prec int) string {
+	if v[1] == v[2] {
+		return fmt.Sprintf("%.*f", prec, v[0])
+	}
+	return fmt.Sprintf("%.*f [%.*f–%.*f]", prec, v[0], prec, v[1], prec, v[2])
+}
+
+func fmtK(v [3]float64) string {
+	k := func(x float64) string { return fmt.Sprintf("%.0fk", x/1000) }
+	if k(v[1]) == k(v[2]) {
+		return k(v[0])
+	}
+	return fmt.Sprintf("%s [%s–%s]", k(v[0]), k(v[1]), k(v[2]))
+}
+
+func dash(v [3]float64, prec int) string {
+	if v == [3]float64{} {
+		return "–"
+	}
+	return fmtF(v, prec)
+}
+
+func allocs(v [3]float64) string {
+	if v[0] < 0 {
+		return "–"
+	}
+	return strings.TrimSpace(fmtF(v, 2))
+}
