@@ -251,20 +251,26 @@ func (t *Tracker) decide(h *held, now int64) (ev Evidence, delay float64, hasDel
 
 // evidenceLoop decides every queued drop once its hold is over. The queue is
 // FIFO and deadlines are nearly monotonic, so waiting for the head is enough.
+// Wake-ups are coalesced to at most one per holdTick: under a flood every drop
+// has its own deadline, and a timer per drop would cost a goroutine switch per
+// packet; drops whose holds end within one tick are decided together.
 func (t *Tracker) evidenceLoop() {
 	defer t.wg.Done()
 	defer t.running.Store(false)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	var h held
+	has := false
 	for {
-		var h held
-		select {
-		case h = <-t.queue:
-		case <-t.stopCh:
-			return
+		if !has {
+			select {
+			case h = <-t.queue:
+			case <-t.stopCh:
+				return
+			}
 		}
 		if d := time.Duration(h.deadline - t.now().UnixNano()); d > 0 {
-			timer.Reset(min(d, t.cfg.Hold))
+			timer.Reset(max(min(d, t.cfg.Hold), holdTick))
 			select {
 			case <-timer.C:
 			case <-t.stopCh:
@@ -272,12 +278,37 @@ func (t *Tracker) evidenceLoop() {
 				return
 			}
 		}
-		ev, delay, ok := t.decide(&h, t.now().UnixNano())
-		gm := &t.groups[h.group]
-		gm.evidence[ev].Add(1)
-		if ok {
-			gm.delay.Observe(delay)
+		now := t.now().UnixNano()
+		t.record(&h, now)
+		// Decide every queued drop whose hold is over as well; keep the
+		// first one that is still held as the next head.
+		has = false
+	drain:
+		for {
+			select {
+			case h = <-t.queue:
+				if h.deadline > now {
+					has = true
+					break drain
+				}
+				t.record(&h, now)
+			default:
+				break drain
+			}
 		}
+	}
+}
+
+// holdTick is the coarsest step at which held drops are decided.
+const holdTick = 10 * time.Millisecond
+
+// record decides one held drop and counts the evidence.
+func (t *Tracker) record(h *held, now int64) {
+	ev, delay, ok := t.decide(h, now)
+	gm := &t.groups[h.group]
+	gm.evidence[ev].Add(1)
+	if ok {
+		gm.delay.Observe(delay)
 	}
 }
 
