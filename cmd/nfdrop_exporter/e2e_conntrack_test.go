@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,12 +39,6 @@ import (
 
 const ctGroup = "0"
 
-var (
-	ctBuildOnce sync.Once
-	ctBin       string
-	ctBuildErr  error
-)
-
 func ctE2E(t *testing.T) string {
 	t.Helper()
 	if os.Getenv("NFDROP_E2E") != "1" {
@@ -60,43 +52,11 @@ func ctE2E(t *testing.T) string {
 			t.Fatalf("NFDROP_E2E=1 but %s is missing (apt-get install iproute2 iptables conntrack procps nmap): %v", tool, err)
 		}
 	}
-	ctBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nfdF-e2e-bin-")
-		if err != nil {
-			ctBuildErr = err
-			return
-		}
-		ctBin = filepath.Join(dir, "nfdrop_exporter")
-		if out, err := exec.Command("go", "build", "-o", ctBin, ".").CombinedOutput(); err != nil {
-			ctBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		out, _ := exec.Command(ctBin, "--help").CombinedOutput()
-		if !strings.Contains(string(out), "--[no-]conntrack.correlate") {
-			ctBuildErr = fmt.Errorf("the binary has no --conntrack.correlate flag: wire addConntrackFlags/build (conntrack_flags.go) into main.go")
-		}
-	})
-	if ctBuildErr != nil {
-		t.Fatal(ctBuildErr)
+	bin := exporterBinary(t)
+	if out, _ := exec.Command(bin, "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
+		t.Fatal("the binary has no --conntrack.correlate flag: wire addConntrackFlags/build (conntrack_flags.go) into main.go")
 	}
-	return ctBin
-}
-
-type ctLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *ctLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *ctLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return bin
 }
 
 // ctLab is a lab with the exporter running in its server namespace.
@@ -105,7 +65,7 @@ type ctLab struct {
 	t      *testing.T
 	exp    *exec.Cmd
 	exited chan error
-	logs   *ctLog
+	logs   *lab.SyncBuffer
 	url    string
 }
 
@@ -130,7 +90,7 @@ func startCTLab(t *testing.T, bin, tag string, args ...string) *ctLab {
 	if err := l.PrepareTCP(); err != nil {
 		t.Fatal(err)
 	}
-	c := &ctLab{Lab: l, t: t, exited: make(chan error, 1), logs: &ctLog{}, url: "http://127.0.0.1:9786/metrics"}
+	c := &ctLab{Lab: l, t: t, exited: make(chan error, 1), logs: &lab.SyncBuffer{}, url: "http://127.0.0.1:9786/metrics"}
 	args = append([]string{"--nflog.group=" + ctGroup, "--web.listen-address=127.0.0.1:9786", "--log.level=debug"}, args...)
 	c.exp, err = l.Start(l.Server, c.logs, c.logs, bin, args...)
 	if err != nil {

@@ -36,7 +36,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,27 +156,9 @@ func deployRun(t *testing.T, args ...string) {
 	}
 }
 
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type deployProc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *lab.SyncBuffer
 	done   chan struct{}
 	err    error // valid after done is closed
 }
@@ -189,7 +170,7 @@ func (e *deployEnv) start(t *testing.T, priv []string, bin string, args ...strin
 	argv := append([]string{"netns", "exec", e.ns}, priv...)
 	argv = append(argv, bin)
 	argv = append(argv, args...)
-	p := &deployProc{cmd: exec.Command("ip", argv...), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &deployProc{cmd: exec.Command("ip", argv...), stderr: &lab.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -731,7 +712,7 @@ func deployRestart(t *testing.T, e *deployEnv) {
 // output shows ready. The returned check asserts it is still running.
 func (e *deployEnv) startHolder(t *testing.T, ready string, argv ...string) (*deployProc, func(*testing.T)) {
 	t.Helper()
-	h := &deployProc{stderr: &lockedBuffer{}, done: make(chan struct{})}
+	h := &deployProc{stderr: &lab.SyncBuffer{}, done: make(chan struct{})}
 	h.cmd = exec.Command("ip", append([]string{"netns", "exec", e.ns}, argv...)...)
 	h.cmd.Stdout = h.stderr
 	h.cmd.Stderr = h.stderr

@@ -3,13 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,24 +49,6 @@ func e2eEnabled(t *testing.T) {
 			t.Fatalf("NFDROP_E2E=1 but %s is missing (apt-get install iproute2 iptables nftables conntrack procps): %v", tool, err)
 		}
 	}
-}
-
-// syncBuffer collects the exporter's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestE2ELab(t *testing.T) {
@@ -131,7 +111,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Fatalf("fresh lab: log rule counter %d, %v; want 0", n, err)
 	}
 
-	var logs syncBuffer
+	var logs lab.SyncBuffer
 	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group="+e2eGroup, "--web.listen-address=127.0.0.1:9786", "--log.level=debug")
 	if err != nil {
 		t.Fatal(err)

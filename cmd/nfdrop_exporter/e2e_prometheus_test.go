@@ -78,7 +78,7 @@ func TestPrometheusE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var expLog syncBuffer
+	var expLog lab.SyncBuffer
 	exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")
 	if err != nil {
 		t.Fatal(err)
@@ -552,7 +552,7 @@ type promServer struct {
 	name   string
 	port   int
 	native bool
-	log    syncBuffer
+	log    lab.SyncBuffer
 	client *http.Client
 }
 

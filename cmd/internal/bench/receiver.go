@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -41,8 +39,8 @@ type process struct {
 	cmd    *exec.Cmd
 	pid    int
 	dir    string
-	stdout lockedBuffer
-	stderr lockedBuffer
+	stdout lab.SyncBuffer
+	stderr lab.SyncBuffer
 	url    string
 	client *http.Client
 	done   chan error
@@ -188,25 +186,6 @@ func (p *process) stop(final *scrape) (result, error) {
 		return parseCommandOutput(p.stdout.String())
 	}
 	return r, nil
-}
-
-// lockedBuffer is a bytes.Buffer that the receiver's output copier and
-// the bench may use at the same time.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // parseCommandOutput reads "key=value" words of a KindCommand receiver.
