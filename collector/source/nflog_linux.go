@@ -274,6 +274,11 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 				backoff = min(2*backoff, 30*time.Second)
 				continue
 			}
+			if ctx.Err() != nil {
+				// Cancelled while binding: configure cleared the deadline the
+				// cancellation set, so the next read would block forever.
+				return nil
+			}
 			backoff = time.Second
 			h.Bound(l.cfg.Group, true)
 			l.logger.Info("NFLOG group re-bound", "group", l.cfg.Group)
