@@ -52,11 +52,6 @@ const DefaultPorts = "22,25,53,80,123,443,3389"
 // next to the three IANA range buckets.
 const maxListedPorts = 64
 
-// Port label indexes past the listed ports.
-const (
-	portNone = 0 // "" — no ports
-)
-
 // Ports is the parsed --collector.ports list: services whose number is a label value.
 // index maps a port to 1+its position in names, 0 when not listed; a flat array keeps
 // the per-packet lookup a single load.

@@ -100,11 +100,9 @@ func protoNumber(v []byte) (uint8, bool) {
 	return uint8(n), ok
 }
 
-// atou parses a decimal number no larger than max.
-func atou(v []byte, max uint32) (uint32, bool) {
-	if len(v) == 0 || len(v) > 10 {
-		return 0, false
-	}
+// digits parses a run of decimal digits; callers bound its length so that it
+// cannot overflow.
+func digits(v []byte) (uint64, bool) {
 	var n uint64
 	for _, c := range v {
 		if !isDigit(c) {
@@ -112,7 +110,16 @@ func atou(v []byte, max uint32) (uint32, bool) {
 		}
 		n = n*10 + uint64(c-'0')
 	}
-	if n > uint64(max) {
+	return n, true
+}
+
+// atou parses a decimal number no larger than max.
+func atou(v []byte, max uint32) (uint32, bool) {
+	if len(v) == 0 || len(v) > 10 {
+		return 0, false
+	}
+	n, ok := digits(v)
+	if !ok || n > uint64(max) {
 		return 0, false
 	}
 	return uint32(n), true

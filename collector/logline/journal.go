@@ -89,14 +89,7 @@ func atou64(v []byte) (uint64, bool) {
 	if len(v) == 0 || len(v) > 19 {
 		return 0, false
 	}
-	var n uint64
-	for _, c := range v {
-		if !isDigit(c) {
-			return 0, false
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n, true
+	return digits(v)
 }
 
 // rawString finds the JSON string starting at b[i] == '"': the raw content

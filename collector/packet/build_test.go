@@ -68,7 +68,6 @@ func ip6(next uint8, payload []byte, mods ...func([]byte)) []byte {
 }
 
 // Modifiers for ip4/ip6.
-func setByte(i int, v byte) func([]byte) { return func(b []byte) { b[i] = v } }
 func setU16(i int, v uint16) func([]byte) {
 	return func(b []byte) { binary.BigEndian.PutUint16(b[i:], v) }
 }
