@@ -67,7 +67,7 @@ func benchMessages(mix string, n int) []source.Message {
 		}
 		out[i] = source.Message{Group: 0, Family: fam, HwProtocol: 0x0800, HasHwProto: true, Hook: 1,
 			Prefix: []byte("denied"), Payload: b[:min(len(b), 256)], Seq: uint32(i), HasSeq: true,
-			Timestamp: time.Unix(1700000000, int64(i)), HasTimestamp: true}
+			TimestampNs: time.Unix(1700000000, int64(i)).UnixNano(), HasTimestamp: true}
 		if v6 {
 			out[i].HwProtocol = 0x86dd
 		}

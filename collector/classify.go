@@ -56,8 +56,9 @@ const maxListedPorts = 64
 // index maps a port to 1+its position in names, 0 when not listed; a flat array keeps
 // the per-packet lookup a single load.
 type Ports struct {
-	index *[65536]uint8
-	names []string // label value per index: "", listed ports..., "system", "user", "dynamic"
+	index  *[65536]uint8
+	listed *[65536 / 64]uint64 // bit per port: listed; 8 KiB stay in L1 where the 64 KiB index would not
+	names  []string            // label value per index: "", listed ports..., "system", "user", "dynamic"
 }
 
 // ParsePorts parses a comma-separated list of port numbers.
@@ -82,10 +83,11 @@ func ParsePorts(s string) (Ports, error) {
 		return Ports{}, fmt.Errorf("%d ports listed, at most %d allowed: each becomes a label value", len(list), maxListedPorts)
 	}
 	sort.Ints(list)
-	p := Ports{index: new([65536]uint8), names: []string{""}}
+	p := Ports{index: new([65536]uint8), listed: new([65536 / 64]uint64), names: []string{""}}
 	for _, n := range list {
 		p.names = append(p.names, strconv.Itoa(n))
 		p.index[n] = uint8(len(p.names) - 1)
+		p.listed[n/64] |= 1 << (n % 64)
 	}
 	p.names = append(p.names, "system", "user", "dynamic")
 	return p, nil
@@ -110,13 +112,13 @@ func (p Ports) List() []uint16 {
 	return out
 }
 
-func (p Ports) listed(port uint16) bool { return p.index[port] != 0 }
+func (p *Ports) isListed(port uint16) bool { return p.listed[port/64]&(1<<(port%64)) != 0 }
 
 // label returns the port label index of a service port: its own index when listed,
 // else the IANA range it falls in.
-func (p Ports) label(port uint16) uint8 {
-	if i := p.index[port]; i != 0 {
-		return i
+func (p *Ports) label(port uint16) uint8 {
+	if p.isListed(port) {
+		return p.index[port]
 	}
 	ranges := uint8(len(p.names) - 3)
 	switch {
@@ -156,43 +158,50 @@ func (c *Classifier) Ports() *Ports { return &c.ports }
 const teardownShape = packet.FlagSYN | packet.FlagRST | packet.FlagACK
 
 // Classify labels a decoded packet. It never allocates.
-func (c *Classifier) Classify(p *packet.Packet) Labels {
-	l := Labels{Family: p.Family, Proto: p.Proto, ports: &c.ports}
+func (c *Classifier) Classify(p *packet.Packet) Labels { return c.key(p).labels(&c.ports) }
+
+// key classifies a decoded packet into its series key (prefix 0). The
+// per-packet path uses it rather than Classify: it works in registers, where
+// filling a Labels struct byte by byte and copying it stalls on store
+// forwarding.
+func (c *Classifier) key(p *packet.Packet) seriesKey {
 	if p.Err != packet.ErrNone {
-		l.Proto = packet.ProtoUnknown
-		l.Class = ClassMalformed
-		return l
+		return keyOf(p.Family, packet.ProtoUnknown, 0, SideNone, ClassMalformed, false, 0)
 	}
 	if p.Fragment {
-		l.Class = ClassFragment
-		return l
+		return keyOf(p.Family, p.Proto, 0, SideNone, ClassFragment, false, 0)
 	}
+	var (
+		class    = ClassOther
+		hasFlags bool
+		flags    uint8
+		side     = SideNone
+		port     uint8
+	)
 	if p.Proto == packet.ProtoTCP && p.HasFlags {
-		f := p.TCPFlags &^ (packet.FlagECE | packet.FlagCWR)
-		l.HasFlags, l.Flags = true, f
-		l.Class = tcpClass(f)
-	} else {
-		l.Class = ClassOther
+		flags = p.TCPFlags &^ (packet.FlagECE | packet.FlagCWR)
+		hasFlags = true
+		class = tcpClass(flags)
 	}
 	if p.HasPorts {
 		service := p.DstPort
-		l.Side = SideClient
+		side = SideClient
 		switch {
-		case l.HasFlags && l.Flags&packet.FlagSYN != 0:
+		case hasFlags && flags&packet.FlagSYN != 0:
 			// A SYN tells the direction itself: the client's SYN has no ACK,
 			// the server's SYN+ACK answers it.
-			if l.Flags&packet.FlagACK != 0 {
-				service, l.Side = p.SrcPort, SideServer
+			if flags&packet.FlagACK != 0 {
+				service, side = p.SrcPort, SideServer
 			}
-		case c.ports.listed(p.DstPort):
-		case c.ports.listed(p.SrcPort):
-			service, l.Side = p.SrcPort, SideServer
+		case c.ports.isListed(p.DstPort):
+		case c.ports.isListed(p.SrcPort):
+			service, side = p.SrcPort, SideServer
 		case p.SrcPort < p.DstPort:
-			service, l.Side = p.SrcPort, SideServer
+			service, side = p.SrcPort, SideServer
 		}
-		l.PortIndex = c.ports.label(service)
+		port = c.ports.label(service)
 	}
-	return l
+	return keyOf(p.Family, p.Proto, port, side, class, hasFlags, flags)
 }
 
 // tcpClass implements rules 3-5 of design §4 on the masked flag byte.

@@ -25,10 +25,11 @@ type Config struct {
 	Teardown TeardownSink
 }
 
-// TeardownSink receives teardown-shaped drops. ts is when the kernel logged the
-// packet. Observe runs on the reader's goroutine and must return quickly.
+// TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
+// the packet, in unix nanoseconds. Observe runs on the reader's goroutine and
+// must return quickly.
 type TeardownSink interface {
-	Observe(group uint16, p *packet.Packet, ts time.Time)
+	Observe(group uint16, p *packet.Packet, tsNs int64)
 }
 
 // DefaultMaxPrefixes is the default --collector.max-prefixes.
@@ -53,9 +54,15 @@ type groupState struct {
 	lost         atomic.Uint64
 	recvErrors   [source.NumReasons]atomic.Uint64
 	decodeErrors [packet.NumErrors]atomic.Uint64
-	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet
+	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet; published by Flush
 	up           atomic.Bool
-	pkt          packet.Packet // scratch, reused per packet
+
+	// Owned by the group's reader goroutine.
+	pkt       packet.Packet // scratch, reused per packet
+	last      int64         // newest packet's time, not yet published
+	rawPrefix [128]byte     // the last prefix seen, untrimmed, if it fits (NFLOG allows 127 bytes)...
+	rawLen    int           // ...and its length (-1: none yet or too long)
+	prefixIdx uint8         // ...and its label index
 }
 
 // New validates cfg and builds the collector.
@@ -80,7 +87,7 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 		if _, dup := c.groups[g]; dup {
 			return nil, fmt.Errorf("NFLOG group %d given twice", g)
 		}
-		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots)}
+		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots), rawLen: -1}
 		for cl := Class(0); cl < NumClasses; cl++ {
 			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
 		}
@@ -129,18 +136,48 @@ func (c *Collector) Packet(m *source.Message) {
 	if p.Err != packet.ErrNone {
 		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
-	l := c.classifier.Classify(p)
-	gs.counters.inc(makeKey(c.prefixes.index(TrimPrefix(m.Prefix)), l), l.Class)
+	k := c.classifier.key(p)
+	class := k.class()
+	gs.counters.inc(k.withPrefix(c.prefixIndex(gs, m.Prefix)), class)
 	if p.Err == packet.ErrNone {
-		gs.sizes[l.Class].observe(p.Length)
+		gs.sizes[class].observe(p.Length)
 	}
-	ts := m.Timestamp
+	ts := m.TimestampNs
 	if !m.HasTimestamp {
-		ts = time.Now()
+		ts = time.Now().UnixNano()
 	}
-	gs.lastPacket.Store(ts.UnixNano())
-	if l.Class == ClassTeardown && c.teardown != nil {
+	gs.last = ts
+	if class == ClassTeardown && c.teardown != nil {
 		c.teardown.Observe(m.Group, p, ts)
+	}
+}
+
+// prefixIndex is the label index of a message's prefix. A group is nearly
+// always fed by one rule, so the last raw prefix and its index are kept: the
+// trim and the search of the prefix table only run when the prefix changes.
+func (c *Collector) prefixIndex(gs *groupState, raw []byte) uint8 {
+	if len(raw) == gs.rawLen && string(raw) == string(gs.rawPrefix[:gs.rawLen]) {
+		return gs.prefixIdx
+	}
+	i := c.prefixes.index(TrimPrefix(raw))
+	if len(raw) <= len(gs.rawPrefix) { // an index never changes, (other) included: the table only grows
+		gs.rawLen = copy(gs.rawPrefix[:], raw)
+		gs.prefixIdx = i
+	}
+	return i
+}
+
+// Flush implements source.Handler: it publishes the newest packet's time once
+// per datagram rather than with an atomic store per packet.
+func (c *Collector) Flush(group uint16) {
+	gs := c.order[0]
+	if len(c.order) > 1 || gs.group != group {
+		if gs = c.groups[group]; gs == nil {
+			return
+		}
+	}
+	if gs.last != 0 {
+		gs.lastPacket.Store(gs.last)
 	}
 }
 

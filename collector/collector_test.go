@@ -44,7 +44,7 @@ func newTestCollector(t testing.TB, groups ...uint16) *Collector {
 
 func msg(group uint16, family uint8, prefix string, payload []byte) *source.Message {
 	return &source.Message{Group: group, Family: family, Prefix: []byte(prefix), Payload: payload,
-		Timestamp: time.Unix(1700000000, 500000000), HasTimestamp: true}
+		TimestampNs: time.Unix(1700000000, 500000000).UnixNano(), HasTimestamp: true}
 }
 
 func TestCollectorCountsAndExposes(t *testing.T) {
@@ -58,6 +58,11 @@ func TestCollectorCountsAndExposes(t *testing.T) {
 	c.Packet(msg(5, 2, "third", ipv4TCP(0, 1, 2)))                          // over max-prefixes=2: (other)
 	c.Packet(msg(5, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)[:30])) // cut before the flags
 	c.Packet(msg(7, 2, "denied", ipv4TCP(packet.FlagACK, 40000, 443)))      // not our group: ignored
+	if n := c.order[0].lastPacket.Load(); n != 0 {
+		t.Fatalf("last packet time %d published before the datagram ended", n)
+	}
+	c.Flush(5) // the end of the datagram publishes the last packet's time
+	c.Flush(7)
 	c.Lost(5, 4)
 	c.ReceiveError(5, source.ReasonENOBUFS)
 
@@ -224,7 +229,8 @@ func TestPacketPathAllocatesNothing(t *testing.T) {
 		for _, m := range msgs {
 			c.Packet(m)
 		}
+		c.Flush(5)
 	}); n != 0 {
-		t.Errorf("Packet allocates %v times per 3 packets", n)
+		t.Errorf("Packet and Flush allocate %v times per 3 packets", n)
 	}
 }

@@ -14,15 +14,22 @@ type seriesKey uint64
 const keyUsed seriesKey = 1 << 63
 
 func makeKey(prefix uint8, l Labels) seriesKey {
-	k := keyUsed | seriesKey(prefix)<<40 | seriesKey(l.Family)<<32 | seriesKey(l.Proto)<<24 |
-		seriesKey(l.PortIndex)<<16 | seriesKey(l.Side)<<12 | seriesKey(l.Class)<<8 | seriesKey(l.Flags)
-	if l.HasFlags {
+	return keyOf(l.Family, l.Proto, l.PortIndex, l.Side, l.Class, l.HasFlags, l.Flags).withPrefix(prefix)
+}
+
+func keyOf(f packet.Family, proto packet.Proto, port uint8, side Side, class Class, hasFlags bool, flags uint8) seriesKey {
+	k := keyUsed | seriesKey(f)<<32 | seriesKey(proto)<<24 | seriesKey(port)<<16 | seriesKey(side)<<12 | seriesKey(class)<<8 | seriesKey(flags)
+	if hasFlags {
 		k |= 1 << 11
 	}
 	return k
 }
 
+func (k seriesKey) withPrefix(prefix uint8) seriesKey { return k | seriesKey(prefix)<<40 }
+
 func (k seriesKey) prefix() uint8 { return uint8(k >> 40) }
+
+func (k seriesKey) class() Class { return Class(k >> 8 & 0x7) }
 
 func (k seriesKey) labels(ports *Ports) Labels {
 	return Labels{

@@ -135,22 +135,22 @@ func TestObserveQueues(t *testing.T) {
 	tr.now = clk.now
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 
-	tr.Observe(5, p, t0) // not started: skipped, not queued
-	if n := tr.groups[tr.groupIdx[5]].evidence[EvidenceSkipped].Load(); n != 1 || len(tr.queue) != 0 {
+	tr.Observe(5, p, t0.UnixNano()) // not started: skipped, not queued
+	if n := tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped].Load(); n != 1 || len(tr.queue) != 0 {
 		t.Fatalf("before Start: skipped %d queued %d, want 1 and 0", n, len(tr.queue))
 	}
 	tr.running.Store(true)
-	tr.Observe(5, p, t0.Add(-time.Second)) // batched in NFLOG for a second
-	tr.Observe(0, p, t0.Add(time.Hour))    // bogus future timestamp
-	tr.Observe(0, p, t0)                   // queue full
-	tr.Observe(7, p, t0)                   // not a configured group: ignored
+	tr.Observe(5, p, t0.Add(-time.Second).UnixNano()) // batched in NFLOG for a second
+	tr.Observe(0, p, t0.Add(time.Hour).UnixNano())    // bogus future timestamp
+	tr.Observe(0, p, t0.UnixNano())                   // queue full
+	tr.Observe(7, p, t0.UnixNano())                   // not a configured group: ignored
 	p.SrcPort = 9
 	p.Src[0] = 99 // p is reused by the reader: the queue must hold a copy
 	if len(tr.queue) != 2 {
 		t.Fatalf("queued %d, want 2", len(tr.queue))
 	}
 	a, b := <-tr.queue, <-tr.queue
-	if a.group != tr.groupIdx[5] || a.ts != t0.Add(-time.Second).UnixNano() || a.deadline != t0.Add(time.Second).UnixNano() {
+	if int(a.group) != tr.groupIndex(5) || a.ts != t0.Add(-time.Second).UnixNano() || a.deadline != t0.Add(time.Second).UnixNano() {
 		t.Errorf("first: group %d ts %d deadline %d; want hold measured from the NFLOG timestamp", a.group, a.ts, a.deadline)
 	}
 	if a.tuple != tup(t, "10.99.0.2", 40000, "10.99.0.1", 443) {
@@ -160,7 +160,7 @@ func TestObserveQueues(t *testing.T) {
 	if b.deadline != t0.Add(time.Hour+DefaultHold).UnixNano() {
 		t.Errorf("future timestamp: deadline %v after now, want the timestamp plus the hold", time.Duration(b.deadline-t0.UnixNano()))
 	}
-	if n := tr.groups[tr.groupIdx[0]].evidence[EvidenceSkipped].Load(); n != 1 {
+	if n := tr.groups[tr.groupIndex(0)].evidence[EvidenceSkipped].Load(); n != 1 {
 		t.Errorf("group 0 skipped %d, want 1 (queue full)", n)
 	}
 }
@@ -176,7 +176,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 	ts := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		tr.Observe(0, p, ts)
+		tr.Observe(0, p, ts.UnixNano())
 		select {
 		case <-tr.queue:
 		default:
@@ -208,9 +208,9 @@ func TestEvidenceLoop(t *testing.T) {
 	defer tr.Stop()
 
 	now := time.Now()
-	tr.Observe(0, pkt(late), now)
-	tr.Observe(0, pkt(closing), now)
-	tr.Observe(5, pkt(scan), now)
+	tr.Observe(0, pkt(late), now.UnixNano())
+	tr.Observe(0, pkt(closing), now.UnixNano())
+	tr.Observe(5, pkt(scan), now.UnixNano())
 	tr.recordDestroy(&late, now.Add(20*time.Millisecond).UnixNano()) // DESTROY arrives during the hold
 
 	want := map[uint16][NumEvidence]uint64{0: {1, 1, 0, 0, 0}, 5: {0, 0, 0, 1, 0}}
@@ -219,7 +219,7 @@ func TestEvidenceLoop(t *testing.T) {
 		done := true
 		for g, w := range want {
 			for e := Evidence(0); e < NumEvidence; e++ {
-				if tr.groups[tr.groupIdx[g]].evidence[e].Load() != w[e] {
+				if tr.groups[tr.groupIndex(g)].evidence[e].Load() != w[e] {
 					done = false
 				}
 			}
@@ -229,7 +229,7 @@ func TestEvidenceLoop(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			for g := range want {
-				t.Logf("group %d: %v", g, &tr.groups[tr.groupIdx[g]].evidence)
+				t.Logf("group %d: %v", g, &tr.groups[tr.groupIndex(g)].evidence)
 			}
 			t.Fatal("evidence not decided as expected within 5s")
 		}

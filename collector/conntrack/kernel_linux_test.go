@@ -203,8 +203,8 @@ func TestKernelRealConnection(t *testing.T) {
 	}
 
 	late := time.Now()
-	tr.Observe(0, pkt(rev), late) // the server's late packet, as the other direction
-	tr.Observe(0, pkt(unknown), late)
+	tr.Observe(0, pkt(rev), late.UnixNano()) // the server's late packet, as the other direction
+	tr.Observe(0, pkt(unknown), late.UnixNano())
 	ev := &tr.groups[0].evidence
 	waitFor(t, 5*time.Second, "evidence", func() bool { return ev[EvidenceDestroyed].Load()+ev[EvidenceNone].Load() == 2 })
 	if ev[EvidenceDestroyed].Load() != 1 || ev[EvidenceNone].Load() != 1 {

@@ -87,9 +87,9 @@ type Tracker struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	groupIdx map[uint16]uint16 // read-only after New
-	groups   []groupMetrics
-	queue    chan held
+	groupNums []uint16 // read-only after New; groupNums[i] is the group of groups[i]
+	groups    []groupMetrics
+	queue     chan held
 
 	mu  sync.Mutex // guards mem
 	mem *flowMemory
@@ -140,24 +140,21 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 		cfg.SysctlDir = DefaultSysctlDir
 	}
 	t := &Tracker{
-		cfg:      cfg,
-		logger:   logger,
-		now:      time.Now,
-		groupIdx: map[uint16]uint16{},
-		queue:    make(chan held, cfg.QueueSize),
-		mem:      newFlowMemory(cfg.MaxFlows, int64(cfg.Window)),
-		bucket:   newTokenBucket(cfg.LookupsPerSecond),
-		stopCh:   make(chan struct{}),
+		cfg:    cfg,
+		logger: logger,
+		now:    time.Now,
+		queue:  make(chan held, cfg.QueueSize),
+		mem:    newFlowMemory(cfg.MaxFlows, int64(cfg.Window)),
+		bucket: newTokenBucket(cfg.LookupsPerSecond),
+		stopCh: make(chan struct{}),
 	}
 	t.preexisting.Store(-1)
-	for _, g := range cfg.Groups {
-		if _, dup := t.groupIdx[g]; dup {
+	t.groups = make([]groupMetrics, len(cfg.Groups))
+	for i, g := range cfg.Groups {
+		if t.groupIndex(g) >= 0 {
 			return nil, fmt.Errorf("NFLOG group %d given twice", g)
 		}
-		t.groupIdx[g] = uint16(len(t.groups))
-		t.groups = append(t.groups, groupMetrics{})
-	}
-	for g, i := range t.groupIdx {
+		t.groupNums = append(t.groupNums, g)
 		gm := &t.groups[i]
 		gm.label = fmt.Sprint(g)
 		gm.delay = prometheus.NewHistogram(delayOpts(gm.label))
@@ -169,12 +166,14 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 // goroutine for every teardown-shaped drop: it copies the tuple into the hold
 // queue, or, when the queue is full or correlation is not running, counts the
 // drop as skipped. It never blocks and does not allocate.
-func (t *Tracker) Observe(group uint16, p *packet.Packet, ts time.Time) {
-	gi, ok := t.groupIdx[group]
-	if !ok {
+func (t *Tracker) Observe(group uint16, p *packet.Packet, tsNs int64) {
+	gi := t.groupIndex(group)
+	if gi < 0 {
 		return
 	}
-	if !p.HasPorts || p.IPProto != 6 || !t.running.Load() {
+	// A full queue is the common case under a flood: test it before
+	// building the entry.
+	if !p.HasPorts || p.IPProto != 6 || !t.running.Load() || len(t.queue) == cap(t.queue) {
 		t.groups[gi].evidence[EvidenceSkipped].Add(1)
 		return
 	}
@@ -182,12 +181,11 @@ func (t *Tracker) Observe(group uint16, p *packet.Packet, ts time.Time) {
 	// an NFLOG batch already. evidenceLoop caps the wait at one hold, so a
 	// clock step or a bogus timestamp cannot park a drop; reading the clock
 	// here would cost the reader a clock read per packet.
-	tsn := ts.UnixNano()
-	deadline := tsn + int64(t.cfg.Hold)
+	deadline := tsNs + int64(t.cfg.Hold)
 	h := held{
 		tuple:    Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Family: p.Family},
-		group:    gi,
-		ts:       tsn,
+		group:    uint16(gi),
+		ts:       tsNs,
 		deadline: deadline,
 	}
 	select {
@@ -195,6 +193,17 @@ func (t *Tracker) Observe(group uint16, p *packet.Packet, ts time.Time) {
 	default:
 		t.groups[gi].evidence[EvidenceSkipped].Add(1)
 	}
+}
+
+// groupIndex is the index of an NFLOG group in t.groups, or -1. A scan of
+// the few configured groups: cheaper per packet than a map lookup.
+func (t *Tracker) groupIndex(group uint16) int {
+	for i, g := range t.groupNums {
+		if g == group {
+			return i
+		}
+	}
+	return -1
 }
 
 // recordDestroy remembers a TCP flow conntrack destroyed at ended.

@@ -49,9 +49,9 @@ func TestUnavailable(t *testing.T) {
 	defer tr.Stop()
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 	for i := 0; i < 3; i++ {
-		tr.Observe(5, p, time.Now())
+		tr.Observe(5, p, time.Now().UnixNano())
 	}
-	skipped := &tr.groups[tr.groupIdx[5]].evidence[EvidenceSkipped]
+	skipped := &tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped]
 	waitFor(t, 5*time.Second, "3 skipped", func() bool { return skipped.Load() == 3 })
 	time.Sleep(1500 * time.Millisecond) // at least one retry (backoff 1s)
 	if w := h.warns.Load(); w != 1 {
@@ -61,7 +61,7 @@ func TestUnavailable(t *testing.T) {
 		t.Errorf("nfdrop_conntrack_up %v, want 0", v)
 	}
 	for e := Evidence(0); e < NumEvidence; e++ {
-		if e != EvidenceSkipped && tr.groups[tr.groupIdx[5]].evidence[e].Load() != 0 {
+		if e != EvidenceSkipped && tr.groups[tr.groupIndex(5)].evidence[e].Load() != 0 {
 			t.Errorf("evidence %v counted while conntrack is unavailable", e)
 		}
 	}

@@ -218,7 +218,7 @@ func (a *aggregator) readPcap(in *input, r io.Reader) error {
 			prefix = m.Prefix
 			if m.HasTimestamp {
 				// the record time is libpcap's read time, up to a batch late
-				ts = m.Timestamp
+				ts = time.Unix(0, m.TimestampNs)
 			}
 		} else {
 			ip, fam, ok := frame(lt, data)

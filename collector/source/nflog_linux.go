@@ -63,6 +63,7 @@ type Live struct {
 	buf    []byte
 	seq    seqTracker
 	msg    Message
+	layout attrLayout // of the last message walked: the next ones are read by it
 
 	// results of the last recv, written by recvFn so the closure is built once.
 	n      int
@@ -226,6 +227,7 @@ func (l *Live) receive(h Handler, ackSeq uint32) (acked bool, err error) {
 		}
 		b = b[al:]
 	}
+	h.Flush(l.cfg.Group)
 	return acked, nil
 }
 
@@ -236,9 +238,11 @@ func (l *Live) dispatch(h Handler, data []byte) {
 		return
 	}
 	resetMessage(&l.msg, l.cfg.Group, data[0])
-	if err := parseAttrs(data[4:], false, &l.msg); err != nil {
-		// Count the packet anyway (it will be malformed): the kernel logged it.
-		h.ReceiveError(l.cfg.Group, ReasonMessage)
+	if !l.layout.parse(data[4:], &l.msg) {
+		if err := parseAttrs(data[4:], false, &l.msg, &l.layout); err != nil {
+			// Count the packet anyway (it will be malformed): the kernel logged it.
+			h.ReceiveError(l.cfg.Group, ReasonMessage)
+		}
 	}
 	if l.msg.HasSeq {
 		if lost := l.seq.observe(l.msg.Seq); lost > 0 {

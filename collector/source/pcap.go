@@ -98,7 +98,7 @@ func ParseNFLOGRecord(data []byte, order binary.ByteOrder, m *Message) error {
 		return errBadAttribute
 	}
 	resetMessage(m, binary.BigEndian.Uint16(data[2:]), data[0])
-	return parseAttrs(data[4:], order.Uint16([]byte{1, 0}) != binary.NativeEndian.Uint16([]byte{1, 0}), m)
+	return parseAttrs(data[4:], order.Uint16([]byte{1, 0}) != binary.NativeEndian.Uint16([]byte{1, 0}), m, nil)
 }
 
 // Replay is the file-backed twin of Live: it feeds the messages of an NFLOG
@@ -151,6 +151,7 @@ func (r *Replay) Run(ctx context.Context, h Handler) error {
 			}
 		}
 		h.Packet(&m)
+		h.Flush(m.Group) // each record stands for a datagram of its own
 	}
 	return nil
 }

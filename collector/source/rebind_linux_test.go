@@ -21,6 +21,7 @@ type syncRecorder struct {
 func (s *syncRecorder) Bound(g uint16, up bool) { s.mu.Lock(); s.r.Bound(g, up); s.mu.Unlock() }
 func (s *syncRecorder) Lost(g uint16, n uint64) { s.mu.Lock(); s.r.Lost(g, n); s.mu.Unlock() }
 func (s *syncRecorder) Packet(m *Message)       { s.mu.Lock(); s.r.Packet(m); s.mu.Unlock() }
+func (s *syncRecorder) Flush(g uint16)          { s.mu.Lock(); s.r.Flush(g); s.mu.Unlock() }
 func (s *syncRecorder) ReceiveError(g uint16, e ErrorReason) {
 	s.mu.Lock()
 	s.r.ReceiveError(g, e)

@@ -5,7 +5,6 @@ package source
 
 import (
 	"context"
-	"time"
 )
 
 // Message is one logged packet. Prefix and Payload alias the reader's buffer:
@@ -20,7 +19,7 @@ type Message struct {
 	Payload      []byte // starts at the network header, cut to the copy range; nil when absent
 	Seq          uint32
 	HasSeq       bool
-	Timestamp    time.Time // NFULA_TIMESTAMP: when the packet was logged (not delivered)
+	TimestampNs  int64 // NFULA_TIMESTAMP in unix nanoseconds: when the packet was logged (not delivered)
 	HasTimestamp bool
 }
 
@@ -47,6 +46,10 @@ type Handler interface {
 	Bound(group uint16, up bool)
 	// Packet is called for every logged packet.
 	Packet(m *Message)
+	// Flush is called after the packets of each datagram (one kernel batch):
+	// state that only scrapes read can be published here once per batch
+	// instead of once per packet.
+	Flush(group uint16)
 	// Lost reports messages the kernel logged that never arrived (sequence gaps).
 	Lost(group uint16, n uint64)
 	// ReceiveError reports a failed receive.

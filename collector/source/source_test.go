@@ -17,18 +17,20 @@ type recorder struct {
 	packets []string
 	lost    map[uint16]uint64
 	errors  map[ErrorReason]int
+	flushes map[uint16]int
 }
 
 func newRecorder() *recorder {
-	return &recorder{bound: map[uint16]bool{}, lost: map[uint16]uint64{}, errors: map[ErrorReason]int{}}
+	return &recorder{bound: map[uint16]bool{}, lost: map[uint16]uint64{}, errors: map[ErrorReason]int{}, flushes: map[uint16]int{}}
 }
 
 func (r *recorder) Bound(g uint16, up bool)              { r.bound[g] = up }
 func (r *recorder) Lost(g uint16, n uint64)              { r.lost[g] += n }
 func (r *recorder) ReceiveError(_ uint16, e ErrorReason) { r.errors[e]++ }
+func (r *recorder) Flush(g uint16)                       { r.flushes[g]++ }
 func (r *recorder) Packet(m *Message) {
 	r.packets = append(r.packets, fmt.Sprintf("g=%d fam=%d prefix=%q payload=%x seq=%d/%v ts=%d/%v hw=%#x/%v hook=%d",
-		m.Group, m.Family, m.Prefix, m.Payload, m.Seq, m.HasSeq, m.Timestamp.UnixMicro(), m.HasTimestamp, m.HwProtocol, m.HasHwProto, m.Hook))
+		m.Group, m.Family, m.Prefix, m.Payload, m.Seq, m.HasSeq, m.TimestampNs/1e3, m.HasTimestamp, m.HwProtocol, m.HasHwProto, m.Hook))
 }
 
 func TestSeqTracker(t *testing.T) {

@@ -86,7 +86,7 @@ func runGoNflogReceiver(spec string) int {
 			m.Prefix = []byte(*a.Prefix)
 		}
 		if a.Timestamp != nil {
-			m.Timestamp, m.HasTimestamp = *a.Timestamp, true
+			m.TimestampNs, m.HasTimestamp = a.Timestamp.UnixNano(), true
 		}
 		if a.Seq != nil {
 			if started && *a.Seq != next {
@@ -95,6 +95,7 @@ func runGoNflogReceiver(spec string) int {
 			started, next = true, *a.Seq+1
 		}
 		coll.Packet(&m)
+		coll.Flush(m.Group) // go-nflog hands over one message at a time
 		received.Add(1)
 		return 0
 	}
