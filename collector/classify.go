@@ -114,10 +114,10 @@ func (p Ports) List() []uint16 {
 
 func (p *Ports) isListed(port uint16) bool { return p.listed[port/64]&(1<<(port%64)) != 0 }
 
-// label returns the port label index of a service port: its own index when listed,
-// else the IANA range it falls in.
-func (p *Ports) label(port uint16) uint8 {
-	if p.isListed(port) {
+// labelOf returns the port label index of a service port: its own index when
+// listed, else the IANA range it falls in.
+func (p *Ports) labelOf(port uint16, listed bool) uint8 {
+	if listed {
 		return p.index[port]
 	}
 	ranges := uint8(len(p.names) - 3)
@@ -184,22 +184,23 @@ func (c *Classifier) key(p *packet.Packet) seriesKey {
 		class = tcpClass(flags)
 	}
 	if p.HasPorts {
-		service := p.DstPort
+		// Each port's bit is read once: a second read of a random port's
+		// bitmap word is a second likely cache miss.
+		dstListed, srcListed := c.ports.isListed(p.DstPort), c.ports.isListed(p.SrcPort)
+		service, listed := p.DstPort, dstListed
 		side = SideClient
 		switch {
 		case hasFlags && flags&packet.FlagSYN != 0:
 			// A SYN tells the direction itself: the client's SYN has no ACK,
 			// the server's SYN+ACK answers it.
 			if flags&packet.FlagACK != 0 {
-				service, side = p.SrcPort, SideServer
+				service, listed, side = p.SrcPort, srcListed, SideServer
 			}
-		case c.ports.isListed(p.DstPort):
-		case c.ports.isListed(p.SrcPort):
-			service, side = p.SrcPort, SideServer
-		case p.SrcPort < p.DstPort:
-			service, side = p.SrcPort, SideServer
+		case dstListed:
+		case srcListed, p.SrcPort < p.DstPort:
+			service, listed, side = p.SrcPort, srcListed, SideServer
 		}
-		port = c.ports.label(service)
+		port = c.ports.labelOf(service, listed)
 	}
 	return keyOf(p.Family, p.Proto, port, side, class, hasFlags, flags)
 }
