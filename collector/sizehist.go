@@ -22,6 +22,10 @@ type sizeHistogram struct {
 	bounds  []float64       // classic upper bounds, ascending
 	counts  []atomic.Uint64 // index: datagram length (IPv6: up to 40+65535); pages of unseen lengths stay untouched
 	created time.Time
+	// The largest length observed, so that a scrape reads counts[:max+1]
+	// (a few thousand entries) instead of all 65,576.
+	max     atomic.Uint32
+	seenMax uint32 // the writer's copy: the atomic is stored only when it grows
 }
 
 // sizeSchema is the native schema client_golang picks for a bucket factor of
@@ -47,7 +51,14 @@ func newSizeHistogram(o prometheus.HistogramOpts) *sizeHistogram {
 // 40-byte header plus a 16-bit payload length.
 const maxLength = 40 + 65535
 
-func (h *sizeHistogram) observe(length uint32) { h.counts[min(length, maxLength)].Add(1) }
+func (h *sizeHistogram) observe(length uint32) {
+	l := min(length, maxLength)
+	if l > h.seenMax { // before the count, so that a scrape never skips it
+		h.seenMax = l
+		h.max.Store(l)
+	}
+	h.counts[l].Add(1)
+}
 
 func (h *sizeHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
 
@@ -77,7 +88,7 @@ func (h *sizeHistogram) metric() (prometheus.Metric, error) {
 		positive    = map[int]int64{}
 	)
 	b := 0
-	for v := range h.counts {
+	for v := range h.counts[:h.max.Load()+1] {
 		n := h.counts[v].Load()
 		if n == 0 {
 			continue
