@@ -12,7 +12,6 @@ import (
 	"unsafe"
 
 	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
@@ -239,44 +238,6 @@ func (t *Tracker) handleMessage(m netlink.Message) {
 	}
 	t.recordDestroy(&ev.tuple, ended)
 }
-
-// ctLooker looks tuples up in the kernel's conntrack table on its own
-// socket (a socket that listens to events cannot query).
-type ctLooker struct {
-	c *conntrack.Conn
-}
-
-func dialLooker(netns int) (*ctLooker, error) {
-	c, err := conntrack.Dial(&netlink.Config{NetNS: netns})
-	if err != nil {
-		return nil, fmt.Errorf("open conntrack lookup socket: %w", err)
-	}
-	return &ctLooker{c: c}, nil
-}
-
-// Lookup implements Looker with one ctnetlink GET of the packet's tuple.
-func (l *ctLooker) Lookup(tp *Tuple) (uint8, bool, error) {
-	var f conntrack.Flow
-	src, dst := tp.addrs()
-	f.TupleOrig.IP.SourceAddress = src
-	f.TupleOrig.IP.DestinationAddress = dst
-	f.TupleOrig.Proto.Protocol = unix.IPPROTO_TCP
-	f.TupleOrig.Proto.SourcePort = tp.SrcPort
-	f.TupleOrig.Proto.DestinationPort = tp.DstPort
-	got, err := l.c.Get(f)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return 0, false, nil
-		}
-		return 0, false, err
-	}
-	if got.ProtoInfo.TCP == nil {
-		return tcpNone, true, nil
-	}
-	return got.ProtoInfo.TCP.State, true, nil
-}
-
-func (l *ctLooker) Close() error { return l.c.Close() }
 
 // NewKernelLooker opens a Looker on the conntrack table of the network
 // namespace netns (a file descriptor; 0 = the caller's).

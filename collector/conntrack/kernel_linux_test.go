@@ -337,3 +337,48 @@ func TestKernelResubscribe(t *testing.T) {
 	n.exec(t, "conntrack", "-F")
 	waitFor(t, 5*time.Second, "a DESTROY on the new subscription", func() bool { return tr.destroys.Load() == 1 })
 }
+
+// TestKernelLookupBothFamilies: the hand-built ctnetlink GET finds entries
+// the library created, IPv4 and IPv6, from either direction, with their TCP
+// state; a tuple with no entry is not found; and a lookup allocates nothing.
+func TestKernelLookupBothFamilies(t *testing.T) {
+	n := kernelNetns(t, "lk")
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, closeLooker, err := NewKernelLooker(n.fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeLooker()
+	for _, tc := range []struct {
+		cli, srv string
+		state    uint8
+	}{
+		{"10.97.0.2", "10.97.0.1", tcpEstablished},
+		{"10.97.0.3", "10.97.0.1", tcpTimeWait},
+		{"2001:db8::2", "2001:db8::1", tcpCloseWait},
+		{"2001:db8::3", "2001:db8::1", tcpFinWait},
+	} {
+		f := conntrack.NewFlow(6, 0, netip.MustParseAddr(tc.cli), netip.MustParseAddr(tc.srv), 40000, 443, 120, 0)
+		f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: tc.state}
+		if err := c.Create(f); err != nil {
+			t.Fatalf("create %s -> %s: %v", tc.cli, tc.srv, err)
+		}
+		for _, tp := range []Tuple{tup(t, tc.cli, 40000, tc.srv, 443), tup(t, tc.srv, 443, tc.cli, 40000)} {
+			if s, found, err := l.Lookup(&tp); err != nil || !found || s != tc.state {
+				t.Errorf("lookup %+v: state %d found %v err %v; want %d", tp, s, found, err, tc.state)
+			}
+		}
+		absent := tup(t, tc.cli, 40001, tc.srv, 443)
+		if _, found, err := l.Lookup(&absent); err != nil || found {
+			t.Errorf("lookup of %s:40001 -> %s:443, which has no entry: found %v err %v", tc.cli, tc.srv, found, err)
+		}
+	}
+	tp := tup(t, "2001:db8::2", 40000, "2001:db8::1", 443)
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = l.Lookup(&tp) }); n != 0 {
+		t.Errorf("a lookup allocates %v times, want 0", n)
+	}
+}
