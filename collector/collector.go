@@ -26,10 +26,12 @@ type Config struct {
 }
 
 // TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
-// the packet, in unix nanoseconds. Observe runs on the reader's goroutine and
-// must return quickly.
+// the packet, in unix nanoseconds. Observe and Flush run on the group's reader
+// goroutine and must return quickly; Flush follows the last Observe of each
+// datagram.
 type TeardownSink interface {
 	Observe(group uint16, p *packet.Packet, tsNs int64)
+	Flush(group uint16)
 }
 
 // DefaultMaxPrefixes is the default --collector.max-prefixes.
@@ -178,6 +180,9 @@ func (c *Collector) Flush(group uint16) {
 	}
 	if gs.last != 0 {
 		gs.lastPacket.Store(gs.last)
+	}
+	if c.teardown != nil {
+		c.teardown.Flush(group)
 	}
 }
 

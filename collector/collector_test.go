@@ -2,6 +2,7 @@ package collector
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,42 @@ func TestPacketPathAllocatesNothing(t *testing.T) {
 		c.Flush(5)
 	}); n != 0 {
 		t.Errorf("Packet and Flush allocate %v times per 3 packets", n)
+	}
+}
+
+// recordingSink is a TeardownSink that records what the collector hands it.
+type recordingSink struct {
+	calls []string
+}
+
+func (s *recordingSink) Observe(group uint16, p *packet.Packet, tsNs int64) {
+	s.calls = append(s.calls, fmt.Sprintf("observe g=%d %d->%d flags=%#x ts=%d", group, p.SrcPort, p.DstPort, p.TCPFlags, tsNs))
+}
+
+func (s *recordingSink) Flush(group uint16) {
+	s.calls = append(s.calls, fmt.Sprintf("flush g=%d", group))
+}
+
+// TestCollectorTeardownSink: only teardown-shaped drops reach the sink, with
+// the NFLOG timestamp, and the sink's Flush follows the datagram's last one.
+func TestCollectorTeardownSink(t *testing.T) {
+	sink := &recordingSink{}
+	c, err := New(Config{Groups: []uint16{3}, Ports: MustParsePorts(DefaultPorts), MaxPrefixes: 2, Teardown: sink}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagFIN|packet.FlagACK, 51000, 443))) // teardown
+	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagSYN, 51001, 443)))                // handshake
+	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagRST, 51002, 443)))                // teardown
+	c.Packet(msg(3, 10, "", ipv6UDP(40000, 53)))                                // other
+	c.Flush(3)
+	ts := time.Unix(1700000000, 500000000).UnixNano()
+	want := []string{
+		fmt.Sprintf("observe g=3 51000->443 flags=%#x ts=%d", packet.FlagFIN|packet.FlagACK, ts),
+		fmt.Sprintf("observe g=3 51002->443 flags=%#x ts=%d", packet.FlagRST, ts),
+		"flush g=3",
+	}
+	if strings.Join(sink.calls, "\n") != strings.Join(want, "\n") {
+		t.Errorf("sink got\n%s\nwant\n%s", strings.Join(sink.calls, "\n"), strings.Join(want, "\n"))
 	}
 }

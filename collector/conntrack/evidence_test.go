@@ -136,6 +136,10 @@ func TestObserveQueues(t *testing.T) {
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 
 	tr.Observe(5, p, t0.UnixNano()) // not started: skipped, not queued
+	if n := tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped].Load(); n != 0 {
+		t.Fatalf("skipped %d published before the datagram's Flush, want 0", n)
+	}
+	tr.Flush(5)
 	if n := tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped].Load(); n != 1 || len(tr.queue) != 0 {
 		t.Fatalf("before Start: skipped %d queued %d, want 1 and 0", n, len(tr.queue))
 	}
@@ -160,8 +164,19 @@ func TestObserveQueues(t *testing.T) {
 	if b.deadline != t0.Add(time.Hour+DefaultHold).UnixNano() {
 		t.Errorf("future timestamp: deadline %v after now, want the timestamp plus the hold", time.Duration(b.deadline-t0.UnixNano()))
 	}
-	if n := tr.groups[tr.groupIndex(0)].evidence[EvidenceSkipped].Load(); n != 1 {
-		t.Errorf("group 0 skipped %d, want 1 (queue full)", n)
+	// Once the queue was full, the rest of the datagram is skipped without
+	// looking, even though the queue has room again; Flush ends the datagram.
+	tr.Observe(0, p, t0.UnixNano())
+	if len(tr.queue) != 0 {
+		t.Fatalf("queued %d after the queue was found full in this datagram, want 0", len(tr.queue))
+	}
+	tr.Flush(0)
+	if n := tr.groups[tr.groupIndex(0)].evidence[EvidenceSkipped].Load(); n != 2 {
+		t.Errorf("group 0 skipped %d, want 2 (queue full, then the rest of the datagram)", n)
+	}
+	tr.Observe(0, p, t0.UnixNano())
+	if len(tr.queue) != 1 {
+		t.Errorf("queued %d in the next datagram, want 1", len(tr.queue))
 	}
 }
 
@@ -177,6 +192,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 	ts := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
 		tr.Observe(0, p, ts.UnixNano())
+		tr.Flush(0)
 		select {
 		case <-tr.queue:
 		default:

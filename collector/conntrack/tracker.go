@@ -89,6 +89,7 @@ type Tracker struct {
 
 	groupNums []uint16 // read-only after New; groupNums[i] is the group of groups[i]
 	groups    []groupMetrics
+	readers   []readerState // readers[i] belongs to the reader of groupNums[i]
 	queue     chan held
 
 	mu  sync.Mutex // guards mem
@@ -116,6 +117,15 @@ type groupMetrics struct {
 	label    string
 	evidence [NumEvidence]atomic.Uint64
 	delay    prometheus.Histogram
+}
+
+// readerState is what Observe keeps between Flushes, owned by the group's
+// NFLOG reader goroutine; padded so that it shares no cache line with the
+// counters the evidence goroutine writes.
+type readerState struct {
+	skipped   uint64 // drops counted skipped since the last Flush
+	queueFull bool   // the hold queue was full: skip without looking until Flush
+	_         [48]byte
 }
 
 // lookerRef boxes the Looker, which the listener sets once it has a socket.
@@ -150,6 +160,7 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 	}
 	t.preexisting.Store(-1)
 	t.groups = make([]groupMetrics, len(cfg.Groups))
+	t.readers = make([]readerState, len(cfg.Groups))
 	for i, g := range cfg.Groups {
 		if t.groupIndex(g) >= 0 {
 			return nil, fmt.Errorf("NFLOG group %d given twice", g)
@@ -165,34 +176,52 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 // Observe implements collector.TeardownSink. It runs on the NFLOG reader's
 // goroutine for every teardown-shaped drop: it copies the tuple into the hold
 // queue, or, when the queue is full or correlation is not running, counts the
-// drop as skipped. It never blocks and does not allocate.
+// drop as skipped. It never blocks, does not allocate and, under a flood,
+// costs a few plain instructions: once the queue is found full, the rest of
+// the datagram's drops are skipped without looking, and skips are published
+// by Flush, once per datagram.
 func (t *Tracker) Observe(group uint16, p *packet.Packet, tsNs int64) {
 	gi := t.groupIndex(group)
 	if gi < 0 {
 		return
 	}
-	// A full queue is the common case under a flood: test it before
-	// building the entry.
-	if !p.HasPorts || p.IPProto != 6 || !t.running.Load() || len(t.queue) == cap(t.queue) {
-		t.groups[gi].evidence[EvidenceSkipped].Add(1)
+	r := &t.readers[gi]
+	if r.queueFull || !p.HasPorts || p.IPProto != 6 || !t.running.Load() {
+		r.skipped++
 		return
 	}
 	// The hold runs from the kernel's timestamp: the packet may have waited in
 	// an NFLOG batch already. evidenceLoop caps the wait at one hold, so a
 	// clock step or a bogus timestamp cannot park a drop; reading the clock
 	// here would cost the reader a clock read per packet.
-	deadline := tsNs + int64(t.cfg.Hold)
 	h := held{
 		tuple:    Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Family: p.Family},
 		group:    uint16(gi),
 		ts:       tsNs,
-		deadline: deadline,
+		deadline: tsNs + int64(t.cfg.Hold),
 	}
 	select {
 	case t.queue <- h:
 	default:
-		t.groups[gi].evidence[EvidenceSkipped].Add(1)
+		r.queueFull = true
+		r.skipped++
 	}
+}
+
+// Flush implements collector.TeardownSink: the end of a datagram. It
+// publishes the skips Observe counted and lets the next datagram's drops try
+// the hold queue again.
+func (t *Tracker) Flush(group uint16) {
+	gi := t.groupIndex(group)
+	if gi < 0 {
+		return
+	}
+	r := &t.readers[gi]
+	if r.skipped > 0 {
+		t.groups[gi].evidence[EvidenceSkipped].Add(r.skipped)
+		r.skipped = 0
+	}
+	r.queueFull = false
 }
 
 // groupIndex is the index of an NFLOG group in t.groups, or -1. A scan of

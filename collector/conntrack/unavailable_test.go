@@ -51,6 +51,7 @@ func TestUnavailable(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		tr.Observe(5, p, time.Now().UnixNano())
 	}
+	tr.Flush(5)
 	skipped := &tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped]
 	waitFor(t, 5*time.Second, "3 skipped", func() bool { return skipped.Load() == 3 })
 	time.Sleep(1500 * time.Millisecond) // at least one retry (backoff 1s)
