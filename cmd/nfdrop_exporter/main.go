@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -43,6 +44,7 @@ type flags struct {
 	batchSize      units.Base2Bytes
 	receiveBuffer  units.Base2Bytes
 	replayFile     string
+	cpuProfile     string
 	ports          string
 	maxPrefixes    int
 	telemetryPath  string
@@ -66,6 +68,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("nflog.batch-size", "Kernel batch buffer per group (nlbufsiz, at most 128KiB); larger batches cost less CPU per packet.").Default("128KiB").BytesVar(&f.batchSize)
 	app.Flag("nflog.socket.receive-buffer", "Socket receive buffer (SO_RCVBUFFORCE): how long a burst the kernel can hold while the exporter is busy.").Default("32MiB").BytesVar(&f.receiveBuffer)
 	app.Flag("nflog.replay-file", "Replay an NFLOG pcap (tcpdump -i nflog:N -w FILE) instead of binding; for tests.").Hidden().StringVar(&f.replayFile)
+	app.Flag("debug.cpu-profile", "Write a CPU profile of the whole run to this file at exit; for the profile-guided build (cmd/nfdrop_exporter/default.pgo).").Hidden().StringVar(&f.cpuProfile)
 	app.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(collector.DefaultPorts).StringVar(&f.ports)
 	app.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(collector.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
@@ -111,7 +114,36 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	return serveMetrics(&f, cfg, promslog.New(f.log))
+	logger := promslog.New(f.log)
+	if f.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --debug.cpu-profile: %v\n", name, err)
+			return 2
+		}
+		defer stopProfile()
+	}
+	return serveMetrics(&f, cfg, logger)
+}
+
+// startCPUProfile profiles the process until the returned function runs.
+// It exists for the profile-guided build: default.pgo next to main.go is a
+// merge of such profiles taken under the lab bench's floods (README,
+// Performance), so that the compiler inlines and devirtualizes the calls of
+// the real receive path.
+func startCPUProfile(path string) (func(), error) {
+	out, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }
 
 // validate checks what the kernel would otherwise reject late or silently.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"flag"
 	"io"
 	"net"
@@ -217,6 +218,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--nflog.batch-size=1MiB"}, "the kernel accepts 4KiB to 128KiB"},
 		{[]string{"--nflog.flush-timeout=-1s"}, "--nflog.flush-timeout=-1s"},
 		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
+		{[]string{"--debug.cpu-profile=/nonexistent-dir/cpu.pprof"}, "--debug.cpu-profile: open /nonexistent-dir/cpu.pprof: no such file or directory"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := exec.Command(exporterBinary(t), tc.args...)
@@ -252,4 +254,31 @@ func lintExposition(t *testing.T, exposition string) []promlint.Problem {
 		t.Fatal(err)
 	}
 	return problems
+}
+
+// TestCPUProfileFlag: the hidden --debug.cpu-profile (how default.pgo is
+// made) writes a gzip-compressed pprof CPU profile when the exporter stops.
+func TestCPUProfileFlag(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	t.Run("run", func(t *testing.T) {
+		startExporter(t, "--nflog.replay-file=testdata/replay.pcap", "--nflog.group=0", "--debug.cpu-profile="+path)
+	}) // the subtest's cleanup stops the exporter with SIGINT
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile is not gzip-compressed: %v", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"samples", "cpu", "nanoseconds"} {
+		if !bytes.Contains(b, []byte(s)) {
+			t.Errorf("profile has no %q sample type: not a CPU profile", s)
+		}
+	}
 }
