@@ -205,8 +205,19 @@ func (c *Classifier) key(p *packet.Packet) seriesKey {
 	return keyOf(p.Family, p.Proto, port, side, class, hasFlags, flags)
 }
 
-// tcpClass implements rules 3-5 of design §4 on the masked flag byte.
-func tcpClass(f uint8) Class {
+// tcpClass is classOfFlags as a table: under a flood of random flags the
+// branches of classOfFlags are unpredictable, a table load is not.
+func tcpClass(f uint8) Class { return tcpClasses[f&63] }
+
+var tcpClasses = func() (t [64]Class) {
+	for f := range t {
+		t[f] = classOfFlags(uint8(f))
+	}
+	return t
+}()
+
+// classOfFlags implements rules 3-5 of design §4 on the masked flag byte.
+func classOfFlags(f uint8) Class {
 	syn, fin, rst := f&packet.FlagSYN != 0, f&packet.FlagFIN != 0, f&packet.FlagRST != 0
 	switch {
 	case syn && (fin || rst), fin && rst, f&teardownShape == 0:

@@ -272,3 +272,25 @@ func TestCollectorTeardownSink(t *testing.T) {
 		t.Errorf("sink got\n%s\nwant\n%s", strings.Join(sink.calls, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestSameBytes compares sameBytes with bytes.Equal for every length up to
+// 24 and a difference at every position.
+func TestSameBytes(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		a := make([]byte, n)
+		for i := range a {
+			a[i] = byte('a' + i)
+		}
+		b := append([]byte(nil), a...)
+		if !sameBytes(a, b) {
+			t.Errorf("len %d: equal slices reported different", n)
+		}
+		for i := 0; i < n; i++ {
+			b[i] ^= 0x20
+			if sameBytes(a, b) {
+				t.Errorf("len %d: a difference at byte %d not seen", n, i)
+			}
+			b[i] ^= 0x20
+		}
+	}
+}
