@@ -286,3 +286,17 @@ func TestEvidenceNames(t *testing.T) {
 		t.Error("evidence vocabulary changed")
 	}
 }
+
+func TestHoldTick(t *testing.T) {
+	for _, tc := range []struct{ hold, want time.Duration }{
+		{0, 10 * time.Millisecond},
+		{200 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, 50 * time.Millisecond},
+		{DefaultHold, 100 * time.Millisecond},
+		{time.Minute, 100 * time.Millisecond},
+	} {
+		if got := holdTick(tc.hold); got != tc.want {
+			t.Errorf("holdTick(%v) = %v, want %v", tc.hold, got, tc.want)
+		}
+	}
+}

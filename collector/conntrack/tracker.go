@@ -308,7 +308,7 @@ func (t *Tracker) evidenceLoop() {
 			}
 		}
 		if d := time.Duration(h.deadline - t.now().UnixNano()); d > 0 {
-			timer.Reset(max(min(d, t.cfg.Hold), holdTick))
+			timer.Reset(max(min(d, t.cfg.Hold), holdTick(t.cfg.Hold)))
 			select {
 			case <-timer.C:
 			case <-t.stopCh:
@@ -337,8 +337,13 @@ func (t *Tracker) evidenceLoop() {
 	}
 }
 
-// holdTick is the coarsest step at which held drops are decided.
-const holdTick = 10 * time.Millisecond
+// holdTick is the step at which held drops are decided: a twentieth of the
+// hold, from 10 ms to 100 ms (the default 2 s hold: 100 ms, so a flood
+// costs 10 wake-ups per second). Deciding a drop up to one step after its
+// hold only gives its DESTROY event more time to arrive.
+func holdTick(hold time.Duration) time.Duration {
+	return min(max(hold/20, 10*time.Millisecond), 100*time.Millisecond)
+}
 
 // record decides one held drop and counts the evidence.
 func (t *Tracker) record(h *held, now int64) {
