@@ -40,6 +40,8 @@ bench: deps build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/packet/
+	$(GO) test -run '^$$' -fuzz=FuzzAttrLayout -fuzztime=30s ./collector/source/
+	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGRecord -fuzztime=30s ./collector/source/
 
 clean:
 	rm -rf $(BIN)

@@ -161,7 +161,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		for b.Loop() {
 			m := &msgs[i&8191]
 			packet.Decode(m.Payload, FamilyHint(m), &p)
-			c.classifier.Classify(&p)
+			c.classifier.key(&p)
 			i++
 		}
 	})
@@ -171,8 +171,8 @@ func BenchmarkPacketParts(b *testing.B) {
 		for b.Loop() {
 			m := &msgs[i&8191]
 			packet.Decode(m.Payload, FamilyHint(m), &p)
-			l := c.classifier.Classify(&p)
-			gs.counters.inc(makeKey(c.prefixes.index(TrimPrefix(m.Prefix)), l), l.Class)
+			k := c.classifier.key(&p)
+			gs.counters.inc(k.withPrefix(c.prefixIndex(gs, m.Prefix)), k.class())
 			i++
 		}
 	})

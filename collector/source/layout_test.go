@@ -99,6 +99,12 @@ func TestAttrLayoutIsNotLearnedFromBadMessages(t *testing.T) {
 	if lay.parse(kernelMessage("x", 1, 1, nil), &m) {
 		t.Fatal("an empty layout matched")
 	}
+	// A wanted attribute twice (the fuzzer's find: a second timestamp too short
+	// to be read must not hide the first): walked every time, never learned.
+	twice := tlv(kernelMessage("x", 1, 1, nil), binary.NativeEndian, attrTimestamp, make([]byte, 14))
+	if err := parseAttrs(twice, false, &m, &lay); err != nil || lay.n != 0 {
+		t.Fatalf("two timestamps: err %v, learned %d attributes; want no error and nothing learned", err, lay.n)
+	}
 	var long []byte
 	for i := 0; i < maxLayoutAttrs+1; i++ {
 		long = tlv(long, binary.NativeEndian, 4, be32(0))

@@ -146,15 +146,27 @@ func (a *attrLayout) finish(b []byte) {
 		return
 	}
 	a.packetHdr, a.timestamp, a.prefix, a.seq, a.payload = valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}
+	var seen uint32
 	for i := 0; i < a.n; i++ {
 		o := a.off[i]
 		a.hdr[i] = binary.NativeEndian.Uint32(b[o:])
+		// The kernel puts each attribute in once. With a wanted one twice,
+		// which value the walk keeps depends on both values (a later one
+		// too short for its type does not replace an earlier one): such
+		// messages are always walked.
+		if t := a.typ[i]; t < 32 && wantedAttrs&(1<<t) != 0 {
+			if seen&(1<<t) != 0 {
+				a.n = 0
+				return
+			}
+			seen |= 1 << t
+		}
 		if i == a.n-1 {
 			a.lastType = binary.NativeEndian.Uint16(b[o+2:])
 			break
 		}
 		v := valueSpan{o + 4, o + binary.NativeEndian.Uint16(b[o:])}
-		switch a.typ[i] { // a later duplicate wins, as in the walk
+		switch a.typ[i] {
 		case attrPacketHdr:
 			a.packetHdr = v
 		case attrTimestamp:
@@ -213,3 +225,6 @@ func (a *attrLayout) parse(b []byte, m *Message) bool {
 	m.setAttr(a.typ[n-1], b[last+4:last+l])
 	return true
 }
+
+// wantedAttrs is the set of attribute types setAttr keeps.
+const wantedAttrs = 1<<attrPacketHdr | 1<<attrTimestamp | 1<<attrPayload | 1<<attrPrefix | 1<<attrSeq
