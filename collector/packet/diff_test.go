@@ -37,8 +37,8 @@ const (
 	// IPv6 payload length 0 without a jumbo option: gopacket rejects it; we
 	// walk the copied bytes (a GSO super-packet on output has payload length 0).
 	noteIPv6LengthZero = "ipv6_payload_length_zero_walked"
-	// A jumbo option with payload length != 0: gopacket rejects it; we do not
-	// read options.
+	// A jumbo option with payload length != 0, or whose data is not 4 bytes:
+	// gopacket rejects it; we do not read options.
 	noteIPv6Jumbo = "ipv6_jumbo_option_not_read"
 	// Hop-by-hop / destination option TLVs and routing types other than 0:
 	// gopacket's strict decoders reject malformed TLVs and any routing type
@@ -213,7 +213,8 @@ func ref6(b []byte, r *refResult) {
 			switch {
 			case strings.HasPrefix(msg, "IPv6 length 0, but"):
 				r.note(noteIPv6LengthZero)
-			case msg == "IPv6 has jumbo length and IPv6 length is not 0":
+			case msg == "IPv6 has jumbo length and IPv6 length is not 0",
+				strings.HasPrefix(msg, "Jumbo length TLV data must have length"):
 				r.note(noteIPv6Jumbo)
 			case strings.HasPrefix(msg, "Invalid ip6-extension header"),
 				strings.HasPrefix(msg, "IPv6 header option too small"),
