@@ -64,7 +64,7 @@ type groupState struct {
 	pkt       packet.Packet // scratch, reused per packet
 	last      int64         // newest packet's time, not yet published
 	rawPrefix [128]byte     // the last prefix seen, untrimmed, if it fits (NFLOG allows 127 bytes)...
-	rawLen    int           // ...and its length (-1: none yet or too long)
+	rawLen    int           // ...and its length (-1: none yet)
 	prefixIdx uint8         // ...and its label index
 }
 
@@ -181,8 +181,9 @@ func sameBytes(a, b []byte) bool {
 	return string(a) == string(b)
 }
 
-// Flush implements source.Handler: it publishes the newest packet's time once
-// per datagram rather than with an atomic store per packet.
+// Flush implements source.Handler: at the end of a datagram it publishes the
+// newest packet's time (once per datagram rather than with an atomic store per
+// packet) and ends the datagram for the teardown sink.
 func (c *Collector) Flush(group uint16) {
 	gs := c.order[0]
 	if len(c.order) > 1 || gs.group != group {
