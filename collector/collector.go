@@ -127,12 +127,9 @@ func (c *Collector) ReceiveError(group uint16, r source.ErrorReason) {
 // Packet implements source.Handler: the per-packet path. It decodes, classifies,
 // counts and observes without allocating or taking a lock.
 func (c *Collector) Packet(m *source.Message) {
-	// Each reader serves one group: skip the map when there is only one.
-	gs := c.order[0]
-	if len(c.order) > 1 || gs.group != m.Group {
-		if gs = c.groups[m.Group]; gs == nil {
-			return
-		}
+	gs := c.group(m.Group)
+	if gs == nil {
+		return
 	}
 	p := &gs.pkt
 	packet.Decode(m.Payload, FamilyHint(m), p)
@@ -153,6 +150,15 @@ func (c *Collector) Packet(m *source.Message) {
 	if class == ClassTeardown && c.teardown != nil {
 		c.teardown.Observe(m.Group, p, ts)
 	}
+}
+
+// group returns the state of an NFLOG group, nil if it is not configured.
+// Each reader serves one group: the map is skipped when there is only one.
+func (c *Collector) group(g uint16) *groupState {
+	if gs := c.order[0]; len(c.order) == 1 && gs.group == g {
+		return gs
+	}
+	return c.groups[g]
 }
 
 // prefixIndex is the label index of a message's prefix. A group is nearly
@@ -185,11 +191,9 @@ func sameBytes(a, b []byte) bool {
 // newest packet's time (once per datagram rather than with an atomic store per
 // packet) and ends the datagram for the teardown sink.
 func (c *Collector) Flush(group uint16) {
-	gs := c.order[0]
-	if len(c.order) > 1 || gs.group != group {
-		if gs = c.groups[group]; gs == nil {
-			return
-		}
+	gs := c.group(group)
+	if gs == nil {
+		return
 	}
 	if gs.last != 0 {
 		gs.lastPacket.Store(gs.last)

@@ -294,3 +294,9 @@ func TestSameBytes(t *testing.T) {
 		}
 	}
 }
+
+// makeKey is the series key of a Labels value (Classifier.key builds keys
+// directly; the tests start from labels).
+func makeKey(prefix uint8, l Labels) seriesKey {
+	return keyOf(l.Family, l.Proto, l.PortIndex, l.Side, l.Class, l.HasFlags, l.Flags).withPrefix(prefix)
+}

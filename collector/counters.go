@@ -13,10 +13,6 @@ type seriesKey uint64
 
 const keyUsed seriesKey = 1 << 63
 
-func makeKey(prefix uint8, l Labels) seriesKey {
-	return keyOf(l.Family, l.Proto, l.PortIndex, l.Side, l.Class, l.HasFlags, l.Flags).withPrefix(prefix)
-}
-
 func keyOf(f packet.Family, proto packet.Proto, port uint8, side Side, class Class, hasFlags bool, flags uint8) seriesKey {
 	k := keyUsed | seriesKey(f)<<32 | seriesKey(proto)<<24 | seriesKey(port)<<16 | seriesKey(side)<<12 | seriesKey(class)<<8 | seriesKey(flags)
 	if hasFlags {

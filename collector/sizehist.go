@@ -23,9 +23,9 @@ type sizeHistogram struct {
 	counts  []atomic.Uint64 // index: datagram length (IPv6: up to 40+65535); pages of unseen lengths stay untouched
 	created time.Time
 	// The largest length observed, so that a scrape reads counts[:max+1]
-	// (a few thousand entries) instead of all 65,576.
-	max     atomic.Uint32
-	seenMax uint32 // the writer's copy: the atomic is stored only when it grows
+	// (a few thousand entries) instead of all 65,576. Only the writer stores
+	// it, and only when it grows.
+	max atomic.Uint32
 }
 
 // sizeSchema is the native schema client_golang picks for a bucket factor of
@@ -53,8 +53,7 @@ const maxLength = 40 + 65535
 
 func (h *sizeHistogram) observe(length uint32) {
 	l := min(length, maxLength)
-	if l > h.seenMax { // before the count, so that a scrape never skips it
-		h.seenMax = l
+	if l > h.max.Load() { // before the count, so that a scrape never skips it
 		h.max.Store(l)
 	}
 	h.counts[l].Add(1)
