@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	yaml "go.yaml.in/yaml/v2"
 )
@@ -102,6 +103,14 @@ func TestPromtoolCatchesBrokenRules(t *testing.T) {
 		{"teardown counted", "alerts.yml", `rate(nfdrop_packets_total{class!="teardown"}[5m])`, `rate(nfdrop_packets_total[5m])`},
 		{"new series ignored", "alerts.yml", "unless", "and"},
 		{"no zero fill", "rules.yml", "or\n          nfdrop_up * 0\n", ""},
+		{"unproven threshold raised", "alerts.yml", "nfdrop_up * 0\n          ) > 10\n        # UNPROVEN", "nfdrop_up * 0\n          ) > 11\n        # UNPROVEN"},
+		{"unproven counts proven", "alerts.yml", `rate(nfdrop_teardown_evidence_total{evidence="none"}[5m])`, `rate(nfdrop_teardown_evidence_total[5m])`},
+		{"unproven counts skipped", "alerts.yml", `rate(nfdrop_teardown_evidence_total{evidence="none"}[5m])`, `rate(nfdrop_teardown_evidence_total{evidence=~"none|skipped"}[5m])`},
+		{"probe on any count", "alerts.yml", ") > 1\n", ") > 0\n"},
+		{"probe without for", "alerts.yml", "for: 2m\n", ""},
+		{"decode trickle", "alerts.yml", "> 0.1\n", "> 0\n"},
+		{"proven misses closing", "rules.yml", `evidence=~"destroyed|closing|established"`, `evidence=~"destroyed|established"`},
+		{"suspicious without unproven", "rules.yml", "+\n          instance_group:nfdrop_teardown_evidence_unproven:rate5m\n", "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -138,15 +147,13 @@ var (
 	alertName    = regexp.MustCompile(`^Nfdrop[A-Z][A-Za-z]+$`)
 	recordName   = regexp.MustCompile(`^instance[a-z_]*:nfdrop_[a-z_]+:[a-z0-9_]+$`)
 	trailingGT   = regexp.MustCompile(`\)\s*>\s*([0-9.]+)\s*$`)
-	headerPPS    = regexp.MustCompile(`NON_TEARDOWN_PPS = ([0-9.]+)`)
-	headerFor    = regexp.MustCompile(`NON_TEARDOWN_FOR = ([0-9a-z]+)`)
 	descThresh   = regexp.MustCompile(`threshold ([0-9.]+)/s for ([0-9a-z]+)`)
 	jobFilter    = regexp.MustCompile(`\bjob\s*=~?\s*"`)
 	byClause     = regexp.MustCompile(`\bby\s*\(`)
 	severityOK   = map[string]bool{"critical": true, "warning": true, "info": true}
 	requiredAlrt = []string{
 		"NfdropNonTeardownDropsHigh", "NfdropProbeTraffic", "NfdropMessagesLost",
-		"NfdropGroupDown", "NfdropExporterDown",
+		"NfdropGroupDown", "NfdropExporterDown", "NfdropUnprovenTeardownDropsHigh",
 	}
 )
 
@@ -192,48 +199,152 @@ func TestAlertConventions(t *testing.T) {
 	}
 }
 
-// TestNonTeardownThresholdDocumented keeps the tunables of the key alert in
+// TestThresholdsDocumented keeps the tunables of each threshold alert in
 // one place: the header constants, the expr, "for" and the description must
 // agree, so changing one without the others fails here.
-func TestNonTeardownThresholdDocumented(t *testing.T) {
+func TestThresholdsDocumented(t *testing.T) {
 	raw, err := os.ReadFile("alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := readRules(t, "alerts.yml")
-	var expr, forDur, desc string
-	for _, g := range f.Groups {
-		for _, r := range g.Rules {
-			if r.Alert == "NfdropNonTeardownDropsHigh" {
-				expr, forDur, desc = r.Expr, r.For, r.Annotations["description"]
+	for _, tc := range []struct{ alert, key string }{
+		{"NfdropNonTeardownDropsHigh", "NON_TEARDOWN"},
+		{"NfdropUnprovenTeardownDropsHigh", "UNPROVEN_TEARDOWN"},
+		{"NfdropProbeTraffic", "PROBE"},
+		{"NfdropDecodeErrors", "DECODE"},
+	} {
+		t.Run(tc.alert, func(t *testing.T) {
+			var expr, forDur, desc string
+			for _, g := range f.Groups {
+				for _, r := range g.Rules {
+					if r.Alert == tc.alert {
+						expr, forDur, desc = r.Expr, r.For, r.Annotations["description"]
+					}
+				}
 			}
+			m := trailingGT.FindStringSubmatch(expr)
+			if m == nil {
+				t.Fatalf("%s expr must end in \"> THRESHOLD\":\n%s", tc.alert, expr)
+			}
+			thr, err := strconv.ParseFloat(m[1], 64)
+			if err != nil || thr <= 0 {
+				t.Fatalf("threshold %q: %v", m[1], err)
+			}
+			if forDur == "" {
+				t.Fatalf("%s has no for clause", tc.alert)
+			}
+			hp := regexp.MustCompile(tc.key + `_PPS = ([0-9.]+)`).FindStringSubmatch(string(raw))
+			hf := regexp.MustCompile(tc.key + `_FOR = ([0-9a-z]+)`).FindStringSubmatch(string(raw))
+			dt := descThresh.FindStringSubmatch(desc)
+			if hp == nil || hf == nil || dt == nil {
+				t.Fatalf("header %s_PPS/%s_FOR or description \"threshold N/s for D\" missing", tc.key, tc.key)
+			}
+			for _, c := range []struct{ what, got, want string }{
+				{"header " + tc.key + "_PPS", hp[1], m[1]},
+				{"header " + tc.key + "_FOR", hf[1], forDur},
+				{"description threshold", dt[1], m[1]},
+				{"description for", dt[2], forDur},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %s, expr/for say %s", c.what, c.got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// runbookBase is where every alert's runbook_url points: the "Runbooks"
+// part of dashboards/README.md as GitHub renders it.
+const runbookBase = "https://github.com/nfdrop/nfdrop_exporter/blob/main/dashboards/README.md#"
+
+// githubAnchor is the anchor GitHub gives a Markdown heading: lower case,
+// punctuation other than '-' and '_' removed, spaces turned into '-'.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
 		}
 	}
-	m := trailingGT.FindStringSubmatch(expr)
-	if m == nil {
-		t.Fatalf("NfdropNonTeardownDropsHigh expr must end in \") > THRESHOLD\":\n%s", expr)
+	return b.String()
+}
+
+// readmeAnchors returns the anchors of every heading in the Runbooks part
+// of dashboards/README.md (from its "## Runbooks" heading to the next
+// second-level heading).
+func readmeAnchors(t *testing.T) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile("../../dashboards/README.md")
+	if err != nil {
+		t.Fatal(err)
 	}
-	thr, err := strconv.ParseFloat(m[1], 64)
-	if err != nil || thr <= 0 {
-		t.Fatalf("threshold %q: %v", m[1], err)
+	anchors := map[string]bool{}
+	in, fence := false, false
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "```") {
+			fence = !fence
+		}
+		if fence || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		level := len(l) - len(strings.TrimLeft(l, "#"))
+		text := strings.TrimSpace(l[level:])
+		if level == 2 {
+			in = text == "Runbooks"
+			continue
+		}
+		if in && level > 2 {
+			anchors[githubAnchor(text)] = true
+		}
 	}
-	if forDur == "" {
-		t.Fatal("NfdropNonTeardownDropsHigh has no for clause")
+	if len(anchors) == 0 {
+		t.Fatal("dashboards/README.md has no \"## Runbooks\" part with one heading per alert")
 	}
-	hp := headerPPS.FindStringSubmatch(string(raw))
-	hf := headerFor.FindStringSubmatch(string(raw))
-	dt := descThresh.FindStringSubmatch(desc)
-	if hp == nil || hf == nil || dt == nil {
-		t.Fatalf("header NON_TEARDOWN_PPS/NON_TEARDOWN_FOR or description \"threshold N/s for D\" missing")
-	}
-	for _, c := range []struct{ what, got, want string }{
-		{"header NON_TEARDOWN_PPS", hp[1], m[1]},
-		{"header NON_TEARDOWN_FOR", hf[1], forDur},
-		{"description threshold", dt[1], m[1]},
-		{"description for", dt[2], forDur},
+	return anchors
+}
+
+func TestGithubAnchor(t *testing.T) {
+	for in, want := range map[string]string{
+		"NfdropProbeTraffic":                    "nfdropprobetraffic",
+		"What to look at after an alert":        "what-to-look-at-after-an-alert",
+		"Proven vs. unproven (conntrack) drops": "proven-vs-unproven-conntrack-drops",
+		"snake_case-name":                       "snake_case-name",
 	} {
-		if c.got != c.want {
-			t.Errorf("%s = %s, expr/for say %s", c.what, c.got, c.want)
+		if got := githubAnchor(in); got != want {
+			t.Errorf("githubAnchor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRunbooks: every alert links its own section of the Runbooks part of
+// dashboards/README.md, and every section there belongs to an alert.
+func TestRunbooks(t *testing.T) {
+	anchors := readmeAnchors(t)
+	used := map[string]bool{}
+	for _, g := range readRules(t, "alerts.yml").Groups {
+		for _, r := range g.Rules {
+			u := r.Annotations["runbook_url"]
+			anchor, ok := strings.CutPrefix(u, runbookBase)
+			if !ok {
+				t.Errorf("%s: runbook_url %q, want %s<anchor>", r.Alert, u, runbookBase)
+				continue
+			}
+			if anchor != strings.ToLower(r.Alert) {
+				t.Errorf("%s: runbook_url anchor %q, want the alert's own section %q", r.Alert, anchor, strings.ToLower(r.Alert))
+			}
+			if !anchors[anchor] {
+				t.Errorf("%s: runbook_url anchor #%s is not a heading of the Runbooks part of dashboards/README.md", r.Alert, anchor)
+			}
+			used[anchor] = true
+		}
+	}
+	for a := range anchors {
+		if !used[a] {
+			t.Errorf("dashboards/README.md Runbooks section #%s belongs to no alert in alerts.yml", a)
 		}
 	}
 }
@@ -259,7 +370,7 @@ func TestRecordingRuleConventions(t *testing.T) {
 			}
 		}
 	}
-	if n < 6 {
-		t.Errorf("%d recording rules, want at least 6", n)
+	if n < 11 {
+		t.Errorf("%d recording rules, want at least 11", n)
 	}
 }
