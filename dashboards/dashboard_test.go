@@ -29,7 +29,8 @@ const (
 	goldenFile = "../cmd/nfdrop_exporter/testdata/e2e-output.txt"
 )
 
-// contractMetrics is design §5 plus issue 3 (teardown evidence), by type.
+// contractMetrics is the exporter's metric contract (core and teardown
+// evidence), by type.
 // It is the reference until goldenFile exists; from then on the golden file
 // is, so a metric renamed in the exporter breaks this test.
 var contractMetrics = map[string]string{
@@ -105,7 +106,8 @@ type panel struct {
 	Datasource  *datasource `json:"datasource"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit   string `json:"unit"`
+			Unit   string                `json:"unit"`
+			Color  struct{ Mode string } `json:"color"`
 			Custom struct {
 				Stacking        struct{ Mode string } `json:"stacking"`
 				ThresholdsStyle struct{ Mode string } `json:"thresholdsStyle"`
@@ -120,6 +122,7 @@ type panel struct {
 	Targets []struct {
 		RefID      string      `json:"refId"`
 		Expr       string      `json:"expr"`
+		Instant    bool        `json:"instant"`
 		Datasource *datasource `json:"datasource"`
 	} `json:"targets"`
 	Panels []panel `json:"panels"` // collapsed rows
@@ -289,15 +292,17 @@ func histogramBase(name string) (string, bool) {
 	return "", false
 }
 
-// checkExpr applies the dashboard-linter target rules to one query.
-func checkExpr(expr string) []error {
+// checkExpr applies the dashboard-linter target rules to one query. An
+// instant query (a table over the dashboard's time range) may also use
+// [$__range].
+func checkExpr(expr string, instant bool) []error {
 	var errs []error
 	if strings.TrimSpace(expr) == "" {
 		return []error{errors.New("empty query")}
 	}
 	for _, m := range rangeRE.FindAllStringSubmatch(expr, -1) {
-		if m[1] != "$__rate_interval" {
-			errs = append(errs, fmt.Errorf("range [%s], want [$__rate_interval]", m[1]))
+		if m[1] != "$__rate_interval" && (!instant || m[1] != "$__range") {
+			errs = append(errs, fmt.Errorf("range [%s], want [$__rate_interval] (or [$__range] in an instant query)", m[1]))
 		}
 	}
 	native, classic := map[string]bool{}, map[string]bool{}
@@ -371,9 +376,10 @@ func TestCheckExprRejects(t *testing.T) {
 		{"histogram count", `sum(rate(nfdrop_packet_size_bytes_count{job=~"$job", instance=~"$instance", group=~"$group"}[$__rate_interval]))`, "not _sum/_count"},
 		{"no group on recorded", `instance_group:nfdrop_packets:rate5m{job=~"$job", instance=~"$instance"}`, `missing group=~"$group"`},
 		{"not ours", `up`, "names no nfdrop metric"},
+		{"range in a range query", strings.Replace(good, "$__rate_interval", "$__range", 1), "range [$__range]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			errs := checkExpr(tc.expr)
+			errs := checkExpr(tc.expr, false)
 			if tc.want == "" {
 				if len(errs) > 0 {
 					t.Fatalf("unexpected errors: %v", errs)
@@ -421,57 +427,88 @@ func TestDashboardPanels(t *testing.T) {
 			if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {
 				t.Errorf("panel %q %s: datasource %v", p.Title, tg.RefID, tg.Datasource)
 			}
-			for _, err := range checkExpr(tg.Expr) {
+			for _, err := range checkExpr(tg.Expr, tg.Instant) {
 				t.Errorf("panel %q %s: %v\n%s", p.Title, tg.RefID, err, tg.Expr)
 			}
 		}
 	}
 	if nTargets < 15 {
-		t.Errorf("%d queries, want the full set of issue 4 (>= 15)", nTargets)
+		t.Errorf("%d queries, want the full set (>= 15)", nTargets)
 	}
 }
 
-// nonTeardownThreshold reads NON_TEARDOWN_PPS from the key alert's expr.
-func nonTeardownThreshold(t *testing.T) float64 {
+// alertThreshold reads the number after ">" at the end of an alert's expr.
+func alertThreshold(t *testing.T, alert string) float64 {
+	t.Helper()
+	for _, r := range alertRules(t) {
+		if r.Alert != alert {
+			continue
+		}
+		m := thresholdE.FindStringSubmatch(r.Expr)
+		if m == nil {
+			t.Fatalf("cannot find the threshold in %q", r.Expr)
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	t.Fatalf("alert %s not found", alert)
+	return 0
+}
+
+type alertRule struct {
+	Alert, Expr string
+	Annotations map[string]string
+}
+
+func alertRules(t *testing.T) []alertRule {
 	t.Helper()
 	b, err := os.ReadFile(alertsFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var f struct {
-		Groups []struct {
-			Rules []struct{ Alert, Expr string }
-		}
+		Groups []struct{ Rules []alertRule }
 	}
 	if err := yaml.Unmarshal(b, &f); err != nil {
 		t.Fatal(err)
 	}
+	var out []alertRule
 	for _, g := range f.Groups {
-		for _, r := range g.Rules {
-			if r.Alert != "NfdropNonTeardownDropsHigh" {
-				continue
-			}
-			m := thresholdE.FindStringSubmatch(r.Expr)
-			if m == nil {
-				t.Fatalf("cannot find the threshold in %q", r.Expr)
-			}
-			v, err := strconv.ParseFloat(m[1], 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return v
-		}
+		out = append(out, g.Rules...)
 	}
-	t.Fatal("alert NfdropNonTeardownDropsHigh not found")
-	return 0
+	return out
 }
 
-// TestFirstRowAnswersTheQuestion: the first row holds the three panels of
-// issue 4 (class split stacked, teardown share, non-teardown rate with the
+// TestAlertDashboardLinks: every alert links this dashboard by its uid,
+// with the alert's job and instance (and group, if it has one) selected.
+func TestAlertDashboardLinks(t *testing.T) {
+	d, _ := loadDashboard(t)
+	rules := alertRules(t)
+	if len(rules) < 9 {
+		t.Fatalf("%d alerts in %s, want at least 9", len(rules), alertsFile)
+	}
+	for _, r := range rules {
+		u := r.Annotations["dashboard_url"]
+		want := "/d/" + d.UID + "/nfdrop?var-job={{ $labels.job }}&var-instance={{ $labels.instance }}"
+		if !strings.HasPrefix(u, want) {
+			t.Errorf("%s: dashboard_url %q, want prefix %q", r.Alert, u, want)
+		}
+		hasGroup := strings.Contains(r.Annotations["description"], "{{ $labels.group }}")
+		if got := strings.Contains(u, "&var-group={{ $labels.group }}"); got != hasGroup {
+			t.Errorf("%s: dashboard_url selects the group = %v, but the alert has a group label = %v", r.Alert, got, hasGroup)
+		}
+	}
+}
+
+// TestFirstRowAnswersTheQuestion: the first row holds the three key panels
+// (class split stacked, teardown share, non-teardown rate with the
 // alert's threshold drawn), and the later rows the required breakdowns.
 func TestFirstRowAnswersTheQuestion(t *testing.T) {
 	d, _ := loadDashboard(t)
-	thr := nonTeardownThreshold(t)
+	thr := alertThreshold(t, "NfdropNonTeardownDropsHigh")
 	if len(d.Panels) == 0 || d.Panels[0].Type != "row" {
 		t.Fatal("dashboard must start with a row")
 	}
@@ -496,8 +533,15 @@ func TestFirstRowAnswersTheQuestion(t *testing.T) {
 	has(first, "stacked drop rate by class", func(p panel, e string) bool {
 		return strings.Contains(e, "sum by (class)") && p.FieldConfig.Defaults.Custom.Stacking.Mode == "normal" && p.FieldConfig.Defaults.Unit == "pps"
 	})
-	has(first, "teardown share in percent", func(p panel, e string) bool {
-		return strings.Contains(e, `class="teardown"`) && p.FieldConfig.Defaults.Unit == "percentunit"
+	has(first, "teardown share in percent, not coloured as health", func(p panel, e string) bool {
+		steps := p.FieldConfig.Defaults.Thresholds.Steps
+		return strings.Contains(e, `class="teardown"`) && p.FieldConfig.Defaults.Unit == "percentunit" &&
+			p.FieldConfig.Defaults.Color.Mode == "fixed" && len(steps) == 1
+	})
+	has(first, fmt.Sprintf("suspicious drops, red from the alert threshold %g", thr), func(p panel, e string) bool {
+		steps := p.FieldConfig.Defaults.Thresholds.Steps
+		return strings.Contains(e, "instance_group:nfdrop_packets_suspicious:rate5m") && len(steps) == 2 &&
+			steps[1].Value != nil && *steps[1].Value == thr
 	})
 	has(first, fmt.Sprintf("non-teardown rate with the alert threshold %g drawn and in its description", thr), func(p panel, e string) bool {
 		if !strings.Contains(e, `class!="teardown"`) || p.FieldConfig.Defaults.Custom.ThresholdsStyle.Mode == "off" {
@@ -511,6 +555,29 @@ func TestFirstRowAnswersTheQuestion(t *testing.T) {
 		return false
 	})
 	all := allPanels(d)
+	uthr := alertThreshold(t, "NfdropUnprovenTeardownDropsHigh")
+	has(all, fmt.Sprintf("proven vs unproven teardown with the unproven alert threshold %g drawn", uthr), func(p panel, e string) bool {
+		if !strings.Contains(e, `evidence="none"`) || p.FieldConfig.Defaults.Custom.ThresholdsStyle.Mode == "off" {
+			return false
+		}
+		for _, s := range p.FieldConfig.Defaults.Thresholds.Steps {
+			if s.Value != nil && *s.Value == uthr {
+				return strings.Contains(p.Description, fmt.Sprintf("(%g/s ", uthr))
+			}
+		}
+		return false
+	})
+	// A 0/1 state never shares a graph with a count.
+	for _, p := range all {
+		if p.Type != "timeseries" {
+			continue
+		}
+		for _, tg := range p.Targets {
+			if strings.Contains(tg.Expr, "nfdrop_conntrack_up") || strings.HasPrefix(strings.TrimSpace(tg.Expr), "nfdrop_up") {
+				t.Errorf("panel %q draws a 0/1 up state on a graph axis; use a stat", p.Title)
+			}
+		}
+	}
 	for _, tc := range []struct{ what, typ, expr string }{
 		{"non-teardown by port and side", "timeseries", "by (proto, port, side)"},
 		{"non-teardown by flags", "timeseries", "by (flags, class)"},
@@ -523,6 +590,13 @@ func TestFirstRowAnswersTheQuestion(t *testing.T) {
 		{"lost messages", "timeseries", "nfdrop_messages_lost_total"},
 		{"receive errors", "timeseries", "nfdrop_receive_errors_total"},
 		{"decode errors", "timeseries", "nfdrop_decode_errors_total"},
+		{"conntrack settings", "table", "nfdrop_conntrack_setting"},
+		{"conntrack TCP timeouts", "table", "nfdrop_conntrack_tcp_timeout_seconds"},
+		{"pre-existing flows", "stat", "nfdrop_conntrack_preexisting_flows"},
+		{"conntrack subscription alone", "stat", "nfdrop_conntrack_up"},
+		{"flows remembered", "timeseries", "nfdrop_conntrack_flows_remembered"},
+		{"after an alert: top ports, flags and classes", "table", "sum by (class, proto, port, side, flags) (increase(nfdrop_packets_total"},
+		{"after an alert: evidence", "table", "sum by (evidence) (increase(nfdrop_teardown_evidence_total"},
 	} {
 		has(all, tc.what, func(p panel, e string) bool { return p.Type == tc.typ && strings.Contains(e, tc.expr) })
 	}
@@ -546,7 +620,7 @@ func exposition(t *testing.T) (map[string]bool, string) {
 		for n, typ := range contractMetrics {
 			add(n, typ)
 		}
-		return names, "the design §5 + issue 3 list in this test (" + goldenFile + " does not exist yet)"
+		return names, "the contract list in this test (" + goldenFile + " does not exist yet)"
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +674,7 @@ func TestMetricsExist(t *testing.T) {
 	if len(files) < 4 {
 		t.Fatalf("checked files %v: deploy/prometheus yml files missing", files)
 	}
-	// Teardown-evidence names (issue 3) are checked apart: until the
+	// Teardown-evidence names are checked apart: until the
 	// exporter has the feature, the golden exposition has none of them.
 	type use struct{ file, name string }
 	var core, evidence []use
@@ -644,7 +718,7 @@ func TestMetricsExist(t *testing.T) {
 		}
 	}
 	check(t, core)
-	t.Run("teardown evidence (issue 3)", func(t *testing.T) {
+	t.Run("teardown evidence", func(t *testing.T) {
 		if len(evidence) == 0 {
 			t.Fatal("the dashboard and rules name no teardown-evidence metric")
 		}

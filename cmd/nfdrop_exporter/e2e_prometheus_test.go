@@ -25,7 +25,7 @@ import (
 
 // TestPrometheusE2E proves the shipped dashboard and rules against real
 // Prometheus servers (Debian's package) scraping the real exporter in the
-// lab (issue 4 item 4):
+// lab:
 //
 //	sudo NFDROP_E2E=1 go test -run Prometheus -v ./cmd/nfdrop_exporter/
 //
@@ -244,7 +244,7 @@ func TestPrometheusE2E(t *testing.T) {
 			t.Run(s.name+"/"+q.panel+"/"+q.ref, func(t *testing.T) {
 				if missing := missingFamilies(q.expr, scrape); len(missing) > 0 {
 					if evidenceOnly(missing) {
-						t.Skipf("this exporter build exposes no %v (teardown evidence, issue 3): panel not checked", missing)
+						t.Skipf("this exporter build exposes no %v (teardown evidence): panel not checked", missing)
 					}
 					t.Fatalf("the exporter exposes no %v; the dashboard cannot show it", missing)
 				}
@@ -278,7 +278,7 @@ func TestPrometheusE2E(t *testing.T) {
 		for _, s := range servers {
 			t.Run(s.name+"/"+rec, func(t *testing.T) {
 				if strings.Contains(rec, ":nfdrop_teardown_evidence:") && scrape["nfdrop_teardown_evidence_total"] == nil {
-					t.Skip("this exporter build exposes no nfdrop_teardown_evidence_total (issue 3): rule not checked")
+					t.Skip("this exporter build exposes no nfdrop_teardown_evidence_total: rule not checked")
 				}
 				r := s.query(t, rec)
 				if len(r) == 0 {
@@ -298,6 +298,7 @@ func TestPrometheusE2E(t *testing.T) {
 // formats a single selected value for a regex matcher.
 var dashVars = map[string]string{
 	"$__rate_interval": "1m",
+	"$__range":         "10m",
 	"$job":             "nfdrop",
 	"$instance":        `127\\.0\\.0\\.1:9786`,
 	"$group":           "0",
@@ -470,7 +471,7 @@ func missingFamilies(expr string, s lab.Scrape) []string {
 }
 
 // evidenceOnly reports whether all missing families belong to the
-// teardown-evidence feature (conntrack correlation, issue 3), which a build
+// teardown-evidence feature (conntrack correlation), which a build
 // may lack; everything else the dashboard reads is the core contract.
 func evidenceOnly(missing []string) bool {
 	for _, n := range missing {
