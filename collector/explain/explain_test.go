@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 )
@@ -440,7 +440,7 @@ func TestCountingAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := collector.NewClassifier(collector.MustParsePorts(collector.DefaultPorts))
+	c := classify.NewClassifier(classify.MustParsePorts(classify.DefaultPorts))
 	measure := func(data []byte) float64 {
 		return testing.AllocsPerRun(5, func() {
 			a := newAggregator(c, 32)
