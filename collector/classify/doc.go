@@ -46,8 +46,9 @@
 // # Prefixes
 //
 // The prefix label is the rule's log prefix with surrounding whitespace
-// trimmed. Bytes that are not UTF-8 (a Latin-1 "ä" is accepted by iptables
-// and nft) are replaced by U+FFFD, because a label value must be UTF-8. Only
+// trimmed. Each byte that is not part of a UTF-8 character (a Latin-1 "ä",
+// which iptables and nft accept) becomes U+FFFD, because a label value must
+// be UTF-8; prefixes that differ only in such bytes share a label value. Only
 // the first max-prefixes distinct values become label values; later ones are
 // counted as "(other)". A rule prefix that is itself "(other)" (or "((other))"
 // and so on) gets one more pair of parentheses, so it never merges with the

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // OtherPrefix is the prefix label value of packets whose prefix came after
@@ -35,12 +36,21 @@ func CheckMaxPrefixes(flag string, n int) error {
 // prefixes usually end in a space or ": " for the syslog line's sake.
 func TrimPrefix(b []byte) []byte { return bytes.TrimSpace(b) }
 
-// PrefixLabel turns a trimmed rule prefix into its label value: bytes that
-// are not UTF-8 become U+FFFD (a label value must be UTF-8, or the whole
-// scrape fails), and a prefix that reads like the overflow value gets one
-// more pair of parentheses.
+// PrefixLabel turns a trimmed rule prefix into its label value: each byte
+// that is not part of a UTF-8 character becomes U+FFFD (a label value must
+// be UTF-8, or the whole scrape fails), and a prefix that reads like the
+// overflow value gets one more pair of parentheses.
 func PrefixLabel(p []byte) string {
-	s := strings.ToValidUTF8(string(p), "\uFFFD")
+	s := string(p)
+	if !utf8.ValidString(s) {
+		var b strings.Builder
+		for len(p) > 0 {
+			r, n := utf8.DecodeRune(p)
+			b.WriteRune(r) // utf8.RuneError, U+FFFD, for a byte that is not UTF-8
+			p = p[n:]
+		}
+		s = b.String()
+	}
 	if isOtherPrefix(s) {
 		s = "(" + s + ")"
 	}

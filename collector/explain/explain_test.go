@@ -180,6 +180,27 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
+// TestMaxPrefixesRange: --max-prefixes takes the exporter's range; a larger
+// value used to wrap the prefix index and merge unrelated prefixes.
+func TestMaxPrefixesRange(t *testing.T) {
+	for n, want := range map[int]string{
+		-1:    "--max-prefixes=-1: want 1 to 254 distinct prefixes",
+		255:   "--max-prefixes=255: want 1 to 254 distinct prefixes",
+		65536: "--max-prefixes=65536: want 1 to 254 distinct prefixes",
+		70000: "--max-prefixes=70000: want 1 to 254 distinct prefixes",
+		254:   "",
+		0:     "", // the exporter's default
+	} {
+		got := ""
+		if err := Run(Options{MaxPrefixes: n}, strings.NewReader(""), io.Discard, io.Discard); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("Run(MaxPrefixes: %d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestUnparsedExamples(t *testing.T) {
 	var in strings.Builder
 	for i := 0; i < 8; i++ {
