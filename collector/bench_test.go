@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 )
@@ -151,7 +152,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, FamilyHint(m), &p)
+			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
 			i++
 		}
 	})
@@ -160,8 +161,8 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, FamilyHint(m), &p)
-			c.classifier.key(&p)
+			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
+			c.classifier.Key(&p)
 			i++
 		}
 	})
@@ -170,9 +171,9 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, FamilyHint(m), &p)
-			k := c.classifier.key(&p)
-			gs.counters.inc(k.withPrefix(c.prefixIndex(gs, m.Prefix)), k.class())
+			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
+			k := c.classifier.Key(&p)
+			gs.counters.inc(k.WithPrefix(c.prefixIndex(gs, m.Prefix)), k.Class())
 			i++
 		}
 	})
@@ -180,7 +181,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			gs.sizes[ClassTeardown].observe(uint32(40 + i&511))
+			gs.sizes[classify.ClassTeardown].observe(uint32(40 + i&511))
 			i++
 		}
 	})
@@ -209,7 +210,7 @@ func TestPacketAllocatesNothingOnFloodMixes(t *testing.T) {
 			// or the test would prove nothing about the table. teardown: 7 flag
 			// sets to :443 plus SYNs to user/dynamic ports, in both families.
 			series := 0
-			c.groups[0].counters.each(func(seriesKey, uint64, int64) { series++ })
+			c.groups[0].counters.each(func(classify.Key, uint64, int64) { series++ })
 			switch {
 			case mix == "teardown" && series != 18:
 				t.Errorf("%d series from the teardown mix, want (7 flag sets to 443 + 2 SYN port ranges) x 2 families = 18", series)

@@ -1,16 +1,16 @@
 // Package collector turns NFLOG messages into Prometheus metrics: it decodes
-// each packet, classifies it (design §4), counts it in an allocation-free table
-// and emits the counts at scrape time.
+// each packet, classifies it with package classify, counts it in an
+// allocation-free table and emits the counts at scrape time.
 package collector
 
 import (
 	"encoding/binary"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,7 +19,7 @@ import (
 // Config is everything the collector needs; main builds it from flags.
 type Config struct {
 	Groups      []uint16
-	Ports       Ports
+	Ports       classify.Ports
 	MaxPrefixes int
 	// Teardown, if set, receives every teardown-shaped packet (for conntrack
 	// correlation). It must not block.
@@ -35,14 +35,11 @@ type TeardownSink interface {
 	Flush(group uint16)
 }
 
-// DefaultMaxPrefixes is the default --collector.max-prefixes.
-const DefaultMaxPrefixes = 32
-
 // Collector implements prometheus.Collector and source.Handler.
 type Collector struct {
 	logger     *slog.Logger
-	classifier *Classifier
-	prefixes   *prefixTable
+	classifier *classify.Classifier
+	prefixes   *classify.PrefixTable
 	teardown   TeardownSink
 	groups     map[uint16]*groupState // read-only after New: no lock on lookup
 	order      []*groupState
@@ -53,7 +50,7 @@ type groupState struct {
 	group        uint16
 	label        string
 	counters     *counterTable
-	sizes        [NumClasses]*sizeHistogram
+	sizes        [classify.NumClasses]*sizeHistogram
 	lost         atomic.Uint64
 	recvErrors   [source.NumReasons]atomic.Uint64
 	decodeErrors [packet.NumErrors]atomic.Uint64
@@ -70,28 +67,25 @@ type groupState struct {
 
 // New validates cfg and builds the collector.
 func New(cfg Config, logger *slog.Logger) (*Collector, error) {
-	if len(cfg.Groups) == 0 {
-		return nil, fmt.Errorf("no NFLOG group configured")
+	if err := classify.CheckGroups(cfg.Groups); err != nil {
+		return nil, err
 	}
-	if cfg.MaxPrefixes < 1 || cfg.MaxPrefixes > 254 {
-		return nil, fmt.Errorf("--collector.max-prefixes=%d: want 1 to 254", cfg.MaxPrefixes)
+	if err := classify.CheckMaxPrefixes("--collector.max-prefixes", cfg.MaxPrefixes); err != nil {
+		return nil, err
 	}
-	if cfg.Ports.index == nil {
-		cfg.Ports = MustParsePorts(DefaultPorts)
+	if cfg.Ports.Empty() {
+		cfg.Ports = classify.MustParsePorts(classify.DefaultPorts)
 	}
 	c := &Collector{
 		logger:     logger,
-		classifier: NewClassifier(cfg.Ports),
-		prefixes:   newPrefixTable(cfg.MaxPrefixes),
+		classifier: classify.NewClassifier(cfg.Ports),
+		prefixes:   classify.NewPrefixTable(cfg.MaxPrefixes),
 		teardown:   cfg.Teardown,
 		groups:     map[uint16]*groupState{},
 	}
 	for _, g := range cfg.Groups {
-		if _, dup := c.groups[g]; dup {
-			return nil, fmt.Errorf("NFLOG group %d given twice", g)
-		}
 		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots), rawLen: -1}
-		for cl := Class(0); cl < NumClasses; cl++ {
+		for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
 			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
 		}
 		c.groups[g] = gs
@@ -101,7 +95,7 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 }
 
 // Classifier returns the collector's classifier (shared with explain).
-func (c *Collector) Classifier() *Classifier { return c.classifier }
+func (c *Collector) Classifier() *classify.Classifier { return c.classifier }
 
 // Bound implements source.Handler.
 func (c *Collector) Bound(group uint16, up bool) {
@@ -132,13 +126,13 @@ func (c *Collector) Packet(m *source.Message) {
 		return
 	}
 	p := &gs.pkt
-	packet.Decode(m.Payload, FamilyHint(m), p)
+	packet.Decode(m.Payload, classify.FamilyHint(m), p)
 	if p.Err != packet.ErrNone {
 		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
-	k := c.classifier.key(p)
-	class := k.class()
-	gs.counters.inc(k.withPrefix(c.prefixIndex(gs, m.Prefix)), class)
+	k := c.classifier.Key(p)
+	class := k.Class()
+	gs.counters.inc(k.WithPrefix(c.prefixIndex(gs, m.Prefix)), class)
 	if p.Err == packet.ErrNone {
 		gs.sizes[class].observe(p.Length)
 	}
@@ -147,7 +141,7 @@ func (c *Collector) Packet(m *source.Message) {
 		ts = time.Now().UnixNano()
 	}
 	gs.last = ts
-	if class == ClassTeardown && c.teardown != nil {
+	if class == classify.ClassTeardown && c.teardown != nil {
 		c.teardown.Observe(m.Group, p, ts)
 	}
 }
@@ -163,12 +157,13 @@ func (c *Collector) group(g uint16) *groupState {
 
 // prefixIndex is the label index of a message's prefix. A group is nearly
 // always fed by one rule, so the last raw prefix and its index are kept: the
-// trim and the search of the prefix table only run when the prefix changes.
+// trim and the search of the prefix table only run when the prefix changes,
+// and the comparison is of raw bytes, so it never allocates.
 func (c *Collector) prefixIndex(gs *groupState, raw []byte) uint8 {
 	if len(raw) == gs.rawLen && sameBytes(raw, gs.rawPrefix[:gs.rawLen]) {
 		return gs.prefixIdx
 	}
-	i := c.prefixes.index(TrimPrefix(raw))
+	i := c.prefixes.Index(classify.TrimPrefix(raw))
 	if len(raw) <= len(gs.rawPrefix) { // an index never changes, (other) included: the table only grows
 		gs.rawLen = copy(gs.rawPrefix[:], raw)
 		gs.prefixIdx = i
@@ -203,26 +198,6 @@ func (c *Collector) Flush(group uint16) {
 	}
 }
 
-// FamilyHint is the family the kernel says an NFLOG message's packet has: the
-// hook's protocol family, or for bridge/netdev hooks the link-layer protocol.
-func FamilyHint(m *source.Message) packet.Family {
-	switch m.Family {
-	case 2: // AF_INET
-		return packet.FamilyIPv4
-	case 10: // AF_INET6
-		return packet.FamilyIPv6
-	}
-	if m.HasHwProto {
-		switch m.HwProtocol {
-		case 0x0800:
-			return packet.FamilyIPv4
-		case 0x86dd:
-			return packet.FamilyIPv6
-		}
-	}
-	return packet.FamilyOther
-}
-
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{packetsDesc, lostDesc, receiveErrorsDesc, decodeErrorsDesc, lastPacketDesc, upDesc} {
@@ -236,9 +211,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements prometheus.Collector: it emits the counter table as const
-// metrics. Health series exist at 0 from the start.
+// metrics. Health series exist at 0 from the start. A series that cannot be
+// built is reported as an invalid metric and the others are still emitted, so
+// one bad label value never takes a group's nfdrop_up or another group away.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	names := c.prefixes.names()
+	names := c.prefixes.Names()
 	ports := c.classifier.Ports()
 	for _, gs := range c.order {
 		g := gs.label
@@ -253,23 +230,30 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if ns := gs.lastPacket.Load(); ns != 0 {
 			ch <- prometheus.MustNewConstMetric(lastPacketDesc, prometheus.GaugeValue, float64(ns)/1e9, g)
 		}
-		gs.counters.each(func(k seriesKey, n uint64, created int64) {
-			l := k.labels(ports)
-			prefix := otherPrefix
-			if i := int(k.prefix()); i < len(names) {
+		series := func(k classify.Key, n uint64, created int64) {
+			prefix := classify.OtherPrefix
+			if i := int(k.Prefix()); i < len(names) {
 				prefix = names[i]
 			}
-			values := []string{g, prefix, l.FamilyLabel(), l.ProtoLabel(), l.PortLabel(), l.SideLabel(), l.FlagsLabel(), l.ClassLabel()}
+			values := k.Labels(ports).Values(g, prefix)
+			var (
+				m   prometheus.Metric
+				err error
+			)
 			if created != 0 {
-				ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(packetsDesc, prometheus.CounterValue, float64(n), time.Unix(0, created), values...)
+				m, err = prometheus.NewConstMetricWithCreatedTimestamp(packetsDesc, prometheus.CounterValue, float64(n), time.Unix(0, created), values...)
 			} else {
-				ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), values...)
+				m, err = prometheus.NewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), values...)
 			}
-		})
-		for cl := Class(0); cl < NumClasses; cl++ {
+			if err != nil {
+				m = prometheus.NewInvalidMetric(packetsDesc, err)
+			}
+			ch <- m
+		}
+		gs.counters.each(series)
+		for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
 			if n := gs.counters.overflow[cl].Load(); n > 0 {
-				ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(n),
-					g, otherPrefix, "other", "other", "", "", "", cl.String())
+				series(classify.OverflowKey(cl), n, 0)
 			}
 		}
 		for _, h := range gs.sizes {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -36,7 +37,7 @@ func ipv6UDP(sport, dport uint16) []byte {
 
 func newTestCollector(t testing.TB, groups ...uint16) *Collector {
 	t.Helper()
-	c, err := New(Config{Groups: groups, Ports: MustParsePorts(DefaultPorts), MaxPrefixes: 2}, promslog.NewNopLogger())
+	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,7 @@ func TestCollectorCountsAndExposes(t *testing.T) {
 	c.ReceiveError(5, source.ReasonENOBUFS)
 
 	want := `
-# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by classification (design §4).
+# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by class, TCP flags, service port and side.
 # TYPE nfdrop_packets_total counter
 nfdrop_packets_total{class="handshake",family="ipv4",flags="SYN",group="5",port="22",prefix="denied",proto="tcp",side="client"} 1
 nfdrop_packets_total{class="malformed",family="ipv4",flags="",group="5",port="",prefix="denied",proto="unknown",side=""} 1
@@ -157,49 +158,16 @@ func TestCounterTableOverflowKeepsEveryPacket(t *testing.T) {
 	tab := newCounterTable(8)
 	total := 0
 	for i := 0; i < 40; i++ {
-		l := Labels{Family: packet.FamilyIPv4, Proto: packet.ProtoTCP, HasFlags: true, Flags: uint8(i % 64), Class: ClassProbe}
-		tab.inc(makeKey(uint8(i/64), l), l.Class)
+		l := classify.Labels{Family: packet.FamilyIPv4, Proto: packet.ProtoTCP, HasFlags: true, Flags: uint8(i % 64), Class: classify.ClassProbe}
+		tab.inc(classify.KeyOf(l.Family, l.Proto, l.PortIndex, l.Side, l.Class, l.HasFlags, l.Flags).WithPrefix(uint8(i/64)), l.Class)
 		total++
 	}
 	var sum uint64
 	keys := 0
-	tab.each(func(k seriesKey, n uint64, _ int64) { sum += n; keys++ })
-	sum += tab.overflow[ClassProbe].Load()
+	tab.each(func(k classify.Key, n uint64, _ int64) { sum += n; keys++ })
+	sum += tab.overflow[classify.ClassProbe].Load()
 	if keys != 8 || sum != uint64(total) {
 		t.Errorf("got %d keys and %d packets, want 8 keys and %d packets", keys, sum, total)
-	}
-}
-
-func TestSeriesKeyRoundTrip(t *testing.T) {
-	ports := MustParsePorts(DefaultPorts)
-	for _, l := range []Labels{
-		{Family: packet.FamilyIPv6, Proto: packet.ProtoTCP, Side: SideServer, Class: ClassTeardown, PortIndex: 6, HasFlags: true, Flags: 0x3f},
-		{Family: packet.FamilyOther, Proto: packet.ProtoUnknown, Class: ClassMalformed},
-		{Family: packet.FamilyIPv4, Proto: packet.ProtoUDP, Side: SideClient, Class: ClassOther, PortIndex: 10},
-	} {
-		l.ports = &ports
-		k := makeKey(17, l)
-		if got := k.labels(&ports); got != l || k.prefix() != 17 {
-			t.Errorf("round trip of %+v gave %+v prefix %d", l, got, k.prefix())
-		}
-	}
-}
-
-func TestPrefixTable(t *testing.T) {
-	p := newPrefixTable(2)
-	for _, tc := range []struct {
-		in   string
-		want uint8
-	}{{"a", 1}, {"b", 2}, {"a", 1}, {"c", 0}, {"b", 2}, {"", 0}} {
-		if got := p.index([]byte(tc.in)); got != tc.want {
-			t.Errorf("index(%q) = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-	if got := strings.Join(p.names(), "|"); got != "(other)|a|b" {
-		t.Errorf("names %q", got)
-	}
-	if got := string(TrimPrefix([]byte("  iptables denied: \n"))); got != "iptables denied:" {
-		t.Errorf("TrimPrefix = %q", got)
 	}
 }
 
@@ -253,7 +221,7 @@ func (s *recordingSink) Flush(group uint16) {
 // the NFLOG timestamp, and the sink's Flush follows the datagram's last one.
 func TestCollectorTeardownSink(t *testing.T) {
 	sink := &recordingSink{}
-	c, err := New(Config{Groups: []uint16{3}, Ports: MustParsePorts(DefaultPorts), MaxPrefixes: 2, Teardown: sink}, promslog.NewNopLogger())
+	c, err := New(Config{Groups: []uint16{3}, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, Teardown: sink}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,6 +265,3 @@ func TestSameBytes(t *testing.T) {
 
 // makeKey is the series key of a Labels value (Classifier.key builds keys
 // directly; the tests start from labels).
-func makeKey(prefix uint8, l Labels) seriesKey {
-	return keyOf(l.Family, l.Proto, l.PortIndex, l.Side, l.Class, l.HasFlags, l.Flags).withPrefix(prefix)
-}

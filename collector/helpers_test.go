@@ -1,9 +1,5 @@
 package collector
 
-import (
-	"fmt"
-	"strconv"
-)
+import "strconv"
 
-func fmtPorts(p []uint16) string { return fmt.Sprint(p) }
-func itoa(i int) string          { return strconv.Itoa(i) }
+func itoa(i int) string { return strconv.Itoa(i) }

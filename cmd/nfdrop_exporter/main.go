@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alecthomas/units"
 	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -69,8 +69,8 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("nflog.socket.receive-buffer", "Socket receive buffer (SO_RCVBUFFORCE): how long a burst the kernel can hold while the exporter is busy.").Default("32MiB").BytesVar(&f.receiveBuffer)
 	app.Flag("nflog.replay-file", "Replay an NFLOG pcap (tcpdump -i nflog:N -w FILE) instead of binding; for tests.").Hidden().StringVar(&f.replayFile)
 	app.Flag("debug.cpu-profile", "Write a CPU profile of the whole run to this file at exit; for the profile-guided build (cmd/nfdrop_exporter/default.pgo).").Hidden().StringVar(&f.cpuProfile)
-	app.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(collector.DefaultPorts).StringVar(&f.ports)
-	app.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(collector.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
+	app.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(classify.DefaultPorts).StringVar(&f.ports)
+	app.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(classify.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
@@ -149,7 +149,7 @@ func startCPUProfile(path string) (func(), error) {
 // validate checks what the kernel would otherwise reject late or silently.
 func (f *flags) validate() (collector.Config, error) {
 	cfg := collector.Config{MaxPrefixes: f.maxPrefixes}
-	ports, err := collector.ParsePorts(f.ports)
+	ports, err := classify.ParsePorts(f.ports)
 	if err != nil {
 		return cfg, fmt.Errorf("--collector.ports: %v", err)
 	}
@@ -163,20 +163,12 @@ func (f *flags) validate() (collector.Config, error) {
 		return cfg, fmt.Errorf("--nflog.batch-size=%s: the kernel accepts 4KiB to 128KiB (or 0 for its default)", f.batchSize)
 	case f.receiveBuffer < 0 || f.receiveBuffer > 1*units.GiB:
 		return cfg, fmt.Errorf("--nflog.socket.receive-buffer=%s: want 0 to 1GiB", f.receiveBuffer)
-	case f.maxPrefixes < 1 || f.maxPrefixes > 254:
-		return cfg, fmt.Errorf("--collector.max-prefixes=%d: want 1 to 254", f.maxPrefixes)
 	}
-	seen := map[uint16]bool{}
-	for _, s := range f.groups {
-		g, err := strconv.ParseUint(s, 10, 16)
-		if err != nil {
-			return cfg, fmt.Errorf("--nflog.group=%s: want a group number from 0 to 65535", s)
-		}
-		if seen[uint16(g)] {
-			return cfg, fmt.Errorf("--nflog.group=%d is given twice", g)
-		}
-		seen[uint16(g)] = true
-		cfg.Groups = append(cfg.Groups, uint16(g))
+	if err := classify.CheckMaxPrefixes("--collector.max-prefixes", f.maxPrefixes); err != nil {
+		return cfg, err
+	}
+	if cfg.Groups, err = classify.ParseGroups("--nflog.group", f.groups); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

@@ -212,7 +212,9 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--nflog.copy-range=10"}, "--nflog.copy-range=10: want 64 to 65531 bytes"},
 		{[]string{"--nflog.group=70000"}, "--nflog.group=70000: want a group number from 0 to 65535"},
-		{[]string{"--nflog.group=1", "--nflog.group=1"}, "--nflog.group=1 is given twice"},
+		{[]string{"--nflog.group=1", "--nflog.group=1"}, "--nflog.group=1 is given twice: give each group once"},
+		{[]string{"explain", "--max-prefixes=70000"}, "--max-prefixes=70000: want 1 to 254"},
+		{[]string{"explain", "--ports=22,http"}, `invalid port "http"`},
 		{[]string{"--collector.ports=22,http"}, `invalid port "http"`},
 		{[]string{"--collector.max-prefixes=0"}, "--collector.max-prefixes=0: want 1 to 254"},
 		{[]string{"--nflog.batch-size=1MiB"}, "the kernel accepts 4KiB to 128KiB"},

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,7 +14,7 @@ var (
 	evidenceDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "teardown_evidence_total"),
 		"Teardown-shaped drops by what conntrack says about their connection: destroyed (ended within the window), closing, established, none (never seen: scans), skipped (not determined).",
-		[]string{"group", "evidence"}, nil)
+		[]string{classify.LabelGroup, "evidence"}, nil)
 	eventsDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "conntrack_events_total"),
 		"Conntrack events received, by type (only DESTROY is subscribed).",
@@ -60,7 +61,7 @@ func delayOpts(group string) prometheus.HistogramOpts {
 		Namespace:                       namespace,
 		Name:                            "teardown_delay_seconds",
 		Help:                            "Seconds from conntrack's DESTROY of a flow to a late teardown packet of it (drops with evidence destroyed).",
-		ConstLabels:                     prometheus.Labels{"group": group},
+		ConstLabels:                     prometheus.Labels{classify.LabelGroup: group},
 		Buckets:                         []float64{0.001, 0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600},
 		NativeHistogramBucketFactor:     1.1,
 		NativeHistogramMaxBucketNumber:  160,

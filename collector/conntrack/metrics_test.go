@@ -156,7 +156,7 @@ func TestConfigValidate(t *testing.T) {
 		want string
 	}{
 		{"defaults", func(*Config) {}, ""},
-		{"no group", func(c *Config) { c.Groups = nil }, "no NFLOG group"},
+		{"no group", func(c *Config) { c.Groups = nil }, "no NFLOG group configured: give at least one group"},
 		{"window shorter than hold", func(c *Config) { c.Window = time.Second }, "--conntrack.window=1s: want at least --conntrack.hold (2s) and at most 24h"},
 		{"hold too long", func(c *Config) { c.Hold = 2 * time.Minute }, "--conntrack.hold=2m0s: want 0 to 1m"},
 		{"no flows", func(c *Config) { c.MaxFlows = 0 }, "--conntrack.max-flows=0: want 1 to 16777216"},
@@ -178,7 +178,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c := testConfig()
 	c.Groups = []uint16{3, 3}
-	if _, err := New(c, nopLogger()); err == nil || err.Error() != "NFLOG group 3 given twice" {
+	if _, err := New(c, nopLogger()); err == nil || err.Error() != "NFLOG group 3 is given twice: give each group once" {
 		t.Errorf("New with a duplicate group: %v", err)
 	}
 }

@@ -1,5 +1,5 @@
-// Package conntrack adds conntrack evidence to teardown-shaped drops (design
-// §7): it listens to the kernel's conntrack DESTROY events, remembers recently
+// Package conntrack adds conntrack evidence to teardown-shaped drops: it
+// tells the late packets of real connections from probes shaped like them. It listens to the kernel's conntrack DESTROY events, remembers recently
 // ended TCP flows for a time window, and decides for every teardown-shaped
 // drop, after a short hold, whether the flow it belongs to has just ended
 // (destroyed), is closing or live in the table (one rate-limited lookup), or
@@ -12,7 +12,6 @@
 package conntrack
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -20,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -53,8 +53,8 @@ type Config struct {
 // Validate checks the flag values.
 func (c *Config) Validate() error {
 	switch {
-	case len(c.Groups) == 0:
-		return errors.New("no NFLOG group")
+	case classify.CheckGroups(c.Groups) != nil:
+		return classify.CheckGroups(c.Groups)
 	case c.Hold < 0 || c.Hold > time.Minute:
 		return fmt.Errorf("--conntrack.hold=%s: want 0 to 1m", c.Hold)
 	case c.Window < c.Hold || c.Window > 24*time.Hour:
@@ -162,9 +162,6 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 	t.groups = make([]groupMetrics, len(cfg.Groups))
 	t.readers = make([]readerState, len(cfg.Groups))
 	for i, g := range cfg.Groups {
-		if t.groupIndex(g) >= 0 {
-			return nil, fmt.Errorf("NFLOG group %d given twice", g)
-		}
 		t.groupNums = append(t.groupNums, g)
 		gm := &t.groups[i]
 		gm.label = fmt.Sprint(g)

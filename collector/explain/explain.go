@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/logline"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
@@ -26,8 +26,8 @@ import (
 // Options are the explain command's flags and arguments.
 type Options struct {
 	Format      string   // "table" (default) or "json"
-	Ports       string   // --ports, the --collector.ports list; "" = collector.DefaultPorts
-	MaxPrefixes int      // distinct prefix label values before "(other)"; 0 = 32, as the exporter
+	Ports       string   // --ports, the --collector.ports list; "" = classify.DefaultPorts
+	MaxPrefixes int      // distinct prefix label values before "(other)"; 0 = classify.DefaultMaxPrefixes
 	Files       []string // no file or "-" = stdin
 }
 
@@ -47,17 +47,20 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	portList := opts.Ports
 	if portList == "" {
-		portList = collector.DefaultPorts
+		portList = classify.DefaultPorts
 	}
-	ports, err := collector.ParsePorts(portList)
+	ports, err := classify.ParsePorts(portList)
 	if err != nil {
 		return fmt.Errorf("--ports: %w", err)
 	}
 	maxPrefixes := opts.MaxPrefixes
-	if maxPrefixes <= 0 {
-		maxPrefixes = 32
+	if maxPrefixes == 0 {
+		maxPrefixes = classify.DefaultMaxPrefixes
 	}
-	a := newAggregator(collector.NewClassifier(ports), maxPrefixes)
+	if err := classify.CheckMaxPrefixes("--max-prefixes", maxPrefixes); err != nil {
+		return err
+	}
+	a := newAggregator(classify.NewClassifier(ports), maxPrefixes)
 
 	files := opts.Files
 	if len(files) == 0 {
@@ -214,7 +217,7 @@ func (a *aggregator) readPcap(in *input, r io.Reader) error {
 				a.unparsed(in, in.lines, "NFLOG record: "+err.Error(), nil)
 				continue
 			}
-			packet.Decode(m.Payload, collector.FamilyHint(&m), &pkt)
+			packet.Decode(m.Payload, classify.FamilyHint(&m), &pkt)
 			prefix = m.Prefix
 			if m.HasTimestamp {
 				// the record time is libpcap's read time, up to a batch late
@@ -251,49 +254,30 @@ type example struct {
 	text   string
 }
 
-// seriesKey is one nfdrop_packets_total series minus group: the prefix index
-// and the classifier's labels, both small integers, so counting a packet is a
-// map update without allocation.
-type seriesKey struct {
-	prefix uint16
-	labels collector.Labels
-}
-
+// aggregator counts packets per nfdrop_packets_total series minus group,
+// keyed like the exporter's counter table, so that explain and the exporter
+// label a packet alike.
 type aggregator struct {
-	classifier  *collector.Classifier
-	maxPrefixes int
-	prefixIndex map[string]uint16
-	prefixNames []string // index 0 is "(other)"
-	counts      map[seriesKey]uint64
-	inputs      []*input
-	examples    []example
-	span        span
+	classifier *classify.Classifier
+	prefixes   *classify.PrefixTable
+	counts     map[classify.Key]uint64
+	inputs     []*input
+	examples   []example
+	span       span
 }
 
-const otherPrefix = "(other)"
-
-func newAggregator(c *collector.Classifier, maxPrefixes int) *aggregator {
+// newAggregator needs maxPrefixes checked by classify.CheckMaxPrefixes.
+func newAggregator(c *classify.Classifier, maxPrefixes int) *aggregator {
 	return &aggregator{
-		classifier:  c,
-		maxPrefixes: maxPrefixes,
-		prefixIndex: make(map[string]uint16),
-		prefixNames: []string{otherPrefix},
-		counts:      make(map[seriesKey]uint64),
+		classifier: c,
+		prefixes:   classify.NewPrefixTable(maxPrefixes),
+		counts:     make(map[classify.Key]uint64),
 	}
 }
 
 func (a *aggregator) add(p *packet.Packet, rawPrefix []byte) {
-	pre := collector.TrimPrefix(rawPrefix)
-	idx, ok := a.prefixIndex[string(pre)]
-	if !ok {
-		idx = 0
-		if len(a.prefixNames)-1 < a.maxPrefixes {
-			idx = uint16(len(a.prefixNames))
-			a.prefixNames = append(a.prefixNames, string(pre))
-			a.prefixIndex[string(pre)] = idx
-		}
-	}
-	a.counts[seriesKey{prefix: idx, labels: a.classifier.Classify(p)}]++
+	prefix := a.prefixes.Index(classify.TrimPrefix(rawPrefix))
+	a.counts[a.classifier.Key(p).WithPrefix(prefix)]++
 }
 
 func (a *aggregator) unparsed(in *input, line uint64, reason string, text []byte) {

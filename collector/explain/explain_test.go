@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 )
@@ -176,6 +176,27 @@ func TestBadOptions(t *testing.T) {
 	for _, o := range []Options{{Format: "yaml"}, {Ports: "http"}} {
 		if err := Run(o, strings.NewReader(""), io.Discard, io.Discard); err == nil {
 			t.Errorf("Run(%+v) = nil, want an error", o)
+		}
+	}
+}
+
+// TestMaxPrefixesRange: --max-prefixes takes the exporter's range; a larger
+// value used to wrap the prefix index and merge unrelated prefixes.
+func TestMaxPrefixesRange(t *testing.T) {
+	for n, want := range map[int]string{
+		-1:    "--max-prefixes=-1: want 1 to 254 distinct prefixes",
+		255:   "--max-prefixes=255: want 1 to 254 distinct prefixes",
+		65536: "--max-prefixes=65536: want 1 to 254 distinct prefixes",
+		70000: "--max-prefixes=70000: want 1 to 254 distinct prefixes",
+		254:   "",
+		0:     "", // the exporter's default
+	} {
+		got := ""
+		if err := Run(Options{MaxPrefixes: n}, strings.NewReader(""), io.Discard, io.Discard); err != nil {
+			got = err.Error()
+		}
+		if got != want {
+			t.Errorf("Run(MaxPrefixes: %d) = %q, want %q", n, got, want)
 		}
 	}
 }
@@ -440,7 +461,7 @@ func TestCountingAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := collector.NewClassifier(collector.MustParsePorts(collector.DefaultPorts))
+	c := classify.NewClassifier(classify.MustParsePorts(classify.DefaultPorts))
 	measure := func(data []byte) float64 {
 		return testing.AllocsPerRun(5, func() {
 			a := newAggregator(c, 32)

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/logline"
 )
 
@@ -78,14 +78,9 @@ type UnparsedLine struct {
 	Text   string `json:"text"`
 }
 
-var classOrder = []collector.Class{
-	collector.ClassTeardown, collector.ClassHandshake, collector.ClassProbe,
-	collector.ClassOther, collector.ClassFragment, collector.ClassMalformed,
-}
-
 func (a *aggregator) report() *Report {
 	r := &Report{SchemaVersion: 1, Classes: make(map[string]uint64)}
-	for _, c := range classOrder {
+	for _, c := range classify.ReportOrder {
 		r.Classes[c.String()] = 0
 	}
 	for _, in := range a.inputs {
@@ -94,17 +89,19 @@ func (a *aggregator) report() *Report {
 		r.Unparsed += in.unparsed
 		r.Ignored += in.ignored
 	}
-	prefixCounts := make([]uint64, len(a.prefixNames))
+	names := a.prefixes.Names()
+	ports := a.classifier.Ports()
+	prefixCounts := make([]uint64, len(names))
 	for k, n := range a.counts {
-		l := k.labels
+		l := k.Labels(ports)
 		r.Series = append(r.Series, Series{
-			Prefix: a.prefixNames[k.prefix],
+			Prefix: names[k.Prefix()],
 			Family: l.FamilyLabel(), Proto: l.ProtoLabel(), Port: l.PortLabel(),
 			Side: l.SideLabel(), Flags: l.FlagsLabel(), Class: l.ClassLabel(),
 			Count: n,
 		})
 		r.Classes[l.ClassLabel()] += n
-		prefixCounts[k.prefix] += n
+		prefixCounts[k.Prefix()] += n
 	}
 	slices.SortFunc(r.Series, func(x, y Series) int {
 		if c := cmp.Compare(y.Count, x.Count); c != 0 {
@@ -114,7 +111,7 @@ func (a *aggregator) report() *Report {
 	})
 	for i, n := range prefixCounts {
 		if n > 0 {
-			r.Prefixes = append(r.Prefixes, PrefixCount{a.prefixNames[i], n})
+			r.Prefixes = append(r.Prefixes, PrefixCount{names[i], n})
 		}
 	}
 	slices.SortStableFunc(r.Prefixes, func(x, y PrefixCount) int {
@@ -243,7 +240,7 @@ func writeTable(w io.Writer, r *Report) error {
 	b.WriteString("\n")
 
 	fmt.Fprintf(&b, "%-10s %12s %7s\n", "CLASS", "PACKETS", "SHARE")
-	for _, c := range classOrder {
+	for _, c := range classify.ReportOrder {
 		n := r.Classes[c.String()]
 		fmt.Fprintf(&b, "%-10s %12s %7s\n", c, thousands(n), share(n, r.Total))
 	}
@@ -269,7 +266,7 @@ func writeTable(w io.Writer, r *Report) error {
 		b.WriteString("\nBy class, then protocol/flags/port/side (share of all packets):\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "CLASS\tPROTO\tFLAGS\tPORT\tSIDE\tPACKETS\tSHARE")
-		for _, c := range classOrder {
+		for _, c := range classify.ReportOrder {
 			rows := byClass[c.String()]
 			slices.SortStableFunc(rows, func(x, y row) int { return cmp.Compare(y.n, x.n) })
 			for i, rw := range rows {

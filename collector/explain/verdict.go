@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 // verdict writes the plain-language paragraph: each class with packets, largest
@@ -22,13 +24,13 @@ func verdict(r *Report) string {
 		return s
 	}
 	type classShare struct {
-		class string
+		class classify.Class
 		n     uint64
 	}
 	var cs []classShare
-	for _, c := range classOrder {
+	for _, c := range classify.ReportOrder {
 		if n := r.Classes[c.String()]; n > 0 {
-			cs = append(cs, classShare{c.String(), n})
+			cs = append(cs, classShare{c, n})
 		}
 	}
 	slices.SortStableFunc(cs, func(x, y classShare) int { return cmp.Compare(y.n, x.n) })
@@ -55,29 +57,29 @@ func verdict(r *Report) string {
 	return strings.Join(parts, " ")
 }
 
-func describe(r *Report, class string) string {
+func describe(r *Report, class classify.Class) string {
 	switch class {
-	case "teardown":
+	case classify.ClassTeardown:
 		return "late TCP teardown (" + flagsAndPorts(r, class) + ") — harmless: the last packets of connections conntrack had already ended, marked INVALID, so they miss the ESTABLISHED rule and reach the final DROP (an nmap ACK scan has the same shape; the exporter's --conntrack.correlate tells them apart)"
-	case "handshake":
+	case classify.ClassHandshake:
 		return "connection attempts (" + flagsAndPorts(r, class) + ") — blocked by the ruleset; expected unless these ports should be open"
-	case "probe":
+	case classify.ClassProbe:
 		return "crafted probes (" + flagsAndPorts(r, class) + ": flag combinations no TCP stack sends) — someone is scanning"
-	case "other":
+	case classify.ClassOther:
 		return "not TCP (" + protosAndPorts(r, class) + ")"
-	case "fragment":
+	case classify.ClassFragment:
 		return "non-first IP fragments (no transport header, so no ports or flags)"
-	case "malformed":
+	case classify.ClassMalformed:
 		return "malformed packets (headers that could not be decoded or were cut short)"
 	}
-	return class
+	return class.String()
 }
 
 // top returns the values of key over the series of class by packet count, at most n.
-func top(r *Report, class string, n int, key func(Series) string) []string {
+func top(r *Report, class classify.Class, n int, key func(Series) string) []string {
 	counts := map[string]uint64{}
 	for _, s := range r.Series {
-		if s.Class == class {
+		if s.Class == class.String() {
 			counts[key(s)] += s.Count
 		}
 	}
@@ -97,12 +99,12 @@ func top(r *Report, class string, n int, key func(Series) string) []string {
 	return keys
 }
 
-func flagsAndPorts(r *Report, class string) string {
+func flagsAndPorts(r *Report, class classify.Class) string {
 	flags := top(r, class, 4, func(s Series) string { return s.Flags })
 	return strings.Join(flags, " / ") + " " + portPhrase(r, class)
 }
 
-func protosAndPorts(r *Report, class string) string {
+func protosAndPorts(r *Report, class classify.Class) string {
 	protos := top(r, class, 3, func(s Series) string { return s.Proto })
 	var out []string
 	for _, p := range protos {
@@ -124,7 +126,7 @@ func protosAndPorts(r *Report, class string) string {
 
 // portPhrase says where the packets went: "to 443 and 80 from clients, from
 // remote 443 (server side)".
-func portPhrase(r *Report, class string) string {
+func portPhrase(r *Report, class classify.Class) string {
 	return phrase(top(r, class, 4, func(s Series) string { return s.Side + "\x00" + s.Port }))
 }
 
@@ -134,9 +136,9 @@ func phrase(sidePorts []string) string {
 		side, port, _ := strings.Cut(sp, "\x00")
 		switch {
 		case port == "":
-		case side == "client":
+		case side == classify.SideClient.String():
 			client = append(client, portWords(port))
-		case side == "server":
+		case side == classify.SideServer.String():
 			server = append(server, portWords(port))
 		}
 	}
@@ -154,7 +156,7 @@ func phrase(sidePorts []string) string {
 // bucket becomes "user-range ports" and the like.
 func portWords(p string) string {
 	switch p {
-	case "system", "user", "dynamic":
+	case classify.PortSystem, classify.PortUser, classify.PortDynamic:
 		return p + "-range ports"
 	}
 	return p

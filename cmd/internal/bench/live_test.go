@@ -22,6 +22,7 @@ import (
 	nflog "github.com/florianl/go-nflog/v2"
 	"github.com/mdlayher/netlink"
 	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"golang.org/x/sys/unix"
 )
@@ -46,7 +47,7 @@ func TestMain(m *testing.M) {
 // alternative that the exporter's own parsing replaced.
 func runGoNflogReceiver(spec string) int {
 	rcvbuf, _ := strconv.Atoi(spec)
-	coll, err := collector.New(collector.Config{Groups: []uint16{0}, MaxPrefixes: collector.DefaultMaxPrefixes}, slog.New(slog.DiscardHandler))
+	coll, err := collector.New(collector.Config{Groups: []uint16{0}, MaxPrefixes: classify.DefaultMaxPrefixes}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -72,10 +73,11 @@ func (s Scrape) Packets(group string) map[Series]float64 {
 	}
 	for _, m := range mf.GetMetric() {
 		l := labels(m)
-		if group != "" && l["group"] != group {
+		if group != "" && l[classify.LabelGroup] != group {
 			continue
 		}
-		out[Series{l["group"], l["prefix"], l["family"], l["proto"], l["port"], l["side"], l["flags"], l["class"]}] += value(m)
+		out[Series{l[classify.LabelGroup], l[classify.LabelPrefix], l[classify.LabelFamily], l[classify.LabelProto],
+			l[classify.LabelPort], l[classify.LabelSide], l[classify.LabelFlags], l[classify.LabelClass]}] += value(m)
 	}
 	return out
 }
@@ -134,10 +136,10 @@ func WriteSummary(w io.Writer, s Scrape, group string, ruleCounter uint64) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "\nDrops by class:")
 	fmt.Fprintln(tw, "class\tpackets\tshare\t")
-	for _, c := range []string{"teardown", "handshake", "probe", "other", "fragment", "malformed"} {
+	for _, c := range classify.ReportOrder {
 		var v float64
 		for k, n := range pk {
-			if k.Class == c {
+			if k.Class == c.String() {
 				v += n
 			}
 		}
@@ -146,7 +148,7 @@ func WriteSummary(w io.Writer, s Scrape, group string, ruleCounter uint64) {
 	tw.Flush()
 	var td float64
 	for k, n := range pk {
-		if k.Class == "teardown" {
+		if k.Class == classify.ClassTeardown.String() {
 			td += n
 		}
 	}
@@ -239,8 +241,8 @@ func DiffSeries(got, want map[Series]float64) string {
 	return strings.Join(lines, "\n")
 }
 
-// WriteEvidence prints what conntrack says about the teardown-shaped drops
-// (design §7): nfdrop_teardown_evidence_total and nfdrop_teardown_delay_seconds.
+// WriteEvidence prints what conntrack says about the teardown-shaped drops:
+// nfdrop_teardown_evidence_total and nfdrop_teardown_delay_seconds.
 func WriteEvidence(w io.Writer, s Scrape, group string) {
 	if s["nfdrop_teardown_evidence_total"] == nil {
 		fmt.Fprintln(w, "\nTeardown evidence: not collected (--no-conntrack.correlate)")

@@ -6,9 +6,10 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
-// Series is the label set of one nfdrop_packets_total series (design §5).
+// Series is the label set of one nfdrop_packets_total series.
 type Series struct {
 	Group, Prefix, Family, Proto, Port, Side, Flags, Class string
 }
@@ -19,9 +20,10 @@ func (s Series) String() string {
 }
 
 // Send is one crafted packet sent Count times from the client namespace,
-// and the series the exporter must count it in. Want is written by hand
-// from design §4/§5 (Group and Prefix are filled in by Scenario.Expected):
-// the expectations must never come from the exporter's own classifier.
+// and the series the exporter must count it in. Want is written by hand from
+// the classification rules (Group and Prefix are filled in by
+// Scenario.Expected): the expectations must never come from the exporter's
+// own classifier, only the names of classes, sides and port ranges do.
 type Send struct {
 	Desc   string
 	Packet craft.Packet
@@ -171,7 +173,7 @@ func (s Series) Short() string {
 }
 
 // row is one hand-written line of the crafted set: a packet and the series
-// design §4/§5 put it in.
+// the classification rules (package classify) put it in.
 type row struct {
 	desc       string
 	proto      uint8 // craft.ProtoTCP, craft.ProtoUDP, or craft.ProtoICMP (ICMPv6 for IPv6)
@@ -180,9 +182,10 @@ type row struct {
 	flags      uint8
 	payload    string
 	count      int
-	port, side string
+	port       string
+	side       classify.Side
 	flagsLabel string
-	class      string
+	class      classify.Class
 }
 
 // craftedRows is the e2e crafted set. Every packet deterministically
@@ -191,7 +194,7 @@ type row struct {
 // accept): a SYN, ACK or ACK,PSH to 443 would be accepted (the ACKs by
 // nf_conntrack_tcp_loose pickup), so those go to 22, 25, 3389 or 8080.
 //
-// Expectations, design §4 (class) and §5 (port/side/flags):
+// Expectations, by the classification rules of package classify:
 //   - SYN set: service port = dst if ACK clear (client), src if ACK set
 //     (server), listed or not.
 //   - otherwise: dst if listed (22,25,53,80,123,443,3389), else src if
@@ -200,43 +203,43 @@ type row struct {
 //   - flags in LOG order URG,ACK,PSH,RST,SYN,FIN without ECE/CWR; NONE for 0.
 var craftedRows = []row{
 	// teardown-shaped: no SYN, ACK or RST set
-	{"late FIN/ACK of a visitor to 443", craft.ProtoTCP, 40001, 443, craft.ACK | craft.FIN, "", 3, "443", "client", "ACK,FIN", "teardown"},
-	{"late FIN/ACK with ECE+CWR (masked)", craft.ProtoTCP, 40002, 443, craft.ACK | craft.FIN | craft.ECE | craft.CWR, "", 1, "443", "client", "ACK,FIN", "teardown"},
-	{"late RST to 443", craft.ProtoTCP, 40003, 443, craft.RST, "", 2, "443", "client", "RST", "teardown"},
-	{"late RST/ACK (SO_LINGER 0) to 443", craft.ProtoTCP, 40004, 443, craft.ACK | craft.RST, "", 1, "443", "client", "ACK,RST", "teardown"},
-	{"late ACK/PSH with data to 3389", craft.ProtoTCP, 40005, 3389, craft.ACK | craft.PSH, "late data", 2, "3389", "client", "ACK,PSH", "teardown"},
-	{"ACK scan probe to 22", craft.ProtoTCP, 40006, 22, craft.ACK, "", 1, "22", "client", "ACK", "teardown"},
-	{"ACK+URG to 25", craft.ProtoTCP, 40007, 25, craft.URG | craft.ACK, "", 1, "25", "client", "URG,ACK", "teardown"},
-	{"late RST from a remote :443 (we were client)", craft.ProtoTCP, 443, 40008, craft.RST, "", 2, "443", "server", "RST", "teardown"},
-	{"ACK/FIN between two unlisted ports, src lower", craft.ProtoTCP, 50009, 60009, craft.ACK | craft.FIN, "", 1, "dynamic", "server", "ACK,FIN", "teardown"},
-	{"ACK to 8080 (user range, dst lower)", craft.ProtoTCP, 40010, 8080, craft.ACK, "", 1, "user", "client", "ACK", "teardown"},
-	{"ACK with equal ports (tie -> dst)", craft.ProtoTCP, 50000, 50000, craft.ACK, "", 1, "dynamic", "client", "ACK", "teardown"},
-	{"ACK from system port 1000 to 5000", craft.ProtoTCP, 1000, 5000, craft.ACK | craft.PSH, "x", 1, "system", "server", "ACK,PSH", "teardown"},
+	{"late FIN/ACK of a visitor to 443", craft.ProtoTCP, 40001, 443, craft.ACK | craft.FIN, "", 3, "443", classify.SideClient, "ACK,FIN", classify.ClassTeardown},
+	{"late FIN/ACK with ECE+CWR (masked)", craft.ProtoTCP, 40002, 443, craft.ACK | craft.FIN | craft.ECE | craft.CWR, "", 1, "443", classify.SideClient, "ACK,FIN", classify.ClassTeardown},
+	{"late RST to 443", craft.ProtoTCP, 40003, 443, craft.RST, "", 2, "443", classify.SideClient, "RST", classify.ClassTeardown},
+	{"late RST/ACK (SO_LINGER 0) to 443", craft.ProtoTCP, 40004, 443, craft.ACK | craft.RST, "", 1, "443", classify.SideClient, "ACK,RST", classify.ClassTeardown},
+	{"late ACK/PSH with data to 3389", craft.ProtoTCP, 40005, 3389, craft.ACK | craft.PSH, "late data", 2, "3389", classify.SideClient, "ACK,PSH", classify.ClassTeardown},
+	{"ACK scan probe to 22", craft.ProtoTCP, 40006, 22, craft.ACK, "", 1, "22", classify.SideClient, "ACK", classify.ClassTeardown},
+	{"ACK+URG to 25", craft.ProtoTCP, 40007, 25, craft.URG | craft.ACK, "", 1, "25", classify.SideClient, "URG,ACK", classify.ClassTeardown},
+	{"late RST from a remote :443 (we were client)", craft.ProtoTCP, 443, 40008, craft.RST, "", 2, "443", classify.SideServer, "RST", classify.ClassTeardown},
+	{"ACK/FIN between two unlisted ports, src lower", craft.ProtoTCP, 50009, 60009, craft.ACK | craft.FIN, "", 1, classify.PortDynamic, classify.SideServer, "ACK,FIN", classify.ClassTeardown},
+	{"ACK to 8080 (user range, dst lower)", craft.ProtoTCP, 40010, 8080, craft.ACK, "", 1, classify.PortUser, classify.SideClient, "ACK", classify.ClassTeardown},
+	{"ACK with equal ports (tie -> dst)", craft.ProtoTCP, 50000, 50000, craft.ACK, "", 1, classify.PortDynamic, classify.SideClient, "ACK", classify.ClassTeardown},
+	{"ACK from system port 1000 to 5000", craft.ProtoTCP, 1000, 5000, craft.ACK | craft.PSH, "x", 1, classify.PortSystem, classify.SideServer, "ACK,PSH", classify.ClassTeardown},
 	// handshake: SYN set, no FIN/RST
-	{"SYN to 22 (not allowed)", craft.ProtoTCP, 40011, 22, craft.SYN, "", 2, "22", "client", "SYN", "handshake"},
-	{"SYN+ECE+CWR to 22 (ECN setup, masked)", craft.ProtoTCP, 40012, 22, craft.SYN | craft.ECE | craft.CWR, "", 1, "22", "client", "SYN", "handshake"},
-	{"SYN to 8080 (unlisted dst, user)", craft.ProtoTCP, 40013, 8080, craft.SYN, "", 1, "user", "client", "SYN", "handshake"},
-	{"SYN to 60000 (unlisted dst, dynamic)", craft.ProtoTCP, 80, 60000, craft.SYN, "", 1, "dynamic", "client", "SYN", "handshake"},
-	{"SYN/ACK from :443 (backscatter)", craft.ProtoTCP, 443, 40014, craft.SYN | craft.ACK, "", 1, "443", "server", "ACK,SYN", "handshake"},
-	{"SYN/ACK to 443 from high port (src is service)", craft.ProtoTCP, 40015, 443, craft.SYN | craft.ACK, "", 1, "user", "server", "ACK,SYN", "handshake"},
-	{"SYN+PSH to 22", craft.ProtoTCP, 40016, 22, craft.SYN | craft.PSH, "", 1, "22", "client", "PSH,SYN", "handshake"},
-	{"URG+ACK+SYN to 443", craft.ProtoTCP, 40017, 443, craft.URG | craft.ACK | craft.SYN, "", 1, "user", "server", "URG,ACK,SYN", "handshake"},
+	{"SYN to 22 (not allowed)", craft.ProtoTCP, 40011, 22, craft.SYN, "", 2, "22", classify.SideClient, "SYN", classify.ClassHandshake},
+	{"SYN+ECE+CWR to 22 (ECN setup, masked)", craft.ProtoTCP, 40012, 22, craft.SYN | craft.ECE | craft.CWR, "", 1, "22", classify.SideClient, "SYN", classify.ClassHandshake},
+	{"SYN to 8080 (unlisted dst, user)", craft.ProtoTCP, 40013, 8080, craft.SYN, "", 1, classify.PortUser, classify.SideClient, "SYN", classify.ClassHandshake},
+	{"SYN to 60000 (unlisted dst, dynamic)", craft.ProtoTCP, 80, 60000, craft.SYN, "", 1, classify.PortDynamic, classify.SideClient, "SYN", classify.ClassHandshake},
+	{"SYN/ACK from :443 (backscatter)", craft.ProtoTCP, 443, 40014, craft.SYN | craft.ACK, "", 1, "443", classify.SideServer, "ACK,SYN", classify.ClassHandshake},
+	{"SYN/ACK to 443 from high port (src is service)", craft.ProtoTCP, 40015, 443, craft.SYN | craft.ACK, "", 1, classify.PortUser, classify.SideServer, "ACK,SYN", classify.ClassHandshake},
+	{"SYN+PSH to 22", craft.ProtoTCP, 40016, 22, craft.SYN | craft.PSH, "", 1, "22", classify.SideClient, "PSH,SYN", classify.ClassHandshake},
+	{"URG+ACK+SYN to 443", craft.ProtoTCP, 40017, 443, craft.URG | craft.ACK | craft.SYN, "", 1, classify.PortUser, classify.SideServer, "URG,ACK,SYN", classify.ClassHandshake},
 	// probe: impossible flag combinations
-	{"NULL scan to 443", craft.ProtoTCP, 40018, 443, 0, "", 2, "443", "client", "NONE", "probe"},
-	{"FIN scan to 443", craft.ProtoTCP, 40019, 443, craft.FIN, "", 1, "443", "client", "FIN", "probe"},
-	{"XMAS scan to 22", craft.ProtoTCP, 40020, 22, craft.URG | craft.PSH | craft.FIN, "", 1, "22", "client", "URG,PSH,FIN", "probe"},
-	{"SYN/FIN from :443 to 50021 (SYN rule: dst)", craft.ProtoTCP, 443, 50021, craft.SYN | craft.FIN, "", 1, "dynamic", "client", "SYN,FIN", "probe"},
-	{"SYN/RST to 443", craft.ProtoTCP, 40022, 443, craft.SYN | craft.RST, "", 1, "443", "client", "RST,SYN", "probe"},
-	{"RST/FIN+ACK to 443", craft.ProtoTCP, 40023, 443, craft.ACK | craft.RST | craft.FIN, "", 1, "443", "client", "ACK,RST,FIN", "probe"},
-	{"PSH only to 80", craft.ProtoTCP, 40024, 80, craft.PSH, "", 1, "80", "client", "PSH", "probe"},
-	{"URG only to 443", craft.ProtoTCP, 40025, 443, craft.URG, "", 1, "443", "client", "URG", "probe"},
-	{"all flags (ECE,CWR masked; SYN+ACK: src) to 443", craft.ProtoTCP, 40026, 443, 0xff, "", 1, "user", "server", "URG,ACK,PSH,RST,SYN,FIN", "probe"},
+	{"NULL scan to 443", craft.ProtoTCP, 40018, 443, 0, "", 2, "443", classify.SideClient, "NONE", classify.ClassProbe},
+	{"FIN scan to 443", craft.ProtoTCP, 40019, 443, craft.FIN, "", 1, "443", classify.SideClient, "FIN", classify.ClassProbe},
+	{"XMAS scan to 22", craft.ProtoTCP, 40020, 22, craft.URG | craft.PSH | craft.FIN, "", 1, "22", classify.SideClient, "URG,PSH,FIN", classify.ClassProbe},
+	{"SYN/FIN from :443 to 50021 (SYN rule: dst)", craft.ProtoTCP, 443, 50021, craft.SYN | craft.FIN, "", 1, classify.PortDynamic, classify.SideClient, "SYN,FIN", classify.ClassProbe},
+	{"SYN/RST to 443", craft.ProtoTCP, 40022, 443, craft.SYN | craft.RST, "", 1, "443", classify.SideClient, "RST,SYN", classify.ClassProbe},
+	{"RST/FIN+ACK to 443", craft.ProtoTCP, 40023, 443, craft.ACK | craft.RST | craft.FIN, "", 1, "443", classify.SideClient, "ACK,RST,FIN", classify.ClassProbe},
+	{"PSH only to 80", craft.ProtoTCP, 40024, 80, craft.PSH, "", 1, "80", classify.SideClient, "PSH", classify.ClassProbe},
+	{"URG only to 443", craft.ProtoTCP, 40025, 443, craft.URG, "", 1, "443", classify.SideClient, "URG", classify.ClassProbe},
+	{"all flags (ECE,CWR masked; SYN+ACK: src) to 443", craft.ProtoTCP, 40026, 443, 0xff, "", 1, classify.PortUser, classify.SideServer, "URG,ACK,PSH,RST,SYN,FIN", classify.ClassProbe},
 	// other: not TCP
-	{"UDP DNS query to 53", craft.ProtoUDP, 40027, 53, 0, "q", 2, "53", "client", "", "other"},
-	{"UDP DNS answer from 53", craft.ProtoUDP, 53, 40028, 0, "a", 1, "53", "server", "", "other"},
-	{"UDP traceroute to 33434 (user, dst lower)", craft.ProtoUDP, 40029, 33434, 0, "", 1, "user", "client", "", "other"},
-	{"UDP between high ports (dynamic)", craft.ProtoUDP, 60001, 50030, 0, "", 1, "dynamic", "client", "", "other"},
-	{"ICMP echo request", craft.ProtoICMP, 7, 0, 0, "ping", 2, "", "", "", "other"},
+	{"UDP DNS query to 53", craft.ProtoUDP, 40027, 53, 0, "q", 2, "53", classify.SideClient, "", classify.ClassOther},
+	{"UDP DNS answer from 53", craft.ProtoUDP, 53, 40028, 0, "a", 1, "53", classify.SideServer, "", classify.ClassOther},
+	{"UDP traceroute to 33434 (user, dst lower)", craft.ProtoUDP, 40029, 33434, 0, "", 1, classify.PortUser, classify.SideClient, "", classify.ClassOther},
+	{"UDP between high ports (dynamic)", craft.ProtoUDP, 60001, 50030, 0, "", 1, classify.PortDynamic, classify.SideClient, "", classify.ClassOther},
+	{"ICMP echo request", craft.ProtoICMP, 7, 0, 0, "ping", 2, "", classify.SideNone, "", classify.ClassOther},
 }
 
 // Crafted returns the crafted set for one family (v6 false: IPv4).
@@ -260,7 +263,7 @@ func Crafted(v6 bool) Scenario {
 			Desc:   r.desc,
 			Packet: p,
 			Count:  r.count,
-			Want:   Series{Family: family, Proto: proto, Port: r.port, Side: r.side, Flags: r.flagsLabel, Class: r.class},
+			Want:   Series{Family: family, Proto: proto, Port: r.port, Side: r.side.String(), Flags: r.flagsLabel, Class: r.class.String()},
 		})
 	}
 	return s
@@ -273,7 +276,7 @@ func LateRST(v6 bool) Scenario {
 	if v6 {
 		family = "ipv6"
 	}
-	rst := Series{Family: family, Proto: "tcp", Port: "443", Side: "client", Flags: "ACK,RST", Class: "teardown"}
+	rst := Series{Family: family, Proto: "tcp", Port: "443", Side: classify.SideClient.String(), Flags: "ACK,RST", Class: classify.ClassTeardown.String()}
 	// Linux sends the abortive close's RST through tcp_transmit_skb, with
 	// the connection's timestamp option.
 	size := tcpSegSize(v6)
@@ -302,7 +305,7 @@ func LateFIN(v6 bool) Scenario {
 	if v6 {
 		family = "ipv6"
 	}
-	fin := Series{Family: family, Proto: "tcp", Port: "443", Side: "client", Flags: "ACK,FIN", Class: "teardown"}
+	fin := Series{Family: family, Proto: "tcp", Port: "443", Side: classify.SideClient.String(), Flags: "ACK,FIN", Class: classify.ClassTeardown.String()}
 	return Scenario{Name: "real-late-fin-" + family, TCP: []TCPRun{
 		{Recipe: TCPCloseWaitLateFIN, Port: 443, V6: v6, Want: fin, Exact: -1, Size: tcpSegSize(v6)},
 		{Recipe: TCPCTDeleteLateFIN, Port: 443, V6: v6, Want: fin, Exact: -1, Size: tcpSegSize(v6)},
@@ -316,7 +319,7 @@ func RealTeardown(v6 bool, port int) Scenario {
 	if v6 {
 		family = "ipv6"
 	}
-	fin := Series{Family: family, Proto: "tcp", Port: fmt.Sprint(port), Side: "client", Flags: "ACK,FIN", Class: "teardown"}
+	fin := Series{Family: family, Proto: "tcp", Port: fmt.Sprint(port), Side: classify.SideClient.String(), Flags: "ACK,FIN", Class: classify.ClassTeardown.String()}
 	rst := fin
 	rst.Flags = "ACK,RST"
 	return Scenario{Name: "real-tcp-" + family, TCP: []TCPRun{
@@ -354,7 +357,7 @@ func Visitors(v6 bool, n int) Scenario {
 			Packet: craft.Packet{Src: src, Dst: dst, Proto: craft.ProtoTCP, SrcPort: uint16(32768 + i), DstPort: k.port,
 				Flags: k.flags, Window: 254, Seq: uint32(i) * 7919, Ack: uint32(i) * 104729},
 			Count: 1,
-			Want:  Series{Family: family, Proto: "tcp", Port: fmt.Sprint(k.port), Side: "client", Flags: k.label, Class: "teardown"},
+			Want:  Series{Family: family, Proto: "tcp", Port: fmt.Sprint(k.port), Side: classify.SideClient.String(), Flags: k.label, Class: classify.ClassTeardown.String()},
 		})
 	}
 	return s

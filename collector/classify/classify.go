@@ -1,15 +1,12 @@
-package collector
+package classify
 
 import (
-	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 
-// Class is the verdict of design §4: what a dropped packet looks like.
+// Class is what a dropped packet looks like (see the package documentation).
 type Class uint8
 
 const (
@@ -24,6 +21,11 @@ const (
 
 var classNames = [NumClasses]string{"malformed", "fragment", "probe", "handshake", "teardown", "other"}
 
+// ReportOrder lists every class in the order reports show them: teardown,
+// the class operators ask about, first; what cannot be read last.
+var ReportOrder = [NumClasses]Class{ClassTeardown, ClassHandshake, ClassProbe, ClassOther, ClassFragment, ClassMalformed}
+
+// String returns the class label value.
 func (c Class) String() string {
 	if c < NumClasses {
 		return classNames[c]
@@ -43,93 +45,8 @@ const (
 
 var sideNames = [numSides]string{"", "client", "server"}
 
+// String returns the side label value; "" without ports.
 func (s Side) String() string { return sideNames[s%numSides] }
-
-// DefaultPorts is the default --collector.ports list.
-const DefaultPorts = "22,25,53,80,123,443,3389"
-
-// maxListedPorts bounds the port label vocabulary; the index must fit a byte
-// next to the three IANA range buckets.
-const maxListedPorts = 64
-
-// Ports is the parsed --collector.ports list: services whose number is a label value.
-// index maps a port to 1+its position in names, 0 when not listed; a flat array keeps
-// the per-packet lookup a single load.
-type Ports struct {
-	index  *[65536]uint8
-	listed *[65536 / 64]uint64 // bit per port: listed; 8 KiB stay in L1 where the 64 KiB index would not
-	names  []string            // label value per index: "", listed ports..., "system", "user", "dynamic"
-}
-
-// ParsePorts parses a comma-separated list of port numbers.
-func ParsePorts(s string) (Ports, error) {
-	var list []int
-	seen := map[int]bool{}
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 0 || n > 65535 {
-			return Ports{}, fmt.Errorf("invalid port %q: want a number from 0 to 65535", f)
-		}
-		if !seen[n] {
-			seen[n] = true
-			list = append(list, n)
-		}
-	}
-	if len(list) > maxListedPorts {
-		return Ports{}, fmt.Errorf("%d ports listed, at most %d allowed: each becomes a label value", len(list), maxListedPorts)
-	}
-	sort.Ints(list)
-	p := Ports{index: new([65536]uint8), listed: new([65536 / 64]uint64), names: []string{""}}
-	for _, n := range list {
-		p.names = append(p.names, strconv.Itoa(n))
-		p.index[n] = uint8(len(p.names) - 1)
-		p.listed[n/64] |= 1 << (n % 64)
-	}
-	p.names = append(p.names, "system", "user", "dynamic")
-	return p, nil
-}
-
-// MustParsePorts is ParsePorts for constants known to be valid.
-func MustParsePorts(s string) Ports {
-	p, err := ParsePorts(s)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}
-
-// List returns the listed port numbers in ascending order.
-func (p Ports) List() []uint16 {
-	var out []uint16
-	for _, n := range p.names[1 : len(p.names)-3] {
-		v, _ := strconv.Atoi(n)
-		out = append(out, uint16(v))
-	}
-	return out
-}
-
-func (p *Ports) isListed(port uint16) bool { return p.listed[port/64]&(1<<(port%64)) != 0 }
-
-// labelOf returns the port label index of a service port: its own index when
-// listed, else the IANA range it falls in.
-func (p *Ports) labelOf(port uint16, listed bool) uint8 {
-	if listed {
-		return p.index[port]
-	}
-	ranges := uint8(len(p.names) - 3)
-	switch {
-	case port < 1024:
-		return ranges
-	case port < 49152:
-		return ranges + 1
-	default:
-		return ranges + 2
-	}
-}
 
 // Labels is the classification of one packet: every label of nfdrop_packets_total
 // except group and prefix, as small integers; the *Label methods give the strings.
@@ -144,7 +61,8 @@ type Labels struct {
 	ports     *Ports
 }
 
-// Classifier applies design §4 and §5. It is immutable and safe for concurrent use.
+// Classifier sorts packets into classes, service ports and sides. It is
+// immutable and safe for concurrent use.
 type Classifier struct {
 	ports Ports
 }
@@ -158,18 +76,18 @@ func (c *Classifier) Ports() *Ports { return &c.ports }
 const teardownShape = packet.FlagSYN | packet.FlagRST | packet.FlagACK
 
 // Classify labels a decoded packet. It never allocates.
-func (c *Classifier) Classify(p *packet.Packet) Labels { return c.key(p).labels(&c.ports) }
+func (c *Classifier) Classify(p *packet.Packet) Labels { return c.Key(p).Labels(&c.ports) }
 
-// key classifies a decoded packet into its series key (prefix 0). The
+// Key classifies a decoded packet into its series key (prefix index 0). The
 // per-packet path uses it rather than Classify: it works in registers, where
 // filling a Labels struct byte by byte and copying it stalls on store
 // forwarding.
-func (c *Classifier) key(p *packet.Packet) seriesKey {
+func (c *Classifier) Key(p *packet.Packet) Key {
 	if p.Err != packet.ErrNone {
-		return keyOf(p.Family, packet.ProtoUnknown, 0, SideNone, ClassMalformed, false, 0)
+		return KeyOf(p.Family, packet.ProtoUnknown, 0, SideNone, ClassMalformed, false, 0)
 	}
 	if p.Fragment {
-		return keyOf(p.Family, p.Proto, 0, SideNone, ClassFragment, false, 0)
+		return KeyOf(p.Family, p.Proto, 0, SideNone, ClassFragment, false, 0)
 	}
 	var (
 		class    = ClassOther
@@ -202,7 +120,7 @@ func (c *Classifier) key(p *packet.Packet) seriesKey {
 		}
 		port = c.ports.labelOf(service, listed)
 	}
-	return keyOf(p.Family, p.Proto, port, side, class, hasFlags, flags)
+	return KeyOf(p.Family, p.Proto, port, side, class, hasFlags, flags)
 }
 
 // tcpClass is classOfFlags as a table: under a flood of random flags the
@@ -216,7 +134,7 @@ var tcpClasses = func() (t [64]Class) {
 	return t
 }()
 
-// classOfFlags implements rules 3-5 of design §4 on the masked flag byte.
+// classOfFlags sorts a masked flag byte into probe, handshake or teardown.
 func classOfFlags(f uint8) Class {
 	syn, fin, rst := f&packet.FlagSYN != 0, f&packet.FlagFIN != 0, f&packet.FlagRST != 0
 	switch {
