@@ -260,4 +260,3 @@ func FuzzParseNFLOGRecord(f *testing.F) {
 		}
 	})
 }
-
