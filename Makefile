@@ -42,6 +42,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/packet/
 	$(GO) test -run '^$$' -fuzz=FuzzAttrLayout -fuzztime=30s ./collector/source/
 	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGRecord -fuzztime=30s ./collector/source/
+	$(GO) test -run '^$$' -fuzz=FuzzReceive -fuzztime=30s ./collector/source/
+	$(GO) test -run '^$$' -fuzz=FuzzCapture -fuzztime=30s ./collector/capture/
+	$(GO) test -run '^$$' -fuzz=FuzzAttrs -fuzztime=30s ./collector/internal/nlmsg/
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeEvent -fuzztime=30s ./collector/conntrack/
+	$(GO) test -run '^$$' -fuzz=FuzzEventDatagram -fuzztime=30s ./collector/conntrack/
+	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
 
 clean:
 	rm -rf $(BIN)

@@ -52,6 +52,7 @@ type groupState struct {
 	counters     *counterTable
 	sizes        [classify.NumClasses]*sizeHistogram
 	lost         atomic.Uint64
+	rebinds      atomic.Uint64
 	recvErrors   [source.NumReasons]atomic.Uint64
 	decodeErrors [packet.NumErrors]atomic.Uint64
 	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet; published by Flush
@@ -108,6 +109,13 @@ func (c *Collector) Bound(group uint16, up bool) {
 func (c *Collector) Lost(group uint16, n uint64) {
 	if gs := c.groups[group]; gs != nil {
 		gs.lost.Add(n)
+	}
+}
+
+// Rebind implements source.Handler.
+func (c *Collector) Rebind(group uint16) {
+	if gs := c.groups[group]; gs != nil {
+		gs.rebinds.Add(1)
 	}
 }
 
@@ -200,7 +208,7 @@ func (c *Collector) Flush(group uint16) {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{packetsDesc, lostDesc, receiveErrorsDesc, decodeErrorsDesc, lastPacketDesc, upDesc} {
+	for _, d := range []*prometheus.Desc{packetsDesc, lostDesc, rebindsDesc, receiveErrorsDesc, decodeErrorsDesc, lastPacketDesc, upDesc} {
 		ch <- d
 	}
 	for _, gs := range c.order {
@@ -221,6 +229,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		g := gs.label
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, b2f(gs.up.Load()), g)
 		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(gs.lost.Load()), g)
+		ch <- prometheus.MustNewConstMetric(rebindsDesc, prometheus.CounterValue, float64(gs.rebinds.Load()), g)
 		for r := source.ErrorReason(0); r < source.NumReasons; r++ {
 			ch <- prometheus.MustNewConstMetric(receiveErrorsDesc, prometheus.CounterValue, float64(gs.recvErrors[r].Load()), g, r.String())
 		}

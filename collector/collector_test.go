@@ -113,9 +113,19 @@ nfdrop_last_packet_timestamp_seconds{group="5"} 1.7000000005e+09
 
 func TestCollectorHealthSeriesExistBeforeTraffic(t *testing.T) {
 	c := newTestCollector(t, 0, 9)
-	// 2 groups x (up + lost + 4 receive reasons + 7 decode reasons + 6 size histograms).
-	if n := testutil.CollectAndCount(c); n != 2*(1+1+4+7+6) {
-		t.Errorf("got %d series before any packet, want %d", n, 2*(1+1+4+7+6))
+	// 2 groups x (up + lost + rebinds + 4 receive reasons + 7 decode reasons + 6 size histograms).
+	if n := testutil.CollectAndCount(c); n != 2*(1+1+1+4+7+6) {
+		t.Errorf("got %d series before any packet, want %d", n, 2*(1+1+1+4+7+6))
+	}
+	c.Rebind(9)
+	c.Rebind(9)
+	want := `# HELP nfdrop_rebinds_total Times the NFLOG socket was closed after a receive error and the group bound again; packets logged in between are counted nowhere.
+# TYPE nfdrop_rebinds_total counter
+nfdrop_rebinds_total{group="0"} 0
+nfdrop_rebinds_total{group="9"} 2
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "nfdrop_rebinds_total"); err != nil {
+		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(c, "nfdrop_packets_total", "nfdrop_last_packet_timestamp_seconds"); n != 0 {
 		t.Errorf("got %d packet series before any packet", n)

@@ -24,6 +24,10 @@ var (
 		prometheus.BuildFQName(namespace, "", "messages_lost_total"),
 		"Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps.",
 		[]string{classify.LabelGroup}, nil)
+	rebindsDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "", "rebinds_total"),
+		"Times the NFLOG socket was closed after a receive error and the group bound again; packets logged in between are counted nowhere.",
+		[]string{classify.LabelGroup}, nil)
 	receiveErrorsDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "receive_errors_total"),
 		"Failed receives on the NFLOG socket, by reason.",

@@ -197,11 +197,25 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Error(err.Error())
 		return 2
 	}
-	sources, err := openSources(f, cfg, coll, logger)
+	// Bind every group before serving, so that a misconfiguration exits at
+	// once with the reason instead of serving nfdrop_up 0 forever.
+	src, err := source.New(source.Config{
+		Groups:         cfg.Groups,
+		ReplayFile:     f.replayFile,
+		CopyRange:      f.copyRange,
+		QueueThreshold: f.queueThreshold,
+		FlushTimeout:   f.flushTimeout,
+		BatchSize:      uint32(f.batchSize),
+		ReceiveBuffer:  int(f.receiveBuffer),
+	}, logger)
+	if err == nil {
+		err = src.Open(coll)
+	}
 	if err != nil {
 		logger.Error(err.Error())
 		return 1
 	}
+	defer src.Close()
 
 	// SIGHUP would end the process by default, which systemd counts as a clean
 	// exit; there is no configuration to reload, so it changes nothing.
@@ -209,15 +223,13 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var readers sync.WaitGroup
-	for _, s := range sources {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			if err := s.Run(ctx, coll); err != nil {
-				logger.Error("NFLOG source stopped", "err", err)
-			}
-		}()
-	}
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		if err := src.Run(ctx, coll); err != nil {
+			logger.Error("NFLOG source stopped", "err", err)
+		}
+	}()
 
 	server := &http.Server{Handler: newHandler(f, coll, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
@@ -239,40 +251,6 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	_ = server.Shutdown(shutdownCtx)
 	readers.Wait()
 	return code
-}
-
-// openSources binds every group before serving, so that a misconfiguration
-// exits at once with the reason instead of serving nfdrop_up 0 forever.
-func openSources(f *flags, cfg collector.Config, coll *collector.Collector, logger *slog.Logger) ([]source.Source, error) {
-	if f.replayFile != "" {
-		return []source.Source{&source.Replay{Path: f.replayFile, Groups: cfg.Groups}}, nil
-	}
-	if !source.HasNetAdmin() {
-		return nil, errors.New("nfdrop_exporter needs CAP_NET_ADMIN to bind NFLOG groups: run it as root or grant the capability (systemd AmbientCapabilities=CAP_NET_ADMIN, or setcap cap_net_admin+ep on the binary)")
-	}
-	var out []source.Source
-	for _, g := range cfg.Groups {
-		l, err := source.NewLive(source.Config{
-			Group:          g,
-			CopyRange:      f.copyRange,
-			QueueThreshold: f.queueThreshold,
-			FlushTimeout:   f.flushTimeout,
-			BatchSize:      uint32(f.batchSize),
-			ReceiveBuffer:  int(f.receiveBuffer),
-		}, logger.With("group", g))
-		if err == nil {
-			err = l.Start(coll)
-		}
-		if err != nil {
-			for _, s := range out {
-				s.(*source.Live).Close()
-			}
-			return nil, err
-		}
-		logger.Info("Bound NFLOG group", "group", g)
-		out = append(out, l)
-	}
-	return out, nil
 }
 
 // newHandler serves the exporter's metrics from its own registry, and the

@@ -41,7 +41,7 @@ func BenchmarkHandleDestroy(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		tr.handleMessage(m)
+		tr.handleMessage(uint16(m.Header.Type), m.Data)
 	}
 }
 

@@ -61,7 +61,8 @@ func TestHandleMessage(t *testing.T) {
 			}
 			clk := &fakeClock{arrival}
 			tr.now = clk.now
-			tr.handleMessage(tc.msg(t))
+			m := tc.msg(t)
+			tr.handleMessage(uint16(m.Header.Type), m.Data)
 			if got := tr.destroys.Load(); got != tc.destroys {
 				t.Errorf("destroys %d, want %d", got, tc.destroys)
 			}

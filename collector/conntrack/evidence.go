@@ -1,7 +1,7 @@
 package conntrack
 
 // Evidence is what conntrack says about the connection a teardown-shaped
-// drop belongs to (design §7).
+// drop belongs to.
 type Evidence uint8
 
 const (
@@ -65,42 +65,4 @@ type Looker interface {
 	// Lookup returns the entry's TCP state; found is false when there is no
 	// entry. err is a failed lookup (not "no entry").
 	Lookup(t *Tuple) (state uint8, found bool, err error)
-}
-
-// tokenBucket limits lookups to rate per second with bursts of up to burst.
-// Only the evidence goroutine uses it.
-type tokenBucket struct {
-	rate   float64 // tokens per nanosecond
-	burst  float64
-	tokens float64
-	last   int64
-}
-
-func newTokenBucket(perSecond float64) tokenBucket {
-	burst := perSecond
-	if burst < 1 {
-		burst = 1
-	}
-	return tokenBucket{rate: perSecond / 1e9, burst: burst, tokens: burst}
-}
-
-// take spends one token at now (unix nanoseconds) if there is one.
-func (b *tokenBucket) take(now int64) bool {
-	if b.rate <= 0 {
-		return false
-	}
-	if b.last != 0 && now > b.last {
-		b.tokens += float64(now-b.last) * b.rate
-		if b.tokens > b.burst {
-			b.tokens = b.burst
-		}
-	}
-	if now > b.last {
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

@@ -256,22 +256,39 @@ func TestEvidenceLoop(t *testing.T) {
 	}
 }
 
-func TestTokenBucketRefillCapped(t *testing.T) {
-	b := newTokenBucket(10)
-	sec := int64(time.Second)
+func TestLookupLimiter(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	l := newLimiter(10)
 	n := 0
-	for b.take(1 * sec) {
+	for l.AllowN(t0, 1) {
 		n++
 	}
 	if n != 10 {
 		t.Fatalf("initial burst %d, want 10", n)
 	}
 	n = 0
-	for b.take(100 * sec) { // 99 s idle: refill stops at the burst
+	for l.AllowN(t0.Add(99*time.Second), 1) { // 99 s idle: refill stops at the burst
 		n++
 	}
 	if n != 10 {
 		t.Errorf("burst after idling %d, want 10", n)
+	}
+	if l := newLimiter(0); l.AllowN(t0, 1) || l.AllowN(t0.Add(time.Hour), 1) {
+		t.Error("0 lookups per second allowed one")
+	}
+	if l := newLimiter(0.5); !l.AllowN(t0, 1) || l.AllowN(t0.Add(time.Second), 1) || !l.AllowN(t0.Add(2*time.Second), 1) {
+		t.Error("0.5 per second: want a burst of 1, then one every 2 s")
+	}
+}
+
+// BenchmarkLookupLimiter is the budget check decide makes before a lookup.
+func BenchmarkLookupLimiter(b *testing.B) {
+	l := newLimiter(DefaultLookupsPerSecond)
+	now := time.Now().UnixNano()
+	b.ReportAllocs()
+	for b.Loop() {
+		now += int64(time.Millisecond)
+		l.AllowN(time.Unix(0, now), 1)
 	}
 }
 

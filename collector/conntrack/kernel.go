@@ -3,29 +3,50 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
 
+// Events is a stream of conntrack event datagrams: the kernel's DESTROY
+// subscription (the live socket) or a recording of one (ReplayEvents).
+type Events interface {
+	// Receive waits for the next datagram of netlink messages; it is valid
+	// until the next call. A recording returns io.EOF at its end.
+	Receive() ([]byte, error)
+	// Drops is how many events the kernel could not queue for this stream.
+	Drops() (uint64, error)
+	Close() error
+}
+
 // The event socket is driven directly (not with conntrack.Conn.Listen): the
 // library's workers die on the first receive error, ENOBUFS included, and
-// block forever on an unbuffered error channel (reference §0.16). Here a
-// receive error never ends the subscription unless the socket itself is gone,
-// an undecodable event is counted and skipped, and lost events are read from
-// the kernel's per-socket drop counter.
+// block forever on an unbuffered error channel. Here a receive error never
+// ends the subscription unless the socket itself is gone, an undecodable
+// event is counted and skipped, and lost events are read from the kernel's
+// per-socket drop counter.
 
 // eventSocket is a netlink socket joined to the conntrack DESTROY group.
 type eventSocket struct {
-	c *netlink.Conn
+	c   *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+
+	// results of the last recvfrom, written by recvFn (built once).
+	n      int
+	errno  syscall.Errno
+	recvFn func(fd uintptr) bool
 }
 
 func dialEventSocket(netns, rcvbuf int) (*eventSocket, error) {
@@ -34,8 +55,8 @@ func dialEventSocket(netns, rcvbuf int) (*eventSocket, error) {
 		return nil, fmt.Errorf("open netfilter netlink socket: %w", err)
 	}
 	// NoENOBUFS: without it one overflow latches the socket "congested" and
-	// the kernel drops every event until the queue is fully drained
-	// (reference §0.7). Lost events are still counted in sk_drops.
+	// the kernel drops every event until the queue is fully drained. Lost
+	// events are still counted in sk_drops.
 	if err := c.SetOption(netlink.NoENOBUFS, true); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("set NETLINK_NO_ENOBUFS: %w", err)
@@ -49,20 +70,52 @@ func dialEventSocket(netns, rcvbuf int) (*eventSocket, error) {
 		c.Close()
 		return nil, fmt.Errorf("join the conntrack DESTROY event group (is nf_conntrack_netlink available?): %w", err)
 	}
-	return &eventSocket{c: c}, nil
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open netfilter netlink socket: %w", err)
+	}
+	s := &eventSocket{c: c, rc: rc, buf: make([]byte, 64<<10)}
+	s.recvFn = func(fd uintptr) bool {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(s.buf))), uintptr(len(s.buf)),
+			uintptr(unix.MSG_TRUNC|unix.MSG_DONTWAIT), 0, 0)
+		if e == unix.EAGAIN || e == unix.EINTR {
+			return false // wait for the poller
+		}
+		s.n, s.errno = int(n), e
+		return true
+	}
+	return s, nil
 }
 
-// drops is the kernel's count of events it could not queue on this socket
+// Receive implements Events. An overflow (ENOBUFS, only without
+// NETLINK_NO_ENOBUFS) is not an error: the drops are in sk_drops.
+func (s *eventSocket) Receive() ([]byte, error) {
+	for {
+		if err := s.rc.Read(s.recvFn); err != nil {
+			return nil, err
+		}
+		switch {
+		case s.errno == unix.ENOBUFS:
+			continue
+		case s.errno != 0:
+			return nil, s.errno
+		}
+		// A datagram longer than the buffer (never for one event) is cut;
+		// its last message fails to walk and is counted undecodable.
+		return s.buf[:min(s.n, len(s.buf))], nil
+	}
+}
+
+func (s *eventSocket) Close() error { return s.c.Close() }
+
+// Drops is the kernel's count of events it could not queue on this socket
 // (sk_drops, SO_MEMINFO). Every conntrack event is its own skb, so this is
 // the number of lost events.
-func (s *eventSocket) drops() (uint64, error) {
-	rc, err := s.c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
+func (s *eventSocket) Drops() (uint64, error) {
 	var mem [unix.SK_MEMINFO_VARS]uint32
 	var serr error
-	err = rc.Control(func(fd uintptr) {
+	err := s.rc.Control(func(fd uintptr) {
 		l := uint32(unsafe.Sizeof(mem))
 		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
@@ -83,11 +136,11 @@ func (s *eventSocket) drops() (uint64, error) {
 // Stop close it while the listener is blocked in Receive.
 type eventSocketHolder struct {
 	mu     sync.Mutex
-	s      *eventSocket
+	s      Events
 	closed bool
 }
 
-func (h *eventSocketHolder) set(s *eventSocket) bool {
+func (h *eventSocketHolder) set(s Events) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -98,14 +151,14 @@ func (h *eventSocketHolder) set(s *eventSocket) bool {
 }
 
 // release forgets s and returns its final drop count.
-func (h *eventSocketHolder) release(s *eventSocket) uint64 {
+func (h *eventSocketHolder) release(s Events) uint64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n, _ := s.drops()
+	n, _ := s.Drops()
 	if h.s == s {
 		h.s = nil
 	}
-	_ = s.c.Close()
+	_ = s.Close()
 	return n
 }
 
@@ -115,7 +168,7 @@ func (h *eventSocketHolder) drops() uint64 {
 	if h.s == nil {
 		return 0
 	}
-	n, _ := h.s.drops()
+	n, _ := h.s.Drops()
 	return n
 }
 
@@ -124,7 +177,7 @@ func (h *eventSocketHolder) close() {
 	defer h.mu.Unlock()
 	h.closed = true
 	if h.s != nil {
-		_ = h.s.c.Close()
+		_ = h.s.Close()
 	}
 }
 
@@ -140,11 +193,11 @@ func (t *Tracker) listenLoop() {
 			return
 		default:
 		}
-		s, err := dialEventSocket(t.cfg.NetNS, t.cfg.ReceiveBuffer)
-		if err == nil && t.looker.Load() == nil {
+		s, err := t.dialEvents()
+		if err == nil && t.looker.Load() == nil && t.cfg.Events == nil {
 			var l *ctLooker
 			if l, err = dialLooker(t.cfg.NetNS); err != nil {
-				s.c.Close()
+				s.Close()
 			} else {
 				t.looker.Store(&lookerRef{l})
 			}
@@ -161,14 +214,14 @@ func (t *Tracker) listenLoop() {
 			continue
 		}
 		if !t.sock.set(s) {
-			s.c.Close()
+			s.Close()
 			return
 		}
 		backoff = time.Second
 		if first {
 			first = false
 			// Entries that exist now were created before this listener; with
-			// nf_conntrack_events=2 they never emit a DESTROY (reference §4.3).
+			// nf_conntrack_events=2 they never emit a DESTROY.
 			if n, err := readUint(filepath.Join(t.cfg.SysctlDir, "nf_conntrack_count")); err == nil {
 				t.preexisting.Store(int64(n))
 			}
@@ -178,6 +231,13 @@ func (t *Tracker) listenLoop() {
 		}
 		t.up.Store(true)
 		err = t.receive(s)
+		if err == io.EOF {
+			// A recording ended: what it held is remembered; stay "up" so
+			// that the drops observed next are decided against it.
+			<-t.stopCh
+			t.sock.release(s)
+			return
+		}
 		t.up.Store(false)
 		t.lostBase.Add(t.sock.release(s))
 		select {
@@ -194,31 +254,31 @@ func (t *Tracker) listenLoop() {
 	}
 }
 
-// receive reads events until the socket fails for good.
-func (t *Tracker) receive(s *eventSocket) error {
+// receive reads events until the stream fails for good (or ends: io.EOF).
+func (t *Tracker) receive(s Events) error {
 	for {
-		msgs, err := s.c.Receive()
+		b, err := s.Receive()
 		if err != nil {
-			if errors.Is(err, unix.ENOBUFS) {
-				// Only without NETLINK_NO_ENOBUFS; the drops are in sk_drops.
-				continue
-			}
 			var oe *netlink.OpError
 			if errors.As(err, &oe) && (oe.Timeout() || errors.Is(oe.Err, unix.EINTR)) {
 				continue
 			}
 			return err
 		}
-		for i := range msgs {
-			t.handleMessage(msgs[i])
+		ms := nlmsg.NewMessages(b)
+		for ms.Next() {
+			t.handleMessage(ms.Type, ms.Data)
+		}
+		if ms.Bad {
+			t.undecodable.Add(1)
 		}
 	}
 }
 
 // handleMessage decodes one event and remembers a destroyed TCP flow.
-func (t *Tracker) handleMessage(m netlink.Message) {
+func (t *Tracker) handleMessage(typ uint16, data []byte) {
 	var ev destroyEvent
-	if !decodeEvent(&m, &ev) {
+	if !decodeEvent(typ, data, &ev) {
 		t.undecodable.Add(1)
 		return
 	}

@@ -97,7 +97,7 @@ func (n *testNetns) in(t testing.TB, f func()) {
 	f()
 }
 
-func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config)) *Tracker {
+func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config), withLooker ...bool) *Tracker {
 	t.Helper()
 	cfg := Config{Groups: []uint16{0}, Window: DefaultWindow, Hold: 300 * time.Millisecond, MaxFlows: 1024,
 		LookupsPerSecond: 1000, QueueSize: 64, ReceiveBuffer: DefaultReceiveBuffer, NetNS: n.fd, SysctlDir: t.TempDir()}
@@ -110,7 +110,8 @@ func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config)) *Tracker 
 	}
 	tr.Start()
 	t.Cleanup(tr.Stop)
-	waitFor(t, 5*time.Second, "conntrack subscription", func() bool { return tr.up.Load() && tr.looker.Load() != nil })
+	looker := len(withLooker) == 0 || withLooker[0]
+	waitFor(t, 5*time.Second, "conntrack subscription", func() bool { return tr.up.Load() && (!looker || tr.looker.Load() != nil) })
 	return tr
 }
 
@@ -326,7 +327,7 @@ func TestKernelResubscribe(t *testing.T) {
 	tr := startKernelTracker(t, n, nil)
 	tr.sock.mu.Lock()
 	first := tr.sock.s
-	_ = first.c.Close()
+	_ = first.Close()
 	tr.sock.mu.Unlock()
 	waitFor(t, 5*time.Second, "a new subscription", func() bool {
 		tr.sock.mu.Lock()
@@ -380,5 +381,60 @@ func TestKernelLookupBothFamilies(t *testing.T) {
 	tp := tup(t, "2001:db8::2", 40000, "2001:db8::1", 443)
 	if n := testing.AllocsPerRun(100, func() { _, _, _ = l.Lookup(&tp) }); n != 0 {
 		t.Errorf("a lookup allocates %v times, want 0", n)
+	}
+}
+
+// recordedEvents is the committed recording of a real kernel's DESTROY
+// events that TestReplayRecordedEvents replays; TestKernelRecordEvents
+// makes it again with NFDROP_UPDATE_TESTDATA=1.
+const recordedEvents = "testdata/conntrack-destroy.pcap"
+
+// TestKernelRecordEvents records the DESTROY events of three TCP flows
+// (10.98.0.2:1024-1026 -> 10.98.0.1:443) flushed from a real conntrack table
+// with kernel timestamps, and checks that the recording replays to the same
+// remembered flows.
+func TestKernelRecordEvents(t *testing.T) {
+	n := kernelNetns(t, "rec")
+	n.exec(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
+	path := filepath.Join(t.TempDir(), "events.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := startKernelTracker(t, n, func(c *Config) {
+		c.Events = func() (Events, error) {
+			s, err := dialEventSocket(n.fd, DefaultReceiveBuffer)
+			if err != nil {
+				return nil, err
+			}
+			return RecordEvents(s, f)
+		}
+		c.SysctlDir = t.TempDir()
+	}, false)
+	createFlows(t, n, 0, 3)
+	n.exec(t, "conntrack", "-F")
+	waitFor(t, 5*time.Second, "3 DESTROY events", func() bool { return tr.destroys.Load() == 3 })
+	tr.Stop()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	re := replayTracker(t, path)
+	for i := 0; i < 3; i++ {
+		tp := recordedTuple(t, i)
+		want, ok := tr.mem.lookup(tp.key())
+		got, ok2 := re.mem.lookup(tp.key())
+		if !ok || !ok2 || got != want {
+			t.Errorf("flow %d: live ended %d (%v), replayed %d (%v)", i, want, ok, got, ok2)
+		}
+	}
+	if os.Getenv("NFDROP_UPDATE_TESTDATA") == "1" && !t.Failed() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(recordedEvents, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

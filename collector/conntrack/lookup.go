@@ -2,12 +2,14 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"golang.org/x/sys/unix"
 )
@@ -161,48 +163,46 @@ func buildGet(b []byte, t *Tuple, seq uint32) int {
 // the entry's TCP state (tcpNone if it has none), not found (ENOENT), or the
 // kernel's error. mine is false when the datagram holds no answer to seq.
 func parseGetReply(b []byte, seq uint32) (state uint8, found bool, err error, mine bool) {
-	ne := binary.NativeEndian
-	for len(b) >= unix.NLMSG_HDRLEN {
-		ml := int(ne.Uint32(b))
-		if ml < unix.NLMSG_HDRLEN || ml > len(b) {
-			return 0, false, fmt.Errorf("malformed conntrack answer"), true
+	ms := nlmsg.NewMessages(b)
+	for ms.Next() {
+		if ms.Seq != seq {
+			continue
 		}
-		typ, mseq := ne.Uint16(b[4:]), ne.Uint32(b[8:])
-		data := b[unix.NLMSG_HDRLEN:ml]
-		if mseq == seq {
-			switch {
-			case typ == unix.NLMSG_ERROR:
-				if len(data) < 4 {
-					return 0, false, fmt.Errorf("malformed conntrack error answer"), true
-				}
-				switch code := -int32(ne.Uint32(data)); code {
-				case 0:
-				case int32(unix.ENOENT):
-					return 0, false, nil, true
-				default:
-					return 0, false, syscall.Errno(code), true
-				}
-			case typ == nfnlSubsysCTNetlink<<8|ipctnlMsgCTNew && len(data) >= 4:
-				return tcpState(data[4:]), true, nil, true
+		switch {
+		case ms.Type == unix.NLMSG_ERROR:
+			if len(ms.Data) < 4 {
+				return 0, false, errMalformedErrorAnswer, true
 			}
+			switch code := -int32(binary.NativeEndian.Uint32(ms.Data)); code {
+			case 0:
+			case int32(unix.ENOENT):
+				return 0, false, nil, true
+			default:
+				return 0, false, syscall.Errno(code), true
+			}
+		case ms.Type == nfnlSubsysCTNetlink<<8|ipctnlMsgCTNew && len(ms.Data) >= 4:
+			return tcpState(ms.Data[4:]), true, nil, true
 		}
-		al := (ml + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1)
-		if al >= len(b) {
-			break
-		}
-		b = b[al:]
+	}
+	if ms.Bad {
+		return 0, false, errMalformedAnswer, true
 	}
 	return 0, false, nil, false
 }
 
+var (
+	errMalformedAnswer      = errors.New("malformed conntrack answer")
+	errMalformedErrorAnswer = errors.New("malformed conntrack error answer")
+)
+
 // tcpState finds CTA_PROTOINFO > CTA_PROTOINFO_TCP > CTA_PROTOINFO_TCP_STATE.
 func tcpState(b []byte) uint8 {
-	for _, want := range []uint16{ctaProtoInfo, ctaProtoInfoTCP} {
-		a := attrs{b: b}
+	for _, want := range [...]uint16{ctaProtoInfo, ctaProtoInfoTCP} {
+		a := nlmsg.NewAttrs(b)
 		found := false
-		for a.next() {
-			if a.typ == want {
-				b, found = a.data, true
+		for a.Next() {
+			if a.Type == want {
+				b, found = a.Data, true
 				break
 			}
 		}
@@ -210,10 +210,10 @@ func tcpState(b []byte) uint8 {
 			return tcpNone
 		}
 	}
-	a := attrs{b: b}
-	for a.next() {
-		if a.typ == ctaProtoInfoTCPState && len(a.data) >= 1 {
-			return a.data[0]
+	a := nlmsg.NewAttrs(b)
+	for a.Next() {
+		if a.Type == ctaProtoInfoTCPState && len(a.Data) >= 1 {
+			return a.Data[0]
 		}
 	}
 	return tcpNone

@@ -8,7 +8,12 @@
 // The packet reader only copies the tuple into a bounded queue (Observe): it
 // never blocks, allocates or waits for the kernel. Everything else runs on
 // the tracker's own goroutines, with fixed memory: max-flows ring slots, a
-// hold queue of fixed-size entries, and a token bucket for lookups.
+// hold queue of fixed-size entries, and a rate limiter for lookups.
+//
+// The event stream is an interface (Events): the live DESTROY subscription,
+// or ReplayEvents, a recording of one (a pcap of the datagrams the kernel
+// sent, made by RecordEvents), so that the evidence logic is tested without
+// root against what a real kernel sent.
 package conntrack
 
 import (
@@ -22,6 +27,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Defaults of the --conntrack.* flags.
@@ -48,6 +54,9 @@ type Config struct {
 	// NetNS, if non-zero, is a file descriptor of the network namespace the
 	// conntrack sockets are opened in (tests). Zero: the exporter's own.
 	NetNS int
+	// Events, if set, opens the event stream instead of the kernel's DESTROY
+	// subscription (a recording: ReplayEvents); no lookup socket is opened.
+	Events func() (Events, error)
 }
 
 // Validate checks the flag values.
@@ -95,8 +104,8 @@ type Tracker struct {
 	mu  sync.Mutex // guards mem
 	mem *flowMemory
 
-	looker atomic.Pointer[lookerRef]
-	bucket tokenBucket // evidence goroutine only
+	looker  atomic.Pointer[lookerRef]
+	limiter *rate.Limiter // lookups per second; evidence goroutine only
 
 	running     atomic.Bool // the evidence goroutine runs: Observe queues
 	up          atomic.Bool // subscribed to DESTROY events
@@ -150,13 +159,13 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 		cfg.SysctlDir = DefaultSysctlDir
 	}
 	t := &Tracker{
-		cfg:    cfg,
-		logger: logger,
-		now:    time.Now,
-		queue:  make(chan held, cfg.QueueSize),
-		mem:    newFlowMemory(cfg.MaxFlows, int64(cfg.Window)),
-		bucket: newTokenBucket(cfg.LookupsPerSecond),
-		stopCh: make(chan struct{}),
+		cfg:     cfg,
+		logger:  logger,
+		now:     time.Now,
+		queue:   make(chan held, cfg.QueueSize),
+		mem:     newFlowMemory(cfg.MaxFlows, int64(cfg.Window)),
+		limiter: newLimiter(cfg.LookupsPerSecond),
+		stopCh:  make(chan struct{}),
 	}
 	t.preexisting.Store(-1)
 	t.groups = make([]groupMetrics, len(cfg.Groups))
@@ -267,7 +276,7 @@ func (t *Tracker) decide(h *held, now int64) (ev Evidence, delay float64, hasDel
 		return EvidenceDestroyed, float64(d) / 1e9, true
 	}
 	lr := t.looker.Load()
-	if lr == nil || !t.bucket.take(now) {
+	if lr == nil || !t.limiter.AllowN(time.Unix(0, now), 1) {
 		return EvidenceSkipped, 0, false
 	}
 	state, found, err := lr.Lookup(&h.tuple)
@@ -332,6 +341,23 @@ func (t *Tracker) evidenceLoop() {
 			}
 		}
 	}
+}
+
+// newLimiter allows perSecond lookups a second, in bursts of up to a
+// second's worth (at least one); 0 allows none.
+func newLimiter(perSecond float64) *rate.Limiter {
+	if perSecond <= 0 {
+		return rate.NewLimiter(0, 0)
+	}
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))
+}
+
+// dialEvents opens the event stream: cfg.Events, else the kernel's.
+func (t *Tracker) dialEvents() (Events, error) {
+	if t.cfg.Events != nil {
+		return t.cfg.Events()
+	}
+	return dialEventSocket(t.cfg.NetNS, t.cfg.ReceiveBuffer)
 }
 
 // holdTick is the step at which held drops are decided: a twentieth of the

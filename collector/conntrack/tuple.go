@@ -17,7 +17,7 @@ type Tuple struct {
 
 // flowKey identifies a flow regardless of direction: the lower (address,
 // port) end comes first. A conntrack entry picked up mid-stream can have its
-// ORIGINAL tuple server→client (reference §0.18), and a late packet can come
+// ORIGINAL tuple server→client, and a late packet can come
 // from either end, so both must map to the same key.
 type flowKey struct {
 	a, b   [16]byte

@@ -7,7 +7,7 @@ package explain
 //	  "schema_version": 1,
 //	  "inputs": [                       // one object per input, in argument order
 //	    {"name": "kern.log",            // the path as given; "(stdin)" for standard input
-//	     "format": "text",              // "text", "pcap" (or "pcapng": rejected, see stderr)
+//	     "format": "text",              // "text", "pcap" or "pcapng"
 //	     "lines": 2500000,              // text lines, or capture records
 //	     "packets": 2000000,            // classified packets
 //	     "ignored": 500000,             // non-firewall lines / non-IP frames

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/logline"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
@@ -124,22 +125,16 @@ func (a *aggregator) readInput(name string, stdin io.Reader) error {
 	}
 	in := &input{name: displayName(name)}
 	a.inputs = append(a.inputs, in)
-	if len(magic) == 4 {
-		switch binary4(magic) {
-		case 0xa1b2c3d4, 0xa1b23c4d, 0xd4c3b2a1, 0x4d3cb2a1:
-			in.format = "pcap"
-			return a.readPcap(in, br)
-		case 0x0a0d0d0a:
-			in.format = "pcapng"
-			return errors.New("pcapng captures are not supported: write classic pcap (tcpdump -w writes it by default) or convert with 'editcap -F pcap IN OUT'")
-		}
+	cr, err := capture.Open(br)
+	switch {
+	case err == nil:
+		in.format = cr.Format()
+		return a.readCapture(in, cr)
+	case !errors.Is(err, capture.ErrNotCapture):
+		return err
 	}
 	in.format = "text"
 	return a.readText(in, br)
-}
-
-func binary4(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // maxLine bounds one text line; the kernel's own limit is 1 KiB, journal JSON
@@ -188,14 +183,11 @@ func (a *aggregator) readText(in *input, br *bufio.Reader) error {
 	}
 }
 
-func (a *aggregator) readPcap(in *input, r io.Reader) error {
-	pr, err := source.NewPcapReader(r)
-	if err != nil {
-		return err
-	}
+func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 	lt := pr.LinkType()
 	if !supportedLinkType(lt) {
-		return fmt.Errorf("pcap link type %d is not supported (NFLOG 239, Ethernet 1, raw IP 101/228/229, Linux cooked 113/276)", lt)
+		return fmt.Errorf("%s link type %d is not supported (NFLOG %d, Ethernet %d, raw IP %d/%d/%d, Linux cooked %d/%d)", pr.Format(), lt,
+			capture.LinkTypeNFLOG, capture.LinkTypeEthernet, capture.LinkTypeRaw, capture.LinkTypeIPv4, capture.LinkTypeIPv6, capture.LinkTypeLinuxSLL, capture.LinkTypeLinuxSLL2)
 	}
 	var (
 		m   source.Message
@@ -211,8 +203,8 @@ func (a *aggregator) readPcap(in *input, r io.Reader) error {
 		}
 		in.lines++
 		var prefix []byte
-		if lt == source.LinkTypeNFLOG {
-			if err := source.ParseNFLOGRecord(data, pr.ByteOrder(), &m); err != nil {
+		if lt == capture.LinkTypeNFLOG {
+			if err := source.ParseNFLOGRecord(data, &m); err != nil {
 				in.unparsed++
 				a.unparsed(in, in.lines, "NFLOG record: "+err.Error(), nil)
 				continue

@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
@@ -127,10 +131,7 @@ func TestInputs(t *testing.T) {
 	if err := os.WriteFile(gzFile, gz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pcapng := filepath.Join(dir, "x.pcapng")
-	os.WriteFile(pcapng, []byte{0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0}, 0o644)
-	badLink := filepath.Join(dir, "x.pcap")
-	os.WriteFile(badLink, pcapHeader(147), 0o644)
+	badLink := writePcap(t, 147, nil)
 	longLine := strings.Repeat("x", 3<<20) + "\n" + string(design)
 
 	tests := []struct {
@@ -146,8 +147,7 @@ func TestInputs(t *testing.T) {
 		{"stdin dash", []string{"-"}, string(design), 3, 0, "", ""},
 		{"gzip", []string{gzFile}, "", 3, 0, "", ""},
 		{"missing file still reports the rest", []string{"testdata/design.log", filepath.Join(dir, "nope.log")}, "", 3, 0, "nope.log", "no such file"},
-		{"pcapng", []string{pcapng}, "", 0, 0, "x.pcapng", "editcap -F pcap"},
-		{"unsupported link type", []string{badLink}, "", 0, 0, "x.pcap", "link type 147"},
+		{"unsupported link type", []string{badLink}, "", 0, 0, "plain.pcap", "link type 147"},
 		{"line longer than the buffer", nil, longLine, 3, 1, "", ""},
 		{"no newline at the end", nil, strings.TrimSuffix(string(design), "\n"), 3, 0, "", ""},
 	}
@@ -231,13 +231,58 @@ func TestUnparsedExamples(t *testing.T) {
 // TestPlainCaptures re-wraps the IP packets of the lab NFLOG capture in every
 // plain link type and requires the same classification (prefix aside: plain
 // captures have none).
+// TestPcapng reads the lab's NFLOG capture converted to pcapng: the same
+// report as from the pcap, but the format.
+func TestPcapng(t *testing.T) {
+	f, err := os.Open("testdata/lab-nft.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pr, err := capture.Open(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ng bytes.Buffer
+	w, err := pcapgo.NewNgWriter(&ng, layers.LinkType(capture.LinkTypeNFLOG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, ts, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(data), Length: len(data)}, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "lab-nft.pcapng")
+	if err := os.WriteFile(path, ng.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ref, got := explainJSON(t, "testdata/lab-nft.pcap"), explainJSON(t, path)
+	if got.Inputs[0].Format != "pcapng" || got.Total != ref.Total || got.Total == 0 {
+		t.Fatalf("format %q total %d, want pcapng %d", got.Inputs[0].Format, got.Total, ref.Total)
+	}
+	if d := diffSeries(mergeSeries(got.Series), mergeSeries(ref.Series)); d != "" {
+		t.Errorf("(-pcapng +pcap):\n%s", d)
+	}
+}
+
 func TestPlainCaptures(t *testing.T) {
 	f, err := os.Open("testdata/lab-nft.pcap")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	pr, err := source.NewPcapReader(f)
+	pr, err := capture.Open(bufio.NewReader(f))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,23 +296,23 @@ func TestPlainCaptures(t *testing.T) {
 			t.Fatal(err)
 		}
 		var m source.Message
-		if err := source.ParseNFLOGRecord(data, pr.ByteOrder(), &m); err != nil {
+		if err := source.ParseNFLOGRecord(data, &m); err != nil {
 			t.Fatal(err)
 		}
 		payloads = append(payloads, bytes.Clone(m.Payload))
 	}
 	ref := explainJSON(t, "testdata/lab-nft.pcap")
 	wrap := map[string]struct {
-		lt uint32
+		lt capture.LinkType
 		fn func(ip []byte) []byte
 	}{
-		"ethernet+qinq": {1, func(ip []byte) []byte {
+		"ethernet+qinq": {capture.LinkTypeEthernet, func(ip []byte) []byte {
 			h := []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x88, 0xa8, 0, 1, 0x81, 0x00, 0, 2}
 			return append(append(h, etherType(ip)...), ip...)
 		}},
-		"raw":       {101, func(ip []byte) []byte { return ip }},
-		"sll":       {113, func(ip []byte) []byte { return append(append(make([]byte, 14), etherType(ip)...), ip...) }},
-		"sll2":      {276, func(ip []byte) []byte { return append(append(etherType(ip), make([]byte, 18)...), ip...) }},
+		"raw":       {capture.LinkTypeRaw, func(ip []byte) []byte { return ip }},
+		"sll":       {capture.LinkTypeLinuxSLL, func(ip []byte) []byte { return append(append(make([]byte, 14), etherType(ip)...), ip...) }},
+		"sll2":      {capture.LinkTypeLinuxSLL2, func(ip []byte) []byte { return append(append(etherType(ip), make([]byte, 18)...), ip...) }},
 		"ipv4/ipv6": {0, nil},
 	}
 	for name, w := range wrap {
@@ -282,14 +327,14 @@ func TestPlainCaptures(t *testing.T) {
 						v6 = append(v6, p)
 					}
 				}
-				files = []string{writePcap(t, 228, v4), writePcap(t, 229, v6)}
+				files = []string{writePcap(t, capture.LinkTypeIPv4, v4), writePcap(t, capture.LinkTypeIPv6, v6)}
 			} else {
 				var frames [][]byte
 				for _, p := range payloads {
 					frames = append(frames, w.fn(p))
 				}
 				// a non-IP frame (ARP) is ignored, not classified
-				if w.lt == 1 {
+				if w.lt == capture.LinkTypeEthernet {
 					frames = append(frames, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06}, make([]byte, 28)...))
 				}
 				files = []string{writePcap(t, w.lt, frames)}
@@ -310,7 +355,7 @@ func TestPlainCaptures(t *testing.T) {
 			if d := diffSeries(mergeSeries(r.Series), mergeSeries(want)); d != "" {
 				t.Errorf("(-plain +nflog):\n%s", d)
 			}
-			if w.lt == 1 && r.Ignored != 1 {
+			if w.lt == capture.LinkTypeEthernet && r.Ignored != 1 {
 				t.Errorf("ignored %d, want the ARP frame", r.Ignored)
 			}
 		})
@@ -342,25 +387,22 @@ func mergeSeries(in []Series) []Series {
 	return out
 }
 
-func pcapHeader(linkType uint32) []byte {
-	h := make([]byte, 24)
-	binary.LittleEndian.PutUint32(h[0:], 0xa1b2c3d4)
-	binary.LittleEndian.PutUint16(h[4:], 2)
-	binary.LittleEndian.PutUint16(h[6:], 4)
-	binary.LittleEndian.PutUint32(h[16:], 65535)
-	binary.LittleEndian.PutUint32(h[20:], linkType)
-	return h
-}
-
-func writePcap(t testing.TB, linkType uint32, frames [][]byte) string {
-	b := pcapHeader(linkType)
-	for i, fr := range frames {
-		var rh [16]byte
-		binary.LittleEndian.PutUint32(rh[0:], uint32(1795613700+i))
-		binary.LittleEndian.PutUint32(rh[8:], uint32(len(fr)))
-		binary.LittleEndian.PutUint32(rh[12:], uint32(len(fr)))
-		b = append(append(b, rh[:]...), fr...)
+// writePcap writes frames as a classic pcap of linkType (pcapgo's writer
+// holds 8 bits of it: the header is patched for larger ones).
+func writePcap(t testing.TB, linkType capture.LinkType, frames [][]byte) string {
+	var buf bytes.Buffer
+	w := pcapgo.NewWriter(&buf)
+	if err := w.WriteFileHeader(65535, layers.LinkType(linkType)); err != nil {
+		t.Fatal(err)
 	}
+	for i, fr := range frames {
+		ci := gopacket.CaptureInfo{Timestamp: time.Unix(int64(1795613700+i), 0), CaptureLength: len(fr), Length: len(fr)}
+		if err := w.WritePacket(ci, fr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := buf.Bytes()
+	binary.LittleEndian.PutUint32(b[20:], uint32(linkType)) // pcapgo writes little-endian
 	f := filepath.Join(t.TempDir(), "plain.pcap")
 	if err := os.WriteFile(f, b, 0o644); err != nil {
 		t.Fatal(err)
@@ -371,12 +413,12 @@ func writePcap(t testing.TB, linkType uint32, frames [][]byte) string {
 // FuzzFrame: the link-layer framing of plain captures never panics and
 // returns a suffix of the frame.
 func FuzzFrame(f *testing.F) {
-	f.Add(uint32(1), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x81, 0x00, 0, 1, 0x08, 0x00, 0x45})
-	f.Add(uint32(113), make([]byte, 16))
-	f.Add(uint32(276), []byte{0x86, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60})
-	f.Add(uint32(101), []byte{0x45})
+	f.Add(uint32(capture.LinkTypeEthernet), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x81, 0x00, 0, 1, 0x08, 0x00, 0x45})
+	f.Add(uint32(capture.LinkTypeLinuxSLL), make([]byte, 16))
+	f.Add(uint32(capture.LinkTypeLinuxSLL2), []byte{0x86, 0xdd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x60})
+	f.Add(uint32(capture.LinkTypeRaw), []byte{0x45})
 	f.Fuzz(func(t *testing.T, lt uint32, b []byte) {
-		ip, fam, ok := frame(lt, b)
+		ip, fam, ok := frame(capture.LinkType(lt), b)
 		if !ok {
 			return
 		}
@@ -399,8 +441,16 @@ func FuzzPcapInput(f *testing.F) {
 		}
 		f.Add(b[:min(len(b), 600)])
 	}
-	f.Add(append(pcapHeader(239), 0, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0, 0, 2, 0, 0, 5, 4, 0, 9, 0))
-	f.Add(append(pcapHeader(1), make([]byte, 40)...))
+	for _, seed := range []string{
+		writePcap(f, capture.LinkTypeNFLOG, [][]byte{{2, 0, 0, 5, 4, 0, 9, 0}, {2}}),
+		writePcap(f, capture.LinkTypeEthernet, [][]byte{make([]byte, 40)}),
+	} {
+		b, err := os.ReadFile(seed)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out bytes.Buffer
 		Run(Options{Format: "json"}, bytes.NewReader(b), &out, io.Discard)

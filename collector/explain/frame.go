@@ -3,14 +3,8 @@ package explain
 import (
 	"encoding/binary"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
-)
-
-// Link types besides those collector/source names: captures taken with
-// `tcpdump -i any` are Linux "cooked" v1/v2.
-const (
-	linkTypeLinuxSLL  = 113
-	linkTypeLinuxSLL2 = 276
 )
 
 const (
@@ -25,10 +19,10 @@ const (
 // capture. ok is false for a frame that does not carry IPv4/IPv6 (ARP, LLDP
 // ...) or is too short to tell: such frames are no drops and are counted as
 // ignored. The returned family is the link layer's word, used as decode hint.
-func frame(linkType uint32, b []byte) (ip []byte, fam packet.Family, ok bool) {
+func frame(linkType capture.LinkType, b []byte) (ip []byte, fam packet.Family, ok bool) {
 	var et uint16
 	switch linkType {
-	case 1: // Ethernet: dst, src, [802.1Q/802.1ad tags], ethertype
+	case capture.LinkTypeEthernet: // dst, src, [802.1Q/802.1ad tags], ethertype
 		if len(b) < 14 {
 			return nil, 0, false
 		}
@@ -39,17 +33,17 @@ func frame(linkType uint32, b []byte) (ip []byte, fam packet.Family, ok bool) {
 			}
 			et, b = binary.BigEndian.Uint16(b[2:4]), b[4:]
 		}
-	case linkTypeLinuxSLL:
+	case capture.LinkTypeLinuxSLL:
 		if len(b) < 16 {
 			return nil, 0, false
 		}
 		et, b = binary.BigEndian.Uint16(b[14:16]), b[16:]
-	case linkTypeLinuxSLL2:
+	case capture.LinkTypeLinuxSLL2:
 		if len(b) < 20 {
 			return nil, 0, false
 		}
 		et, b = binary.BigEndian.Uint16(b[0:2]), b[20:]
-	case 101: // raw IP: the version nibble decides
+	case capture.LinkTypeRaw: // the version nibble decides
 		if len(b) == 0 {
 			return nil, 0, false
 		}
@@ -60,9 +54,9 @@ func frame(linkType uint32, b []byte) (ip []byte, fam packet.Family, ok bool) {
 			return b, packet.FamilyIPv6, true
 		}
 		return nil, 0, false
-	case 228:
+	case capture.LinkTypeIPv4:
 		return b, packet.FamilyIPv4, true
-	case 229:
+	case capture.LinkTypeIPv6:
 		return b, packet.FamilyIPv6, true
 	default:
 		return nil, 0, false
@@ -77,9 +71,10 @@ func frame(linkType uint32, b []byte) (ip []byte, fam packet.Family, ok bool) {
 }
 
 // supportedLinkType reports whether frame (or the NFLOG path) can read a capture.
-func supportedLinkType(lt uint32) bool {
+func supportedLinkType(lt capture.LinkType) bool {
 	switch lt {
-	case 1, 101, 228, 229, 239, linkTypeLinuxSLL, linkTypeLinuxSLL2:
+	case capture.LinkTypeEthernet, capture.LinkTypeRaw, capture.LinkTypeIPv4, capture.LinkTypeIPv6,
+		capture.LinkTypeNFLOG, capture.LinkTypeLinuxSLL, capture.LinkTypeLinuxSLL2:
 		return true
 	}
 	return false

@@ -35,6 +35,7 @@ type counter struct {
 
 func (c *counter) Bound(uint16, bool)      {}
 func (c *counter) Flush(uint16)            { c.flushes.Add(1) }
+func (c *counter) Rebind(uint16)           {}
 func (c *counter) Lost(_ uint16, n uint64) { c.lost.Add(n) }
 func (c *counter) ReceiveError(_ uint16, r ErrorReason) {
 	c.errs[r%NumReasons].Add(1)
@@ -141,10 +142,8 @@ func startLive(t testing.TB, n *liveNetns, cfg Config, h Handler) {
 	var l *Live
 	var err error
 	n.in(t, func() {
-		l, err = NewLive(cfg, slog.New(slog.DiscardHandler))
-		if err == nil {
-			err = l.Start(h)
-		}
+		l = NewLive(cfg.Groups[0], cfg, slog.New(slog.DiscardHandler))
+		err = l.Open(h)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +173,7 @@ func waitCount(c *counter, want uint64, limit time.Duration) {
 }
 
 func defaultLiveConfig(group uint16) Config {
-	return Config{Group: group, CopyRange: 256, QueueThreshold: 1000, FlushTimeout: 10 * time.Millisecond,
+	return Config{Groups: []uint16{group}, CopyRange: 256, QueueThreshold: 1000, FlushTimeout: 10 * time.Millisecond,
 		BatchSize: 128 << 10, ReceiveBuffer: 32 << 20}
 }
 
@@ -281,10 +280,8 @@ func BenchmarkLiveReceive(b *testing.B) {
 	var l *Live
 	var err error
 	n.in(b, func() {
-		l, err = NewLive(defaultLiveConfig(group), slog.New(slog.DiscardHandler))
-		if err == nil {
-			err = l.Start(c)
-		}
+		l = NewLive(group, defaultLiveConfig(group), slog.New(slog.DiscardHandler))
+		err = l.Open(c)
 	})
 	if err != nil {
 		b.Fatal(err)

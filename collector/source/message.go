@@ -3,8 +3,9 @@ package source
 import (
 	"encoding/binary"
 	"errors"
-	"math/bits"
 	"unsafe"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 )
 
 // NFULA_* attribute types (include/uapi/linux/netfilter/nfnetlink_log.h).
@@ -27,25 +28,19 @@ func parseAttrs(b []byte, swapped bool, m *Message, lay *attrLayout) error {
 	if lay != nil {
 		lay.n = 0
 	}
-	off := 0
-	for len(b)-off >= 4 {
-		l16, typ := binary.NativeEndian.Uint16(b[off:]), binary.NativeEndian.Uint16(b[off+2:])
-		if swapped {
-			l16, typ = bits.ReverseBytes16(l16), bits.ReverseBytes16(typ)
-		}
-		l := int(l16)
-		typ &= 0x3fff // strip NLA_F_NESTED / NLA_F_NET_BYTEORDER
-		if l < 4 || l > len(b)-off {
-			if lay != nil {
-				lay.n = 0
-			}
-			return errBadAttribute
-		}
+	a := nlmsg.NewAttrs(b)
+	a.Swapped = swapped
+	for a.Next() {
 		if lay != nil {
-			lay.record(off, typ)
+			lay.record(a.Off, a.Type)
 		}
-		m.setAttr(typ, b[off+4:off+l])
-		off += (l + 3) &^ 3
+		m.setAttr(a.Type, a.Data)
+	}
+	if a.Bad {
+		if lay != nil {
+			lay.n = 0
+		}
+		return errBadAttribute
 	}
 	if lay != nil {
 		lay.finish(b)

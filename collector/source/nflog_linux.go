@@ -15,13 +15,17 @@ import (
 	"time"
 
 	nflog "github.com/florianl/go-nflog/v2"
+	"github.com/jpillora/backoff"
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"golang.org/x/sys/unix"
 )
 
-// Config tunes the kernel side of one NFLOG binding.
+// Config says what New reads: the groups, and either the kernel settings
+// of their bindings or a capture to replay instead.
 type Config struct {
-	Group          uint16
+	Groups         []uint16
+	ReplayFile     string        // if set, replay this NFLOG capture instead of binding
 	CopyRange      uint32        // bytes of each packet copied (NFULA_CFG_MODE copy_range)
 	QueueThreshold uint32        // messages per kernel batch (qthreshold); 0 keeps the kernel default
 	FlushTimeout   time.Duration // longest a logged packet waits in a kernel batch; 0 keeps the default
@@ -45,7 +49,77 @@ const (
 	cmdUnbind        = 2
 	maxKernelBatch   = 131072 // NFULNL_NLBUFSIZ_MAX
 	receiveBufferLen = 256 << 10
+	// maxDrain bounds the datagrams read from a failed socket before it is
+	// closed: all it can hold at the default receive buffer, while a flood
+	// cannot keep the reader draining forever.
+	maxDrain = 1024
 )
+
+// Re-binding after a receive error: at once the first time, then with
+// exponential backoff while errors follow each other without a good read.
+const (
+	rebindMinBackoff = 100 * time.Millisecond
+	rebindMaxBackoff = 10 * time.Second
+)
+
+// New returns the source cfg describes: a replay of cfg.ReplayFile, or live
+// readers of cfg.Groups, one socket each.
+func New(cfg Config, logger *slog.Logger) (Source, error) {
+	if len(cfg.Groups) == 0 {
+		return nil, errors.New("no NFLOG group configured")
+	}
+	if cfg.ReplayFile != "" {
+		return &Replay{Path: cfg.ReplayFile, Groups: cfg.Groups}, nil
+	}
+	m := &multi{}
+	for _, g := range cfg.Groups {
+		m.live = append(m.live, NewLive(g, cfg, logger.With("group", g)))
+	}
+	return m, nil
+}
+
+// ErrNoNetAdmin is returned by Open of a live source without CAP_NET_ADMIN.
+var ErrNoNetAdmin = errors.New("nfdrop_exporter needs CAP_NET_ADMIN to bind NFLOG groups: run it as root or grant the capability (systemd AmbientCapabilities=CAP_NET_ADMIN, or setcap cap_net_admin+ep on the binary)")
+
+// multi is the live source of several groups: one reader (and goroutine) each.
+type multi struct{ live []*Live }
+
+func (m *multi) Open(h Handler) error {
+	if !HasNetAdmin() {
+		return ErrNoNetAdmin
+	}
+	for i, l := range m.live {
+		if err := l.Open(h); err != nil {
+			for _, o := range m.live[:i] {
+				o.Close()
+			}
+			return err
+		}
+		l.logger.Info("Bound NFLOG group")
+	}
+	return nil
+}
+
+func (m *multi) Run(ctx context.Context, h Handler) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.live))
+	for i, l := range m.live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Run(ctx, h)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (m *multi) Close() error {
+	for _, l := range m.live {
+		l.Close()
+	}
+	return nil
+}
 
 // Live reads one NFLOG group from the kernel.
 //
@@ -55,42 +129,106 @@ const (
 // batch size (nlbufsiz) and stops on the first ENOBUFS (reference §1). Reading
 // the library's own socket directly keeps the per-packet path allocation-free.
 type Live struct {
+	group  uint16
 	cfg    Config
 	logger *slog.Logger
-	mu     sync.Mutex // guards nf against the cancellation callback
-	nf     *nflog.Nflog
-	rc     syscall.RawConn
+	mu     sync.Mutex // guards c against the cancellation callback
+	c      conn       // nil while not bound
+	dial   func(h Handler) (conn, error)
 	buf    []byte
 	seq    seqTracker
 	msg    Message
 	layout attrLayout // of the last message walked: the next ones are read by it
-
-	// results of the last recv, written by recvFn so the closure is built once.
-	n      int
-	errno  syscall.Errno
-	recvFn func(fd uintptr) bool
 }
 
-// NewLive opens the NFLOG socket and binds the group. Errors are *BindError
-// with an operator-facing explanation.
-func NewLive(cfg Config, logger *slog.Logger) (*Live, error) {
-	l := &Live{cfg: cfg, logger: logger, buf: make([]byte, receiveBufferLen)}
-	l.recvFn = func(fd uintptr) bool {
+// conn is what a Live reads datagrams from: the group's netlink socket, or
+// byte slices in tests.
+type conn interface {
+	// recv waits for the next datagram and reads it into b; n > len(b)
+	// says it was truncated to len(b).
+	recv(b []byte) (n int, err error)
+	// recvQueued reads a datagram only if one is already queued.
+	recvQueued(b []byte) (n int, ok bool, err error)
+	// setReadDeadline makes a waiting or later recv fail once t has passed.
+	setReadDeadline(t time.Time) error
+	close() error
+}
+
+// NewLive returns a reader of one group with the kernel settings of cfg
+// (its Groups and ReplayFile are not used). Open binds it.
+func NewLive(group uint16, cfg Config, logger *slog.Logger) *Live {
+	l := &Live{group: group, cfg: cfg, logger: logger, buf: make([]byte, receiveBufferLen)}
+	l.dial = l.openSocket
+	return l
+}
+
+// socketConn is the conn of a bound NFLOG socket.
+type socketConn struct {
+	nf *nflog.Nflog
+	rc syscall.RawConn
+
+	// The arguments and results of the last recv, read and written by the
+	// closures built once in newSocketConn.
+	b       []byte
+	n       int
+	errno   syscall.Errno
+	queued  bool
+	recvFn  func(fd uintptr) bool
+	drainFn func(fd uintptr)
+}
+
+func newSocketConn(nf *nflog.Nflog, rc syscall.RawConn) *socketConn {
+	s := &socketConn{nf: nf, rc: rc}
+	s.recvFn = func(fd uintptr) bool {
 		// MSG_DONTWAIT: this recvfrom never blocks, so it is a raw syscall.
 		// Copying a 128 KiB batch takes longer than sysmon's 20 µs: as a
 		// normal syscall the runtime would take the P away mid-copy and wake
 		// a second thread to poll the network, a futex wake-up and two
 		// context switches per datagram.
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafePointer(l.buf)), uintptr(len(l.buf)),
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafePointer(s.b)), uintptr(len(s.b)),
 			uintptr(unix.MSG_TRUNC|unix.MSG_DONTWAIT), 0, 0)
 		if e == unix.EAGAIN || e == unix.EINTR {
 			return false
 		}
-		l.n, l.errno = int(n), e
+		s.n, s.errno = int(n), e
 		return true
 	}
-	return l, nil
+	// Control, not Read: it ignores the read deadline, which has usually
+	// expired when a failed socket is drained.
+	s.drainFn = func(fd uintptr) { s.queued = s.recvFn(fd) }
+	return s
 }
+
+func (s *socketConn) recv(b []byte) (int, error) {
+	s.b = b
+	if err := s.rc.Read(s.recvFn); err != nil {
+		return 0, err
+	}
+	if s.errno != 0 {
+		return 0, s.errno
+	}
+	return s.n, nil
+}
+
+func (s *socketConn) recvQueued(b []byte) (int, bool, error) {
+	s.b, s.queued = b, false
+	if err := s.rc.Control(s.drainFn); err != nil {
+		return 0, false, err
+	}
+	if !s.queued {
+		return 0, false, nil
+	}
+	if s.errno != 0 {
+		return 0, false, s.errno
+	}
+	return s.n, true, nil
+}
+
+func (s *socketConn) setReadDeadline(t time.Time) error { return s.nf.Con.SetReadDeadline(t) }
+
+// close destroys the kernel's NFLOG instance (NETLINK_URELEASE), which
+// unbinds the group; an explicit UNBIND would race with queued log batches.
+func (s *socketConn) close() error { return s.nf.Close() }
 
 // BindError explains why a group could not be bound, in one sentence that says what to do.
 type BindError struct {
@@ -105,13 +243,26 @@ func (e *BindError) Error() string {
 
 func (e *BindError) Unwrap() error { return e.Err }
 
-// open creates the socket, binds the group and configures the instance, and
-// returns the packets that arrived before the kernel acknowledged the binding
-// to h (none are dropped).
+// open binds the group through l.dial and makes the result the current conn.
 func (l *Live) open(h Handler) error {
-	nf, err := nflog.Open(&nflog.Config{Group: l.cfg.Group, Copymode: nflog.CopyPacket, Bufsize: l.cfg.CopyRange, Flags: nflog.FlagSeq, NetNS: l.cfg.NetNS})
+	l.seq.reset()
+	c, err := l.dial(h)
 	if err != nil {
-		return l.bindError(err)
+		return err
+	}
+	l.mu.Lock()
+	l.c = c
+	l.mu.Unlock()
+	return nil
+}
+
+// openSocket creates the socket, binds the group and configures the
+// instance, and hands the packets that arrived before the kernel
+// acknowledged the binding to h (none are dropped).
+func (l *Live) openSocket(h Handler) (conn, error) {
+	nf, err := nflog.Open(&nflog.Config{Group: l.group, Copymode: nflog.CopyPacket, Bufsize: l.cfg.CopyRange, Flags: nflog.FlagSeq, NetNS: l.cfg.NetNS})
+	if err != nil {
+		return nil, l.bindError(err)
 	}
 	if l.cfg.ReceiveBuffer > 0 {
 		if err := nf.Con.SetReadBuffer(l.cfg.ReceiveBuffer); err != nil {
@@ -126,22 +277,19 @@ func (l *Live) open(h Handler) error {
 	rc, err := nf.Con.SyscallConn()
 	if err != nil {
 		nf.Close()
-		return l.bindError(err)
+		return nil, l.bindError(err)
 	}
-	l.mu.Lock()
-	l.nf, l.rc = nf, rc
-	l.mu.Unlock()
-	l.seq.reset()
-	if err := l.configure(h); err != nil {
-		l.close()
-		return l.bindError(err)
+	c := newSocketConn(nf, rc)
+	if err := l.configure(c, h); err != nil {
+		c.close()
+		return nil, l.bindError(err)
 	}
-	return nil
+	return c, nil
 }
 
 // configure binds the group and sets mode, batching and sequence numbers in a
 // single request, so the instance never runs with half its settings.
-func (l *Live) configure(h Handler) error {
+func (l *Live) configure(c *socketConn, h Handler) error {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian // NFULA_CFG_* values are network order
 	ae.Bytes(cfgCmd, []byte{cmdBind})
@@ -168,9 +316,9 @@ func (l *Live) configure(h Handler) error {
 			Type:  netlink.HeaderType(nfnlSubsysULOG<<8 | nfulnlMsgConfig),
 			Flags: netlink.Request | netlink.Acknowledge,
 		},
-		Data: append([]byte{unix.AF_UNSPEC, 0, byte(l.cfg.Group >> 8), byte(l.cfg.Group)}, attrs...),
+		Data: append([]byte{unix.AF_UNSPEC, 0, byte(l.group >> 8), byte(l.group)}, attrs...),
 	}
-	sent, err := l.nf.Con.Send(req)
+	sent, err := c.nf.Con.Send(req)
 	if err != nil {
 		return err
 	}
@@ -178,109 +326,113 @@ func (l *Live) configure(h Handler) error {
 	// packets and are handled like any other.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if err := l.nf.Con.SetReadDeadline(deadline); err != nil {
+		if err := c.setReadDeadline(deadline); err != nil {
 			return err
 		}
-		ack, err := l.receive(h, sent.Header.Sequence)
+		n, err := c.recv(l.buf)
+		if err != nil {
+			return err
+		}
+		ack, err := l.datagram(h, n, sent.Header.Sequence)
 		if err != nil {
 			return err
 		}
 		if ack {
-			return l.nf.Con.SetReadDeadline(time.Time{})
+			return c.setReadDeadline(time.Time{})
 		}
 	}
 }
 
-// receive reads one datagram and dispatches its messages. With ackSeq != 0 it
-// reports whether the acknowledgement of that request was among them.
-func (l *Live) receive(h Handler, ackSeq uint32) (acked bool, err error) {
-	if err := l.rc.Read(l.recvFn); err != nil {
-		return false, err
+// receive reads one datagram from the current conn and dispatches its messages.
+func (l *Live) receive(h Handler) error {
+	n, err := l.c.recv(l.buf)
+	if err != nil {
+		return err
 	}
-	if l.errno != 0 {
-		return false, l.errno
-	}
-	n := l.n
+	_, err = l.datagram(h, n, 0)
+	return err
+}
+
+// datagram dispatches the messages of the n-byte datagram in l.buf. With
+// ackSeq != 0 it reports whether the acknowledgement of that request was
+// among them, and the error the kernel answered it with.
+func (l *Live) datagram(h Handler, n int, ackSeq uint32) (acked bool, err error) {
 	if n > len(l.buf) {
-		h.ReceiveError(l.cfg.Group, ReasonTruncated)
+		h.ReceiveError(l.group, ReasonTruncated)
 		n = len(l.buf)
 	}
-	b := l.buf[:n]
-	for len(b) >= unix.NLMSG_HDRLEN {
-		ml := int(binary.NativeEndian.Uint32(b))
-		if ml < unix.NLMSG_HDRLEN || ml > len(b) {
-			h.ReceiveError(l.cfg.Group, ReasonMessage)
-			break
-		}
-		typ := binary.NativeEndian.Uint16(b[4:])
-		seq := binary.NativeEndian.Uint32(b[8:])
-		data := b[unix.NLMSG_HDRLEN:ml]
-		switch {
-		case typ == unix.NLMSG_ERROR:
-			if len(data) >= 4 && seq == ackSeq && ackSeq != 0 {
-				if code := int32(binary.NativeEndian.Uint32(data)); code != 0 {
+	ms := nlmsg.NewMessages(l.buf[:n])
+	for ms.Next() {
+		switch ms.Type {
+		case unix.NLMSG_ERROR:
+			if len(ms.Data) >= 4 && ms.Seq == ackSeq && ackSeq != 0 {
+				if code := int32(binary.NativeEndian.Uint32(ms.Data)); code != 0 {
 					return false, syscall.Errno(-code)
 				}
 				acked = true
 			}
-		case typ == nfnlSubsysULOG<<8|nfulnlMsgPacket:
-			l.dispatch(h, data)
+		case nfnlSubsysULOG<<8 | nfulnlMsgPacket:
+			l.dispatch(h, ms.Data)
 		}
-		al := (ml + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1)
-		if al >= len(b) {
-			break
-		}
-		b = b[al:]
 	}
-	h.Flush(l.cfg.Group)
+	if ms.Bad {
+		h.ReceiveError(l.group, ReasonMessage)
+	}
+	h.Flush(l.group)
 	return acked, nil
 }
 
 // dispatch handles one NFULNL_MSG_PACKET: nfgenmsg then attributes.
 func (l *Live) dispatch(h Handler, data []byte) {
 	if len(data) < 4 {
-		h.ReceiveError(l.cfg.Group, ReasonMessage)
+		h.ReceiveError(l.group, ReasonMessage)
 		return
 	}
-	resetMessage(&l.msg, l.cfg.Group, data[0])
+	resetMessage(&l.msg, l.group, data[0])
 	if !l.layout.parse(data[4:], &l.msg) {
 		if err := parseAttrs(data[4:], false, &l.msg, &l.layout); err != nil {
 			// Count the packet anyway (it will be malformed): the kernel logged it.
-			h.ReceiveError(l.cfg.Group, ReasonMessage)
+			h.ReceiveError(l.group, ReasonMessage)
 		}
 	}
 	if l.msg.HasSeq {
 		if lost := l.seq.observe(l.msg.Seq); lost > 0 {
-			h.Lost(l.cfg.Group, lost)
+			h.Lost(l.group, lost)
 		}
 	}
 	h.Packet(&l.msg)
 }
 
-// Run reads until ctx is cancelled, re-opening the socket after any error that
-// is not a plain overflow. It returns nil on cancellation; binding errors on the
-// first attempt are returned so that misconfiguration stops the exporter.
+// Run reads until ctx is cancelled. After any receive error but a plain
+// overflow it reads what the socket still holds, closes it and binds again
+// (Handler.Rebind): at once the first time, then with backoff from 100 ms to
+// 10 s while errors follow each other without a good read. It returns nil on
+// cancellation. Open must have succeeded.
 func (l *Live) Run(ctx context.Context, h Handler) error {
 	stop := context.AfterFunc(ctx, func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if l.nf != nil {
-			l.nf.Con.SetReadDeadline(time.Unix(1, 0))
+		if l.c != nil {
+			l.c.setReadDeadline(time.Unix(1, 0))
 		}
 	})
 	defer stop()
-	defer l.close()
-	backoff := time.Second
+	defer l.Close()
+	bo := &backoff.Backoff{Min: rebindMinBackoff, Max: rebindMaxBackoff, Factor: 2}
+	failing := false // the last re-bind has not been followed by a good read yet
 	for ctx.Err() == nil {
-		if l.nf == nil {
-			if err := l.open(h); err != nil {
-				l.logger.Error("re-binding NFLOG group failed", "group", l.cfg.Group, "err", err, "retry_in", backoff)
+		if l.c == nil {
+			if failing {
+				d := bo.Duration()
 				select {
 				case <-ctx.Done():
 					return nil
-				case <-time.After(backoff):
+				case <-time.After(d):
 				}
-				backoff = min(2*backoff, 30*time.Second)
+			}
+			failing = true
+			if err := l.open(h); err != nil {
+				l.logger.Error("re-binding NFLOG group failed", "group", l.group, "err", err, "retry_in", bo.ForAttempt(bo.Attempt()))
 				continue
 			}
 			if ctx.Err() != nil {
@@ -288,55 +440,70 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 				// cancellation set, so the next read would block forever.
 				return nil
 			}
-			backoff = time.Second
-			h.Bound(l.cfg.Group, true)
-			l.logger.Info("NFLOG group re-bound", "group", l.cfg.Group)
+			h.Bound(l.group, true)
+			l.logger.Info("NFLOG group re-bound", "group", l.group)
 		}
-		_, err := l.receive(h, 0)
+		err := l.receive(h)
 		switch {
 		case err == nil:
+			if failing {
+				failing = false
+				bo.Reset()
+			}
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, unix.ENOBUFS):
-			h.ReceiveError(l.cfg.Group, ReasonENOBUFS)
+			h.ReceiveError(l.group, ReasonENOBUFS)
 		default:
-			h.ReceiveError(l.cfg.Group, ReasonOther)
-			h.Bound(l.cfg.Group, false)
-			l.logger.Error("NFLOG receive failed; re-opening the socket", "group", l.cfg.Group, "err", err)
-			l.close()
+			h.ReceiveError(l.group, ReasonOther)
+			l.logger.Error("NFLOG receive failed; re-opening the socket", "group", l.group, "err", err)
+			l.drain(h)
+			h.Bound(l.group, false)
+			h.Rebind(l.group)
+			l.Close()
 		}
 	}
 	return nil
 }
 
-// Start binds the group once, so that configuration errors surface before the
-// exporter starts serving. Run then reads from this binding.
-func (l *Live) Start(h Handler) error {
+// drain dispatches the datagrams still queued in a failed socket, which
+// closing it would destroy uncounted. It stops at the first failure.
+func (l *Live) drain(h Handler) {
+	for i := 0; i < maxDrain; i++ {
+		n, ok, err := l.c.recvQueued(l.buf)
+		if err != nil || !ok {
+			return
+		}
+		l.datagram(h, n, 0)
+	}
+}
+
+// Open binds the group, so that configuration errors surface before the
+// exporter starts serving. Run then reads from this binding. Errors are
+// *BindError with an operator-facing explanation.
+func (l *Live) Open(h Handler) error {
 	if err := l.open(h); err != nil {
 		return err
 	}
-	h.Bound(l.cfg.Group, true)
+	h.Bound(l.group, true)
 	return nil
 }
 
 // Close releases the socket, which unbinds the group.
-func (l *Live) Close() { l.close() }
-
-func (l *Live) close() {
+func (l *Live) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.nf == nil {
-		return
+	if l.c == nil {
+		return nil
 	}
-	// Closing the socket destroys the instance (NETLINK_URELEASE), which unbinds
-	// the group; an explicit UNBIND would race with queued log batches.
-	l.nf.Close()
-	l.nf, l.rc = nil, nil
+	err := l.c.close()
+	l.c = nil
+	return err
 }
 
 // bindError maps kernel answers to what the operator should do.
 func (l *Live) bindError(err error) error {
-	g := l.cfg.Group
+	g := l.group
 	var hint string
 	switch {
 	case errors.Is(err, unix.EPERM) || strings.Contains(err.Error(), "operation not permitted"):

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,15 +14,29 @@ import (
 )
 
 // syncRecorder is a recorder safe to read while a reader goroutine writes it.
+// If gate is set, the next Packet waits until it is closed.
 type syncRecorder struct {
-	mu sync.Mutex
-	r  *recorder
+	mu   sync.Mutex
+	r    *recorder
+	gate chan struct{}
 }
 
 func (s *syncRecorder) Bound(g uint16, up bool) { s.mu.Lock(); s.r.Bound(g, up); s.mu.Unlock() }
 func (s *syncRecorder) Lost(g uint16, n uint64) { s.mu.Lock(); s.r.Lost(g, n); s.mu.Unlock() }
-func (s *syncRecorder) Packet(m *Message)       { s.mu.Lock(); s.r.Packet(m); s.mu.Unlock() }
 func (s *syncRecorder) Flush(g uint16)          { s.mu.Lock(); s.r.Flush(g); s.mu.Unlock() }
+func (s *syncRecorder) Rebind(g uint16)         { s.mu.Lock(); s.r.Rebind(g); s.mu.Unlock() }
+func (s *syncRecorder) Packet(m *Message) {
+	s.mu.Lock()
+	gate := s.gate
+	s.gate = nil
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	s.mu.Lock()
+	s.r.Packet(m)
+	s.mu.Unlock()
+}
 func (s *syncRecorder) ReceiveError(g uint16, e ErrorReason) {
 	s.mu.Lock()
 	s.r.ReceiveError(g, e)
@@ -42,8 +57,10 @@ func run(t *testing.T, args ...string) {
 }
 
 // TestLiveRebindsAfterReceiveError binds a real NFLOG group in a private
-// network namespace, breaks the receive, and checks that the reader counts
-// the error, re-binds and keeps counting every packet.
+// network namespace and breaks the receive while the socket holds packets
+// the reader has not read yet. The reader must count the error and the
+// re-bind, deliver the queued packets before it closes the socket, bind
+// again and keep counting, so that packets + lost equals the rule's counter.
 func TestLiveRebindsAfterReceiveError(t *testing.T) {
 	if os.Getenv("NFDROP_E2E") != "1" || os.Geteuid() != 0 {
 		t.Skip("needs root and NFDROP_E2E=1 (binds a real NFLOG group in a network namespace)")
@@ -59,25 +76,34 @@ func TestLiveRebindsAfterReceiveError(t *testing.T) {
 	}
 	defer nsFile.Close()
 	send := func(n int) {
-		for i := 0; i < n; i++ {
-			run(t, "ip", "netns", "exec", ns, "bash", "-c", "echo x > /dev/udp/127.0.0.1/9999")
-		}
+		run(t, "ip", "netns", "exec", ns, "bash", "-c", fmt.Sprintf("for i in $(seq %d); do echo x > /dev/udp/127.0.0.1/9999; done", n))
 	}
+	ruleCount := func() int {
+		out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-L", "INPUT", "-v", "-n", "-x").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables -L: %v: %s", err, out)
+		}
+		var pkts int
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "NFLOG") {
+				fmt.Sscan(line, &pkts)
+			}
+		}
+		return pkts
+	}
+	rec := &syncRecorder{r: newRecorder()}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
+				n, up, other, lost := rec.snapshot()
+				t.Fatalf("timed out waiting for %s (packets %d, up %v, errors %d, lost %d)", what, n, up, other, lost)
 			}
 		}
 	}
 
-	rec := &syncRecorder{r: newRecorder()}
-	l, err := NewLive(Config{Group: 7, CopyRange: 256, FlushTimeout: 10 * time.Millisecond, NetNS: int(nsFile.Fd())}, promslog.NewNopLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(rec); err != nil {
+	l := NewLive(7, Config{CopyRange: 256, FlushTimeout: 10 * time.Millisecond, NetNS: int(nsFile.Fd())}, promslog.NewNopLogger())
+	if err := l.Open(rec); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -87,21 +113,43 @@ func TestLiveRebindsAfterReceiveError(t *testing.T) {
 	send(5)
 	waitFor("5 packets", func() bool { n, _, _, _ := rec.snapshot(); return n == 5 })
 
+	// Hold the reader in its next packet, so that the next four packets,
+	// each in a kernel batch of its own, queue up in the socket unread.
+	gate := make(chan struct{})
+	rec.mu.Lock()
+	rec.gate = gate
+	rec.mu.Unlock()
+	send(1)
+	waitFor("the reader to hold", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.gate == nil })
+	for i := 0; i < 4; i++ {
+		send(1)
+		time.Sleep(50 * time.Millisecond) // past the 10 ms flush timeout: a datagram each
+	}
 	// A read that fails for any reason but an overflow makes the reader
-	// re-open the socket; an expired deadline is such a failure.
+	// re-open the socket; an expired deadline is such a failure, and the
+	// reader meets it at its next read, with the queued packets unread.
 	l.mu.Lock()
-	l.nf.Con.SetReadDeadline(time.Unix(1, 0))
+	l.c.setReadDeadline(time.Unix(1, 0))
 	l.mu.Unlock()
+	close(gate)
 	waitFor("the error to be counted", func() bool { _, _, other, _ := rec.snapshot(); return other == 1 })
 	waitFor("the group to be bound again", func() bool { _, up, _, _ := rec.snapshot(); return up })
 
 	send(3)
-	waitFor("8 packets", func() bool { n, _, _, _ := rec.snapshot(); return n == 8 })
+	waitFor("13 packets", func() bool { n, _, _, _ := rec.snapshot(); return n >= 13 })
+	time.Sleep(100 * time.Millisecond)
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run returned %v after cancel", err)
 	}
-	if n, _, other, lost := rec.snapshot(); n != 8 || other != 1 || lost != 0 {
-		t.Errorf("got %d packets, %d errors, %d lost; want 8, 1, 0", n, other, lost)
+	n, _, other, lost := rec.snapshot()
+	rec.mu.Lock()
+	rebinds := rec.r.rebinds[7]
+	rec.mu.Unlock()
+	if n != 13 || other != 1 || lost != 0 || rebinds != 1 {
+		t.Errorf("got %d packets, %d errors, %d lost, %d rebinds; want 13, 1, 0, 1", n, other, lost, rebinds)
+	}
+	if c := ruleCount(); uint64(n)+lost != uint64(c) {
+		t.Errorf("packets %d + lost %d != rule counter %d", n, lost, c)
 	}
 }

@@ -1,6 +1,30 @@
 // Package source delivers NFLOG messages, in the order the kernel produced them,
-// from a live netlink socket or from an NFLOG pcap capture (its file-backed twin
+// from a live netlink socket or from an NFLOG capture (its file-backed twin
 // for tests and offline use). It is the only package that talks to go-nflog.
+//
+// # Accounting
+//
+// For every group, sum(nfdrop_packets_total) + nfdrop_messages_lost_total
+// equals the packet counter of the rules that log to it, as long as the
+// socket stays bound: every message the kernel logged either arrives (and is
+// counted once) or leaves a gap in the instance's sequence numbers (and is
+// counted lost). The identity breaks in exactly these cases:
+//
+//   - A receive fails with anything but ENOBUFS (nfdrop_receive_errors_total
+//     {reason="other"}): the reader reads what the old socket still holds,
+//     closes it (which destroys the kernel's NFLOG instance) and binds
+//     again (nfdrop_rebinds_total). Packets the rules log between the close
+//     and the new binding go nowhere, and the new instance numbers its
+//     messages from 0 again, so no gap shows them: they are in neither
+//     counter. So is a batch the kernel had built but not yet sent when the
+//     instance was destroyed.
+//   - The packets a rule logged before the group was first bound, or after
+//     the exporter stopped.
+//   - A replayed capture: it holds only what the capturing process received.
+//
+// A rebind is therefore the signal that the identity no longer holds for the
+// interval around it; a restart of the exporter is another one (the counters
+// start again from 0).
 package source
 
 import (
@@ -54,11 +78,24 @@ type Handler interface {
 	Lost(group uint16, n uint64)
 	// ReceiveError reports a failed receive.
 	ReceiveError(group uint16, reason ErrorReason)
+	// Rebind reports that the group's socket was closed after a receive
+	// error to be bound again: what is logged until then is lost uncounted
+	// (see Accounting in the package documentation).
+	Rebind(group uint16)
 }
 
-// Source reads one or more NFLOG groups until ctx is cancelled or the input ends.
+// Source is one input of NFLOG messages for one or more groups, over its
+// whole life: Open, then Run, then Close. New picks the implementation.
 type Source interface {
+	// Open binds the groups (or opens the capture), so that a
+	// misconfiguration is reported before the exporter serves. Messages
+	// that arrive while binding go to h.
+	Open(h Handler) error
+	// Run reads until ctx is cancelled or the input ends. A live source
+	// survives receive errors; its error is for what cannot be retried.
 	Run(ctx context.Context, h Handler) error
+	// Close releases what Open took; it unbinds the groups.
+	Close() error
 }
 
 // seqTracker turns NFLOG per-instance sequence numbers into a lost-message count.

@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 )
 
 func TestBuildPoolTeardownMix(t *testing.T) {
@@ -193,25 +197,37 @@ go_memstats_mallocs_total 123456
 }
 
 func TestCountPcap(t *testing.T) {
-	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.BigEndian} {
+	for _, ng := range []bool{false, true} {
 		var b bytes.Buffer
-		hdr := make([]byte, 24)
-		order.PutUint32(hdr, 0xa1b2c3d4)
-		order.PutUint32(hdr[20:], 239)
-		b.Write(hdr)
-		for i, n := range []int{40, 0, 300} {
-			rec := make([]byte, 16+n)
-			order.PutUint32(rec[0:], uint32(i))
-			order.PutUint32(rec[8:], uint32(n))
-			order.PutUint32(rec[12:], uint32(n))
-			b.Write(rec)
+		write := func(ci gopacket.CaptureInfo, d []byte) error { return nil }
+		if ng {
+			w, err := pcapgo.NewNgWriter(&b, layers.LinkType(capture.LinkTypeNFLOG))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Flush()
+			write = func(ci gopacket.CaptureInfo, d []byte) error {
+				if err := w.WritePacket(ci, d); err != nil {
+					return err
+				}
+				return w.Flush()
+			}
+		} else {
+			w := pcapgo.NewWriter(&b)
+			w.WriteFileHeader(65535, layers.LinkType(capture.LinkTypeNFLOG))
+			write = w.WritePacket
+		}
+		for _, n := range []int{40, 0, 300} {
+			if err := write(gopacket.CaptureInfo{CaptureLength: n, Length: n}, make([]byte, n)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		full := b.Bytes()
 		if n, err := countPcap(bytes.NewReader(full)); err != nil || n != 3 {
-			t.Errorf("%v: countPcap = %d, %v; want 3", order, n, err)
+			t.Errorf("pcapng=%v: countPcap = %d, %v; want 3", ng, n, err)
 		}
 		if _, err := countPcap(bytes.NewReader(full[:len(full)-1])); err == nil {
-			t.Errorf("%v: truncated record accepted", order)
+			t.Errorf("pcapng=%v: truncated record accepted", ng)
 		}
 	}
 	if n, err := countPcap(bytes.NewReader(nil)); err != nil || n != 0 {

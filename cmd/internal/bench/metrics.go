@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 )
 
 // scrape is what the bench reads from one /metrics answer (text format 0.0.4).
@@ -105,41 +107,24 @@ func scrapeOnce(c *http.Client, url string, g int) (scrape, error) {
 	return s, err
 }
 
-// countPcap returns the number of records in a pcap file (either byte order,
-// micro- or nanosecond magic), e.g. what ulogd's PCAP output wrote.
+// countPcap returns the number of records in a pcap or pcapng file, e.g.
+// what ulogd's PCAP output wrote.
 func countPcap(r io.Reader) (uint64, error) {
 	br := bufio.NewReaderSize(r, 1<<20)
-	var hdr [24]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		if err == io.EOF {
-			return 0, nil // ulogd creates the file lazily; no record, no header
-		}
-		return 0, fmt.Errorf("bench: pcap header: %w", err)
+	if _, err := br.Peek(1); err == io.EOF {
+		return 0, nil // ulogd creates the file lazily; no record, no header
 	}
-	var order func([]byte) uint32
-	switch m := hdr[0:4]; {
-	case bytes.Equal(m, []byte{0xd4, 0xc3, 0xb2, 0xa1}), bytes.Equal(m, []byte{0x4d, 0x3c, 0xb2, 0xa1}):
-		order = func(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
-	case bytes.Equal(m, []byte{0xa1, 0xb2, 0xc3, 0xd4}), bytes.Equal(m, []byte{0xa1, 0xb2, 0x3c, 0x4d}):
-		order = func(b []byte) uint32 { return uint32(b[3]) | uint32(b[2])<<8 | uint32(b[1])<<16 | uint32(b[0])<<24 }
-	default:
-		return 0, fmt.Errorf("bench: not a pcap file (magic % x)", hdr[0:4])
+	cr, err := capture.Open(br)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
 	}
 	var n uint64
-	var rec [16]byte
 	for {
-		if _, err := io.ReadFull(br, rec[:]); err != nil {
+		if _, _, err := cr.Next(); err != nil {
 			if err == io.EOF {
 				return n, nil
 			}
-			return n, fmt.Errorf("bench: pcap record %d header: %w", n+1, err)
-		}
-		incl := order(rec[8:12])
-		if incl > 1<<18 {
-			return n, fmt.Errorf("bench: pcap record %d claims %d bytes", n+1, incl)
-		}
-		if _, err := br.Discard(int(incl)); err != nil {
-			return n, fmt.Errorf("bench: pcap record %d body: %w", n+1, err)
+			return n, fmt.Errorf("bench: pcap record %d: %w", n+1, err)
 		}
 		n++
 	}
