@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecodeEvent -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzEventDatagram -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
+	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./collector/logline/
 
 clean:
 	rm -rf $(BIN)

@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
@@ -170,6 +172,8 @@ func (a *aggregator) readText(in *input, br *bufio.Reader) error {
 			case logline.Unparsed:
 				in.unparsed++
 				a.unparsed(in, in.lines, reason.String(), line)
+			case logline.NotKernel:
+				in.notKernel++
 			default:
 				in.ignored++
 			}
@@ -237,6 +241,8 @@ type input struct {
 	packets  uint64
 	ignored  uint64
 	unparsed uint64
+	// notKernel: lines with the LOG head that another program wrote
+	notKernel uint64
 }
 
 type example struct {
@@ -278,11 +284,35 @@ func (a *aggregator) unparsed(in *input, line uint64, reason string, text []byte
 	}
 	text = bytes.TrimRight(text, "\r\n")
 	const maxText = 300
-	s := string(text[:min(len(text), maxText)])
+	s := escape(text[:min(len(text), maxText)])
 	if len(text) > maxText {
 		s += "..."
 	}
 	a.examples = append(a.examples, example{input: in.name, line: line, reason: reason, text: s})
+}
+
+// escape makes bytes from a log line safe to print: control characters
+// (C0, DEL, C1), other unprintable runes such as bidirectional overrides, and
+// invalid UTF-8 are written as Go escapes (\x1b, \u202e), and a backslash as
+// \\, so a hostile line cannot drive the terminal that reads the report.
+func escape(b []byte) string {
+	var out strings.Builder
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&out, `\x%02x`, b[0])
+		case r == '\\':
+			out.WriteString(`\\`)
+		case strconv.IsPrint(r):
+			out.Write(b[:n])
+		default:
+			q := strconv.QuoteRune(r) // '\x1b', '\u202e'
+			out.WriteString(q[1 : len(q)-1])
+		}
+		b = b[n:]
+	}
+	return out.String()
 }
 
 // span tracks the first and last time seen per clock. Lines from different

@@ -23,6 +23,7 @@ type Report struct {
 	Total         uint64            `json:"total"`
 	Unparsed      uint64            `json:"unparsed"`
 	Ignored       uint64            `json:"ignored"`
+	NotKernel     uint64            `json:"not_kernel"`
 	Classes       map[string]uint64 `json:"classes"`
 	Series        []Series          `json:"series"`
 	Prefixes      []PrefixCount     `json:"prefixes"`
@@ -39,6 +40,9 @@ type InputReport struct {
 	Packets  uint64 `json:"packets"`
 	Ignored  uint64 `json:"ignored"`
 	Unparsed uint64 `json:"unparsed"`
+	// NotKernel counts lines with the LOG head that another program wrote
+	// (a name[pid]: syslog tag, or a journal entry not from the kernel).
+	NotKernel uint64 `json:"not_kernel"`
 }
 
 // Series is one nfdrop_packets_total series without the group label.
@@ -84,10 +88,11 @@ func (a *aggregator) report() *Report {
 		r.Classes[c.String()] = 0
 	}
 	for _, in := range a.inputs {
-		r.Inputs = append(r.Inputs, InputReport{in.name, in.format, in.lines, in.packets, in.ignored, in.unparsed})
+		r.Inputs = append(r.Inputs, InputReport{in.name, in.format, in.lines, in.packets, in.ignored, in.unparsed, in.notKernel})
 		r.Total += in.packets
 		r.Unparsed += in.unparsed
 		r.Ignored += in.ignored
+		r.NotKernel += in.notKernel
 	}
 	names := a.prefixes.Names()
 	ports := a.classifier.Ports()
@@ -218,13 +223,20 @@ func writeTable(w io.Writer, r *Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Packets classified: %s    lines not understood: %s    other lines ignored: %s\n",
 		thousands(r.Total), thousands(r.Unparsed), thousands(r.Ignored))
+	if r.NotKernel > 0 {
+		fmt.Fprintf(&b, "Not counted: %s firewall-like lines written by other programs, not by the kernel\n", thousands(r.NotKernel))
+	}
 	for _, in := range r.Inputs {
 		unit := "lines"
 		if in.Format != "text" {
 			unit = "records"
 		}
-		fmt.Fprintf(&b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored\n",
-			in.Name, in.Format, thousands(in.Lines), unit, thousands(in.Packets), thousands(in.Unparsed), thousands(in.Ignored))
+		fmt.Fprintf(&b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored",
+			escape([]byte(in.Name)), in.Format, thousands(in.Lines), unit, thousands(in.Packets), thousands(in.Unparsed), thousands(in.Ignored))
+		if in.NotKernel > 0 {
+			fmt.Fprintf(&b, ", %s from other programs", thousands(in.NotKernel))
+		}
+		b.WriteString("\n")
 	}
 	if ts := r.TimeSpan; ts != nil {
 		d := time.Duration(ts.Seconds * float64(time.Second)).Round(time.Millisecond)
@@ -299,7 +311,7 @@ func writeTable(w io.Writer, r *Report) error {
 	if r.Unparsed > 0 {
 		fmt.Fprintf(&b, "\nLines not understood: %s (first %d shown)\n", thousands(r.Unparsed), len(r.UnparsedLines))
 		for _, u := range r.UnparsedLines {
-			fmt.Fprintf(&b, "  %s:%d: %s: %s\n", u.Input, u.Line, u.Reason, u.Text)
+			fmt.Fprintf(&b, "  %s:%d: %s: %s\n", escape([]byte(u.Input)), u.Line, u.Reason, u.Text) // Text is escaped already
 		}
 	}
 	b.WriteString("\nVerdict: ")

@@ -11,21 +11,38 @@ import (
 // may follow any byte; it counts only when the interface name (no spaces) is
 // followed by " OUT=", which also skips "IN=" inside a prefix or PHYSIN=.
 func findIN(b []byte) (int, bool) {
-	off := 0
+	k, ok, _ := scanIN(b)
+	return k, ok
+}
+
+// scanIN is findIN that also returns how many bytes it examined, so that a
+// test can hold it to linear work. Every candidate "IN=" that follows the
+// last one before the same space shares that space: remembering it keeps a
+// line of repeated "IN=" linear (re-scanning to the space per candidate made
+// a 1 MiB line take minutes).
+func scanIN(b []byte) (k int, ok bool, examined int) {
+	off, space := 0, -1 // space: index of the first ' ' at or after the last scan's start, or len(b)
 	for {
-		k := bytes.Index(b[off:], inKey)
-		if k < 0 {
-			return 0, false
+		i := bytes.Index(b[off:], inKey)
+		if i < 0 {
+			return 0, false, examined + len(b) - off
 		}
-		k += off
+		examined += i + len(inKey)
+		k = off + i
 		j := k + len(inKey)
-		for j < len(b) && b[j] != ' ' {
-			j++
+		if space < j {
+			if s := bytes.IndexByte(b[j:], ' '); s >= 0 {
+				space = j + s
+				examined += s
+			} else {
+				space = len(b)
+				examined += len(b) - j
+			}
 		}
-		if bytes.HasPrefix(b[j:], outKey) {
-			return k, true
+		if bytes.HasPrefix(b[space:], outKey) {
+			return k, true, examined
 		}
-		off = k + 1
+		off = j // "IN=" cannot overlap itself
 	}
 }
 

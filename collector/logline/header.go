@@ -6,11 +6,12 @@ import "time"
 // of the kernel's message and records the time it finds there. It removes only
 // shapes it recognises exactly; anything else stays in front of "IN=" and so
 // becomes part of the prefix, which is visible in the report rather than lost.
-func (p *Parser) stripHeader(b []byte, r *Record) []byte {
+// other is true when the syslog tag names a program other than the kernel.
+func (p *Parser) stripHeader(b []byte, r *Record) (msg []byte, other bool) {
 	// /dev/kmsg: "PRI,SEQ,USEC,FLAGS[,...];message"
 	if n, us, ok := kmsgHeader(b); ok {
 		r.TimeKind, r.Uptime = TimeUptime, time.Duration(us)*time.Microsecond
-		return b[n:]
+		return b[n:], false
 	}
 	// dmesg -r / raw printk level: "<4>"
 	if len(b) > 2 && b[0] == '<' {
@@ -47,12 +48,14 @@ func (p *Parser) stripHeader(b []byte, r *Record) []byte {
 		_, rest := token(b)
 		b = rest
 		if tok, rest := token(b); isTag(tok) {
-			b = rest
+			b, other = rest, !isKernelTag(tok)
 		}
 	} else if host, rest := token(b); len(host) > 0 && !isTag(host) {
 		// journalctl -o short-monotonic: "[ 12.3] host kernel: msg"
 		if tok, rest2 := token(rest); isKernelTag(tok) {
 			b = rest2
+		} else if isProgramTag(tok) {
+			b, other = rest2, true
 		}
 	} else if isKernelTag(host) {
 		b = rest
@@ -65,7 +68,7 @@ func (p *Parser) stripHeader(b []byte, r *Record) []byte {
 		b = b[n:]
 		b = b[skipSpace(b, 0):]
 	}
-	return b
+	return b, other
 }
 
 // token returns the first space-separated token of b and the rest after the
@@ -80,14 +83,14 @@ func token(b []byte) (tok, rest []byte) {
 
 func isKernelTag(t []byte) bool { return string(t) == "kernel:" }
 
-// isTag matches the syslog tag of a kernel line, "kernel:", or of a daemon
-// such as ulogd, "name[pid]:". A bare "name:" is not taken: ulogd's LOGEMU
-// file writes "time host PREFIX IN=...", and a prefix such as "DROP:" must
-// stay the prefix.
-func isTag(t []byte) bool {
-	if isKernelTag(t) {
-		return true
-	}
+// isTag matches the syslog tag of a kernel line, "kernel:", or of a program,
+// "name[pid]:". A bare "name:" is not taken: ulogd's LOGEMU file writes
+// "time host PREFIX IN=...", and a prefix such as "DROP:" must stay the
+// prefix.
+func isTag(t []byte) bool { return isKernelTag(t) || isProgramTag(t) }
+
+// isProgramTag matches "name[pid]:", the tag syslog(3) writes for a program.
+func isProgramTag(t []byte) bool {
 	if len(t) < 5 || t[len(t)-1] != ':' || t[len(t)-2] != ']' {
 		return false
 	}

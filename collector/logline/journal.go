@@ -8,20 +8,22 @@ import (
 
 // journalJSON reads one `journalctl -o json` object: the MESSAGE field (a JSON
 // string, or an array of byte values when journald considered the message
-// binary) and __REALTIME_TIMESTAMP (microseconds since the epoch, as a
-// string). isJSON is false when b is not a JSON object at all; ok is false when
-// it is one but has no decodable MESSAGE. The message is decoded into p.buf.
-func (p *Parser) journalJSON(b []byte, r *Record) (msg []byte, ok, isJSON bool) {
+// binary), __REALTIME_TIMESTAMP (microseconds since the epoch, as a string)
+// and _TRANSPORT. isJSON is false when b is not a JSON object at all; ok is
+// false when it is one but has no decodable MESSAGE; kernel is true when
+// _TRANSPORT is "kernel" (journald sets it; no client can). The message is
+// decoded into p.buf.
+func (p *Parser) journalJSON(b []byte, r *Record) (msg []byte, ok, isJSON, kernel bool) {
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return nil, false, false
+		return nil, false, false, false
 	}
 	i++
 	found := false
 	for {
 		i = skipWS(b, i)
 		if i >= len(b) {
-			return nil, false, true
+			return nil, false, true, false
 		}
 		if b[i] == '}' {
 			break
@@ -31,30 +33,36 @@ func (p *Parser) journalJSON(b []byte, r *Record) (msg []byte, ok, isJSON bool) 
 			continue
 		}
 		if b[i] != '"' {
-			return nil, false, true
+			return nil, false, true, false
 		}
 		ks, ke, next, good := rawString(b, i)
 		if !good {
-			return nil, false, true
+			return nil, false, true, false
 		}
 		key := b[ks:ke]
 		i = skipWS(b, next)
 		if i >= len(b) || b[i] != ':' {
-			return nil, false, true
+			return nil, false, true, false
 		}
 		i = skipWS(b, i+1)
 		if i >= len(b) {
-			return nil, false, true
+			return nil, false, true, false
 		}
 		switch string(key) {
 		case "MESSAGE":
 			var good bool
 			i, good = p.message(b, i)
 			if !good {
-				return nil, false, true
+				return nil, false, true, false
 			}
 			found = true
 			continue
+		case "_TRANSPORT":
+			if b[i] == '"' {
+				if vs, ve, _, good := rawString(b, i); good {
+					kernel = string(b[vs:ve]) == "kernel"
+				}
+			}
 		case "__REALTIME_TIMESTAMP":
 			if b[i] == '"' {
 				vs, ve, _, good := rawString(b, i)
@@ -69,13 +77,13 @@ func (p *Parser) journalJSON(b []byte, r *Record) (msg []byte, ok, isJSON bool) 
 		var good2 bool
 		i, good2 = skipValue(b, i, 0)
 		if !good2 {
-			return nil, false, true
+			return nil, false, true, false
 		}
 	}
 	if !found {
-		return nil, false, true
+		return nil, false, true, false
 	}
-	return p.buf, true, true
+	return p.buf, true, true, kernel
 }
 
 func skipWS(b []byte, i int) int {

@@ -8,10 +8,16 @@
 // so offline reports use the exporter's own classification. Parsing never
 // allocates (the only buffer, for JSON unescaping, is reused) and never panics.
 //
-// Three outcomes are kept apart so that nothing is dropped silently:
-// NotFirewall (a line that is not a LOG line: ignored and counted), OK, and
+// Four outcomes are kept apart so that nothing is dropped silently:
+// NotFirewall (a line that is not a LOG line: ignored and counted), NotKernel
+// (a line with the "IN=... OUT=" head that another program wrote), OK, and
 // Unparsed (a LOG line, recognised by its "IN=... OUT=" head, that ends early or
 // has a field the kernel never writes).
+//
+// Only the kernel's own lines count as packets. A syslog line tagged
+// "name[pid]:" (sshd[123]:, ulogd[812]:, anything logger(1) writes) and a
+// journal entry whose _TRANSPORT is not "kernel" are NotKernel: any local
+// user can write such a line, so it is no evidence of a dropped packet.
 package logline
 
 import (
@@ -27,6 +33,7 @@ const (
 	NotFirewall Status = iota // not a kernel LOG line
 	OK                        // Record is filled
 	Unparsed                  // a LOG line that could not be understood; see Reason
+	NotKernel                 // looks like a LOG line, but another program wrote it
 )
 
 // Reason says why a LOG line was not understood.
@@ -105,7 +112,7 @@ func (p *Parser) Parse(line []byte, r *Record) (Status, Reason) {
 
 	i := skipSpace(line, 0)
 	if i < len(line) && line[i] == '{' {
-		msg, ok, isJSON := p.journalJSON(line[i:], r)
+		msg, ok, isJSON, kernel := p.journalJSON(line[i:], r)
 		if !isJSON {
 			return NotFirewall, ReasonNone
 		}
@@ -115,9 +122,26 @@ func (p *Parser) Parse(line []byte, r *Record) (Status, Reason) {
 			}
 			return NotFirewall, ReasonNone
 		}
+		if !kernel {
+			return notKernel(msg)
+		}
 		return parseMessage(msg, r)
 	}
-	return parseMessage(p.stripHeader(line, r), r)
+	msg, other := p.stripHeader(line, r)
+	if other {
+		return notKernel(msg)
+	}
+	return parseMessage(msg, r)
+}
+
+// notKernel sorts a line another program wrote: NotKernel when it has the
+// LOG head (so that the report can say why it was not counted), else
+// NotFirewall like any other line.
+func notKernel(msg []byte) (Status, Reason) {
+	if looksLikeFirewall(msg) {
+		return NotKernel, ReasonNone
+	}
+	return NotFirewall, ReasonNone
 }
 
 func trimEOL(b []byte) []byte {

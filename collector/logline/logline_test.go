@@ -109,20 +109,20 @@ func TestParse(t *testing.T) {
 		{"journalctl short-iso colon", "2026-11-25T13:34:54-05:00 web1 kernel: " + msgV4SYN, with(wV4SYN, TimeWall, utc("2026-11-25T18:34:54Z"), 0)},
 		{"rsyslog rfc3339", "2026-11-25T13:34:54.000123Z web1 kernel: " + msgV4SYN, with(wV4SYN, TimeWall, utc("2026-11-25T13:34:54.000123Z"), 0)},
 		{"journalctl short-monotonic", "[  437.005049] web1 kernel: " + msgV4SYN, with(wV4SYN, TimeUptime, time.Time{}, 437*time.Second+5049*time.Microsecond)},
-		{"tag with pid", "Nov 25 13:34:54 web1 ulogd[812]: " + msgV4SYN, with(wV4SYN, TimeNoYear, noYear, 0)},
+
 		{"crlf", msgV4SYN + "\r\n", wV4SYN},
 		{"ulogd LOGEMU file keeps a name: prefix", "Nov 25 13:34:54 web1 DROP: " + msgRedRST[len("iptables denied: "):],
 			want{status: OK, prefix: "DROP: ", family: packet.FamilyIPv4, proto: packet.ProtoTCP, ipproto: 6, length: 40, ports: true, sport: 49264, dport: 443, hasFlags: true, flags: packet.FlagRST, kind: TimeNoYear, time: noYear}},
-		{"syslog tag of another daemon", "Nov 25 13:34:54 web1 fw-agent[77]: " + msgV4SYN, with(wV4SYN, TimeNoYear, noYear, 0)},
+
 		{"dmesg, prefix looks like a tag", "[  437.005049] DROP: " + msgRedRST[len("iptables denied: "):],
 			want{status: OK, prefix: "DROP: ", family: packet.FamilyIPv4, proto: packet.ProtoTCP, ipproto: 6, length: 40, ports: true, sport: 49264, dport: 443, hasFlags: true, flags: packet.FlagRST, kind: TimeUptime, uptime: 437*time.Second + 5049*time.Microsecond}},
 		{"journal json", `{"__CURSOR":"s=1;i=2","__REALTIME_TIMESTAMP":"1795613694123456","PRIORITY":"4","_TRANSPORT":"kernel","SYSLOG_IDENTIFIER":"kernel","MESSAGE":"` + msgV4SYN + `","_BOOT_ID":"x"}`,
 			with(wV4SYN, TimeWall, time.UnixMicro(1795613694123456), 0)},
-		{"journal json escapes", `{"MESSAGE":"nfdDx18383-raw\u0020IN=nfdDxa OUT= SRC=10.99.0.2 DST=10.99.0.1 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=37658 PROTO=TCP SPT=1592 DPT=443 WINDOW=512 RES=0x00 SYN URGP=0 ","__REALTIME_TIMESTAMP":"1795613694123456"}`,
+		{"journal json escapes", `{"_TRANSPORT":"kernel","MESSAGE":"nfdDx18383-raw\u0020IN=nfdDxa OUT= SRC=10.99.0.2 DST=10.99.0.1 LEN=40 TOS=0x00 PREC=0x00 TTL=64 ID=37658 PROTO=TCP SPT=1592 DPT=443 WINDOW=512 RES=0x00 SYN URGP=0 ","__REALTIME_TIMESTAMP":"1795613694123456"}`,
 			with(wV4SYN, TimeWall, time.UnixMicro(1795613694123456), 0)},
-		{"journal json byte array", `{"__REALTIME_TIMESTAMP" : "5", "MESSAGE" : [105,112,116,32,73,78,61,101,48,32,79,85,84,61,32,83,82,67,61,49,46,50,46,51,46,52,32,84,84,76,61,49,32,80,82,79,84,79,61,84,67,80,32,83,80,84,61,49,32,68,80,84,61,50,32,82,69,83,61,48,120,48,48,32,83,89,78,32,85,82,71,80,61,48]}`,
+		{"journal json byte array", `{"__REALTIME_TIMESTAMP" : "5", "_TRANSPORT" : "kernel", "MESSAGE" : [105,112,116,32,73,78,61,101,48,32,79,85,84,61,32,83,82,67,61,49,46,50,46,51,46,52,32,84,84,76,61,49,32,80,82,79,84,79,61,84,67,80,32,83,80,84,61,49,32,68,80,84,61,50,32,82,69,83,61,48,120,48,48,32,83,89,78,32,85,82,71,80,61,48]}`,
 			want{status: OK, prefix: "ipt ", family: packet.FamilyIPv4, proto: packet.ProtoTCP, ipproto: 6, ports: true, sport: 1, dport: 2, hasFlags: true, flags: packet.FlagSYN, kind: TimeWall, time: time.UnixMicro(5)}},
-		{"journal json nested values", `{"A":{"b":[1,{"c":"]"}]},"N":12,"T":true,"MESSAGE":"` + msgRedRST + `"}`, wRedRST},
+		{"journal json nested values", `{"A":{"b":[1,{"c":"]"}]},"N":12,"T":true,"MESSAGE":"` + msgRedRST + `","_TRANSPORT":"kernel"}`, wRedRST},
 		{"journal json not kernel", `{"MESSAGE":"Started Session 4 of user root.","__REALTIME_TIMESTAMP":"1"}`, want{status: NotFirewall}},
 		{"journal json broken message", `{"MESSAGE":"x IN=a OUT= \q"}`, want{status: Unparsed, reason: ReasonBadJSON}},
 
@@ -181,6 +181,17 @@ func TestParse(t *testing.T) {
 		{"arp", msgARP, want{status: OK, prefix: "a ", proto: packet.ProtoOther}},
 		{"IN= inside the prefix", "LOGIN=x IN=eth0 OUT= SRC=1.2.3.4 TTL=1 PROTO=ICMP TYPE=8 CODE=0",
 			want{status: OK, prefix: "LOGIN=x ", family: packet.FamilyIPv4, proto: packet.ProtoICMP, ipproto: 1}},
+
+		// written by another program: not evidence of a packet
+		{"syslog tag of another program", "Nov 25 13:34:54 web1 sshd[123]: " + msgV4SYN, want{status: NotKernel}},
+		{"syslog tag of ulogd", "Nov 25 13:34:54 web1 ulogd[812]: " + msgV4SYN, want{status: NotKernel}},
+		{"iso stamp, tag of another program", "2026-11-25T13:34:54+0100 web1 fw-agent[77]: " + msgV4SYN, want{status: NotKernel}},
+		{"short-monotonic, tag of another program", "[  437.005049] web1 logger[9]: " + msgV4SYN, want{status: NotKernel}},
+		{"journal json from syslog", `{"_TRANSPORT":"syslog","SYSLOG_IDENTIFIER":"kernel","MESSAGE":"` + msgV4SYN + `"}`, want{status: NotKernel}},
+		{"journal json from stdout", `{"MESSAGE":"` + msgV4SYN + `","_TRANSPORT":"stdout"}`, want{status: NotKernel}},
+		{"journal json without transport", `{"MESSAGE":"` + msgV4SYN + `"}`, want{status: NotKernel}},
+		{"journal json, kernel in the message only", `{"MESSAGE":"_TRANSPORT=kernel ` + msgV4SYN + `","_TRANSPORT":"journal"}`, want{status: NotKernel}},
+		{"another program, not a LOG line", "Nov 25 13:34:54 web1 sshd[1]: IN=x", want{status: NotFirewall}},
 
 		// not firewall
 		{"empty", "", want{status: NotFirewall}},
@@ -264,7 +275,7 @@ func TestParseAllocs(t *testing.T) {
 	lines := [][]byte{
 		[]byte("Nov 25 13:34:54 web1 kernel: [  437.005049] " + msgNftFIN),
 		[]byte("2026-11-25T13:34:54.000123+01:00 web1 kernel: " + msgV6SYN),
-		[]byte(`{"__REALTIME_TIMESTAMP":"1795613694123456","MESSAGE":"` + msgRedRST + `"}`),
+		[]byte(`{"__REALTIME_TIMESTAMP":"1795613694123456","_TRANSPORT":"kernel","MESSAGE":"` + msgRedRST + `"}`),
 		[]byte("Nov 25 13:34:54 web1 sshd[1]: Accepted publickey for root"),
 		[]byte("x IN=eth0 OUT= SRC=1.2.3.4 TTL=1 PROTO=TCP SPT=1"),
 	}
