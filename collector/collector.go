@@ -13,6 +13,7 @@ import (
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +25,9 @@ type Config struct {
 	// Teardown, if set, receives every teardown-shaped packet (for conntrack
 	// correlation). It must not block.
 	Teardown TeardownSink
+	// SourcesCapacity, if positive, keeps a top-sources sketch of that many
+	// counters per group over the sources of non-teardown drops (Snapshot).
+	SourcesCapacity int
 }
 
 // TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
@@ -59,6 +63,7 @@ type groupState struct {
 	decodeErrors [packet.NumErrors]atomic.Uint64
 	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet; published by Flush
 	up           atomic.Bool
+	sources      *topsources.Sources // nil: the sources view is off
 
 	// Owned by the group's reader goroutine.
 	pkt       packet.Packet // scratch, reused per packet
@@ -91,6 +96,13 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 			return nil, fmt.Errorf("NFLOG group %d given twice", g)
 		}
 		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots), rawLen: -1}
+		if cfg.SourcesCapacity > 0 {
+			s, err := topsources.NewSources(cfg.SourcesCapacity)
+			if err != nil {
+				return nil, err
+			}
+			gs.sources = s
+		}
 		for cl := Class(0); cl < NumClasses; cl++ {
 			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
 		}
@@ -147,8 +159,12 @@ func (c *Collector) Packet(m *source.Message) {
 		ts = time.Now().UnixNano()
 	}
 	gs.last = ts
-	if class == ClassTeardown && c.teardown != nil {
-		c.teardown.Observe(m.Group, p, ts)
+	if class == ClassTeardown {
+		if c.teardown != nil {
+			c.teardown.Observe(m.Group, p, ts)
+		}
+	} else if gs.sources != nil {
+		observeSource(gs.sources, p, class, ts)
 	}
 }
 
@@ -197,6 +213,9 @@ func (c *Collector) Flush(group uint16) {
 	}
 	if gs.last != 0 {
 		gs.lastPacket.Store(gs.last)
+	}
+	if gs.sources != nil {
+		gs.sources.Flush()
 	}
 	if c.teardown != nil {
 		c.teardown.Flush(group)
