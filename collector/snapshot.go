@@ -36,7 +36,8 @@ type SourcesSnapshot struct {
 }
 
 // Snapshot copies every group's state, in configuration order, with the k
-// heaviest sources per level. Safe to call from any goroutine.
+// heaviest sources per level (k = 0: no sources, for callers that only need
+// the counts). Safe to call from any goroutine.
 func (c *Collector) Snapshot(k int) []GroupSnapshot {
 	names := c.prefixes.names()
 	ports := c.classifier.Ports()
@@ -55,7 +56,7 @@ func (c *Collector) Snapshot(k int) []GroupSnapshot {
 				s.Series = append(s.Series, SeriesCount{Labels: Labels{Class: cl, ports: ports}, Prefix: otherPrefix, Packets: n})
 			}
 		}
-		if gs.sources != nil {
+		if gs.sources != nil && k > 0 {
 			a, n := gs.sources.Snapshot(k)
 			s.Sources = &SourcesSnapshot{Addresses: a, Networks: n}
 		}
