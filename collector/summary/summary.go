@@ -42,6 +42,8 @@ type Group struct {
 	Rate                 Rate       `json:"rate"`
 	Classes              []Count    `json:"classes"`        // every class, in a fixed order
 	TeardownShare        float64    `json:"teardown_share"` // teardown / packets; 0 without packets
+	Verdict              string     `json:"verdict"`        // the answer in one sentence
+	Level                string     `json:"level"`          // "idle", "harmless" or "look": how to colour the verdict
 	Evidence             *Evidence  `json:"evidence"`       // null when conntrack correlation is off
 	Reasons              []Count    `json:"reasons,omitempty"`
 	Ports                []Count    `json:"ports"` // top service ports of non-teardown drops
@@ -119,7 +121,7 @@ type ReasonSource interface {
 func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev *sample) Summary {
 	out := Summary{
 		APIVersion: APIVersion, Exporter: s.cfg.Exporter, Version: s.cfg.Version,
-		GeneratedAt: now, SourcesEnabled: s.cfg.Sources, Groups: make([]Group, 0, len(snaps)),
+		GeneratedAt: now.UTC(), SourcesEnabled: s.cfg.Sources, Groups: make([]Group, 0, len(snaps)),
 	}
 	window := 0.0
 	if prev != nil {
@@ -169,6 +171,7 @@ func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev 
 				g.Evidence = evidenceOf(counts)
 			}
 		}
+		g.Level, g.Verdict = verdict(&g)
 		if s.cfg.Reasons != nil {
 			g.Reasons = s.cfg.Reasons.Reasons(gs.Group)
 		}
@@ -249,4 +252,21 @@ func topOf(t topsources.Top) Top {
 			FirstSeen: e.First.UTC(), LastSeen: e.Last.UTC()})
 	}
 	return out
+}
+
+// verdict sums the group up: mostly late teardown (of connections conntrack
+// knew, when it was asked) is the normal noise of a stateful firewall; the
+// rest is worth a look at ports and sources.
+func verdict(g *Group) (level, text string) {
+	switch {
+	case g.Packets == 0:
+		return "idle", "No drops yet."
+	case g.TeardownShare < 0.5:
+		return "look", "Mostly not teardown: traffic the firewall refuses on purpose or by mistake; see the ports and sources."
+	case g.Evidence == nil || g.Evidence.Proven+g.Evidence.Unproven == 0:
+		return "harmless", "Mostly late teardown of closed connections: likely harmless."
+	case g.Evidence.Proven >= g.Evidence.Unproven:
+		return "harmless", "Mostly late teardown, and conntrack knew the connections: harmless."
+	}
+	return "look", "Teardown-shaped, but conntrack knew no connection for most: could be a scan; see the sources."
 }
