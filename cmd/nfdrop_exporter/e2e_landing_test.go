@@ -205,7 +205,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100) // 100: lossless PNG)
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100: lossless PNG
 	if err != nil {
 		t.Fatal(err)
 	}
