@@ -84,6 +84,9 @@ func TestSummary(t *testing.T) {
 	if e := g.Evidence; e == nil || e.Proven != 3 || e.Unproven != 4 || e.Skipped != 1 || len(e.Values) != 5 || e.Values[3].Name != "none" || e.Values[3].Share != 0.5 {
 		t.Errorf("evidence %+v", g.Evidence)
 	}
+	if g.Level != "look" || g.Verdict != "Teardown-shaped, but conntrack knew no connection for most: could be a scan; see the sources." {
+		t.Errorf("verdict %q %q: half teardown, more unproven than proven", g.Level, g.Verdict)
+	}
 	if len(g.Reasons) != 1 || g.Reasons[0].Name != "invalid" {
 		t.Errorf("reasons %+v", g.Reasons)
 	}
