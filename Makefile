@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzEventDatagram -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./collector/logline/
+	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
 
 clean:
 	rm -rf $(BIN)

@@ -13,6 +13,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +25,9 @@ type Config struct {
 	// Teardown, if set, receives every teardown-shaped packet (for conntrack
 	// correlation). It must not block.
 	Teardown TeardownSink
+	// SourcesCapacity, if positive, keeps a top-sources sketch of that many
+	// counters per group over the sources of non-teardown drops (Snapshot).
+	SourcesCapacity int
 }
 
 // TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
@@ -57,6 +61,7 @@ type groupState struct {
 	decodeErrors [packet.NumErrors]atomic.Uint64
 	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet; published by Flush
 	up           atomic.Bool
+	sources      *topsources.Sources // nil: the sources view is off
 
 	// Owned by the group's reader goroutine.
 	pkt       packet.Packet // scratch, reused per packet
@@ -86,6 +91,13 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 	}
 	for _, g := range cfg.Groups {
 		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots), rawLen: -1}
+		if cfg.SourcesCapacity > 0 {
+			s, err := topsources.NewSources(cfg.SourcesCapacity)
+			if err != nil {
+				return nil, err
+			}
+			gs.sources = s
+		}
 		for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
 			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
 		}
@@ -149,8 +161,12 @@ func (c *Collector) Packet(m *source.Message) {
 		ts = time.Now().UnixNano()
 	}
 	gs.last = ts
-	if class == classify.ClassTeardown && c.teardown != nil {
-		c.teardown.Observe(m.Group, p, ts)
+	if class == classify.ClassTeardown {
+		if c.teardown != nil {
+			c.teardown.Observe(m.Group, p, ts)
+		}
+	} else if gs.sources != nil {
+		observeSource(gs.sources, p, class, ts)
 	}
 }
 
@@ -201,6 +217,9 @@ func (c *Collector) Flush(group uint16) {
 	if gs.last != 0 {
 		gs.lastPacket.Store(gs.last)
 	}
+	if gs.sources != nil {
+		gs.sources.Flush()
+	}
 	if c.teardown != nil {
 		c.teardown.Flush(group)
 	}
@@ -240,11 +259,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(lastPacketDesc, prometheus.GaugeValue, float64(ns)/1e9, g)
 		}
 		series := func(k classify.Key, n uint64, created int64) {
-			prefix := classify.OtherPrefix
-			if i := int(k.Prefix()); i < len(names) {
-				prefix = names[i]
-			}
-			values := k.Labels(ports).Values(g, prefix)
+			values := k.Labels(ports).Values(g, prefixName(names, k))
 			var (
 				m   prometheus.Metric
 				err error
@@ -259,12 +274,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- m
 		}
-		gs.counters.each(series)
-		for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
-			if n := gs.counters.overflow[cl].Load(); n > 0 {
-				series(classify.OverflowKey(cl), n, 0)
-			}
-		}
+		gs.eachSeries(series)
 		for _, h := range gs.sizes {
 			m, err := h.metric()
 			if err != nil {

@@ -19,7 +19,10 @@ import (
 	"github.com/alecthomas/units"
 	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/landing"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/nfdrop/nfdrop_exporter/collector/summary"
+	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -50,6 +53,7 @@ type flags struct {
 	telemetryPath  string
 	disableExpMet  bool
 	maxRequests    int
+	landingSources bool
 	web            *web.FlagConfig
 	log            *promslog.Config
 	explain        explainFlags
@@ -73,6 +77,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(classify.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
+	app.Flag("web.landing-page.sources", "Show the heaviest sources of non-teardown drops on the landing page and in "+summary.Path+" (a fixed-size sketch per group; addresses are never metric labels). --no-web.landing-page.sources turns the view and its per-packet cost off.").Default("true").BoolVar(&f.landingSources)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(app)
 	f.web = kingpinflag.AddFlags(app, ":9786")
@@ -187,6 +192,9 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	}
 	defer stopConntrack()
 	cfg.Teardown = teardown
+	if f.landingSources {
+		cfg.SourcesCapacity = topsources.DefaultCapacity
+	}
 	var extra []prometheus.Collector
 	if ctColl != nil {
 		extra = append(extra, ctColl)
@@ -231,7 +239,10 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		}
 	}()
 
-	server := &http.Server{Handler: newHandler(f, coll, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
+	evidence, _ := teardown.(summary.EvidenceSource)
+	sum := summary.New(summary.Config{Collector: coll, Evidence: evidence, Sources: f.landingSources, Exporter: name, Version: version.Version})
+	go sum.Run(ctx)
+	server := &http.Server{Handler: newHandler(f, coll, sum, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 
@@ -255,7 +266,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 
 // newHandler serves the exporter's metrics from its own registry, and the
 // exporter's own go_/process_ metrics from another one, as node_exporter does.
-func newHandler(f *flags, coll prometheus.Collector, logger *slog.Logger, extra ...prometheus.Collector) http.Handler {
+func newHandler(f *flags, coll prometheus.Collector, sum *summary.Summarizer, logger *slog.Logger, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(coll, versioncollector.NewCollector(name))
 	reg.MustRegister(extra...)
@@ -275,17 +286,23 @@ func newHandler(f *flags, coll prometheus.Collector, logger *slog.Logger, extra 
 	}))
 	mux := http.NewServeMux()
 	mux.Handle(f.telemetryPath, metrics)
+	// The summary and the page go through the same server, so the web
+	// config's TLS and basic auth cover them as they cover the metrics.
+	mux.Handle(summary.Path, sum)
 	if f.telemetryPath != "/" {
-		landing, err := web.NewLandingPage(web.LandingConfig{
+		page, err := landing.New(landing.Config{LandingConfig: web.LandingConfig{
 			Name:        name,
 			Description: "What the packets your firewall drops really are",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: f.telemetryPath, Text: "Metrics"}},
-		})
+			Links: []web.LandingLinks{
+				{Address: f.telemetryPath, Text: "Metrics"},
+				{Address: summary.Path, Text: "Summary as JSON", Description: "the numbers below, for scripts"},
+			},
+		}, Summary: sum})
 		if err != nil {
 			logger.Error("landing page", "err", err)
 		} else {
-			mux.Handle("/", landing)
+			mux.Handle("/", page)
 		}
 	}
 	return mux

@@ -152,3 +152,17 @@ func (t *Tracker) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// EvidenceCounts returns a group's teardown evidence counters (what
+// nfdrop_teardown_evidence_total has), for the landing page; ok is false
+// for a group the tracker does not serve.
+func (t *Tracker) EvidenceCounts(group uint16) (counts [NumEvidence]uint64, ok bool) {
+	i := t.groupIndex(group)
+	if i < 0 {
+		return counts, false
+	}
+	for e := range counts {
+		counts[e] = t.groups[i].evidence[e].Load()
+	}
+	return counts, true
+}

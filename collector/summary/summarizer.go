@@ -1,0 +1,143 @@
+package summary
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
+)
+
+// Config is what a Summarizer reads and how much it shows.
+type Config struct {
+	Collector Snapshotter
+	Evidence  EvidenceSource // nil: conntrack correlation is off
+	Reasons   ReasonSource   // nil: no reasons split
+	Sources   bool           // the collector keeps a top-sources sketch
+	Exporter  string         // program name
+	Version   string         // build version
+	// TopN bounds the port and flag splits; TopSources the sources shown per
+	// level (at most topsources.ShowMax). 0 takes the defaults.
+	TopN, TopSources int
+	Now              func() time.Time // nil: time.Now
+}
+
+// Rates compare the counts with a sample at least RateWindow old; samples
+// are taken every SampleInterval and kept for just over a window.
+const (
+	RateWindow     = time.Minute
+	SampleInterval = 5 * time.Second
+	ringSize       = int(RateWindow/SampleInterval) + 2
+	defaultTopN    = 10
+)
+
+type groupSample struct {
+	classes       [classify.NumClasses]uint64
+	packets, lost uint64
+}
+
+type sample struct {
+	at     time.Time
+	groups []groupSample // in the collector's group order
+}
+
+// Summarizer builds summaries and keeps the samples rates are computed from.
+type Summarizer struct {
+	cfg  Config
+	mu   sync.Mutex // guards ring
+	ring []sample   // oldest first, at most ringSize
+}
+
+// New returns a Summarizer and takes the first sample, so that rates cover
+// the time since start until a minute has passed.
+func New(cfg Config) *Summarizer {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TopN <= 0 {
+		cfg.TopN = defaultTopN
+	}
+	if cfg.TopSources <= 0 || cfg.TopSources > topsources.ShowMax {
+		cfg.TopSources = topsources.ShowMax
+	}
+	s := &Summarizer{cfg: cfg}
+	s.Sample()
+	return s
+}
+
+// Run samples every SampleInterval until ctx ends.
+func (s *Summarizer) Run(ctx context.Context) {
+	t := time.NewTicker(SampleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Sample()
+		}
+	}
+}
+
+// Sample records the current counts for later rates.
+func (s *Summarizer) Sample() {
+	now := s.cfg.Now()
+	snaps := s.cfg.Collector.Snapshot(0)
+	smp := sample{at: now, groups: make([]groupSample, len(snaps))}
+	for i, gs := range snaps {
+		g := &smp.groups[i]
+		g.lost = gs.Lost
+		for _, sc := range gs.Series {
+			g.classes[sc.Class%classify.NumClasses] += sc.Packets
+			g.packets += sc.Packets
+		}
+	}
+	s.mu.Lock()
+	if len(s.ring) == ringSize {
+		s.ring = append(s.ring[:0], s.ring[1:]...)
+	}
+	s.ring = append(s.ring, smp)
+	s.mu.Unlock()
+}
+
+// base is the sample rates are computed against: the newest one at least
+// RateWindow old, else the oldest one. nil when there is none before now.
+func (s *Summarizer) base(now time.Time) *sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b *sample
+	for i := range s.ring {
+		smp := &s.ring[i]
+		if !smp.at.Before(now) {
+			break
+		}
+		if b == nil || now.Sub(smp.at) >= RateWindow {
+			c := *smp
+			b = &c
+		}
+	}
+	return b
+}
+
+// Summary builds the document now.
+func (s *Summarizer) Summary() Summary {
+	now := s.cfg.Now()
+	return s.build(now, s.cfg.Collector.Snapshot(s.cfg.TopSources), s.base(now))
+}
+
+// ServeHTTP serves the summary as JSON.
+func (s *Summarizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(s.Summary())
+}
