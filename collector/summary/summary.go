@@ -184,7 +184,6 @@ func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev 
 	return out
 }
 
-
 func share(n, total uint64) float64 {
 	if total == 0 {
 		return 0
