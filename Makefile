@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./collector/logline/
 	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
+	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
 
 clean:
 	rm -rf $(BIN)

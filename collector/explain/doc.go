@@ -45,8 +45,10 @@ package explain
 //	  "verdict": "96.8% of 12,403 drops are late TCP teardown ..."
 //	}
 //
-// The prefix label follows the exporter: surrounding whitespace trimmed, at
-// most Options.MaxPrefixes (default 32) distinct values, later ones "(other)".
+// The prefix label follows the exporter (package classify): surrounding
+// whitespace trimmed, bytes that are not UTF-8 shown as U+FFFD, a rule prefix
+// "(other)" shown as "((other))", at most Options.MaxPrefixes (1 to 254,
+// default 32) distinct values, later ones "(other)".
 // A LOG line carries no NFLOG group, hence no group label. When inputs carry
 // different clocks (wall-clock and year-less syslog times, dmesg uptimes),
 // time_span uses the best present, in that order.
