@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/packet/
 	$(GO) test -run '^$$' -fuzz=FuzzAttrLayout -fuzztime=30s ./collector/source/
 	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGRecord -fuzztime=30s ./collector/source/
+	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
 
 clean:
 	rm -rf $(BIN)

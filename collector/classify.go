@@ -24,6 +24,9 @@ const (
 
 var classNames = [NumClasses]string{"malformed", "fragment", "probe", "handshake", "teardown", "other"}
 
+// ClassNames returns the class label values, by class number.
+func ClassNames() []string { return classNames[:] }
+
 func (c Class) String() string {
 	if c < NumClasses {
 		return classNames[c]

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,10 @@ type Config struct {
 	// Teardown, if set, receives every teardown-shaped packet (for conntrack
 	// correlation). It must not block.
 	Teardown TeardownSink
+	// Reasons counts conntrack's own log messages and joins drops to their
+	// reasons (conntrack reasons, ctlog). Conntrack's messages are never
+	// counted as drops, with or without it.
+	Reasons *ctlog.Log
 }
 
 // TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
@@ -44,6 +49,7 @@ type Collector struct {
 	classifier *Classifier
 	prefixes   *prefixTable
 	teardown   TeardownSink
+	reasons    *ctlog.Log             // conntrack reasons (ctlog)
 	groups     map[uint16]*groupState // read-only after New: no lock on lookup
 	order      []*groupState
 }
@@ -84,6 +90,7 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 		classifier: NewClassifier(cfg.Ports),
 		prefixes:   newPrefixTable(cfg.MaxPrefixes),
 		teardown:   cfg.Teardown,
+		reasons:    cfg.Reasons,
 		groups:     map[uint16]*groupState{},
 	}
 	for _, g := range cfg.Groups {
@@ -132,7 +139,16 @@ func (c *Collector) Packet(m *source.Message) {
 		return
 	}
 	p := &gs.pkt
-	packet.Decode(m.Payload, FamilyHint(m), p)
+	family := FamilyHint(m)
+	packet.Decode(m.Payload, family, p)
+	// --- conntrack reasons (ctlog): conntrack's own messages are not drops.
+	if r, ok := ctlog.Recognise(m.Prefix); ok {
+		if c.reasons != nil {
+			c.reasons.Message(m.Group, p.Family, p.Proto, r, ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
+		}
+		return
+	}
+	// --- end conntrack reasons
 	if p.Err != packet.ErrNone {
 		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
@@ -149,6 +165,9 @@ func (c *Collector) Packet(m *source.Message) {
 	gs.last = ts
 	if class == ClassTeardown && c.teardown != nil {
 		c.teardown.Observe(m.Group, p, ts)
+	}
+	if c.reasons != nil && c.reasons.Joining() { // conntrack reasons (ctlog)
+		c.reasons.Drop(m.Group, uint8(class), ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
 	}
 }
 

@@ -54,6 +54,7 @@ type flags struct {
 	log            *promslog.Config
 	explain        explainFlags
 	conntrack      *conntrackFlags
+	reasons        *reasonsFlags // conntrack reasons (ctlog)
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -75,6 +76,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(app)
+	f.reasons = addReasonsFlags(app) // conntrack reasons (ctlog)
 	f.web = kingpinflag.AddFlags(app, ":9786")
 	f.log = &promslog.Config{}
 	promslogflag.AddFlags(app, f.log)
@@ -188,6 +190,15 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (see deploy/systemd for an unprivileged unit)")
 	}
 
+	// --- conntrack reasons (ctlog): before the tracker, which must know group 0 if it is added.
+	reasons, err := f.reasons.build(&cfg, f.replayFile != "")
+	if err != nil {
+		logger.Error("invalid flag: " + err.Error())
+		return 2
+	}
+	cfg.Reasons = reasons
+	// --- end conntrack reasons
+
 	teardown, ctColl, stopConntrack, err := f.conntrack.build(cfg.Groups, f.replayFile != "", logger)
 	if err != nil {
 		logger.Error("invalid flag: " + err.Error())
@@ -195,7 +206,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	}
 	defer stopConntrack()
 	cfg.Teardown = teardown
-	var extra []prometheus.Collector
+	extra := []prometheus.Collector{reasons} // conntrack reasons (ctlog)
 	if ctColl != nil {
 		extra = append(extra, ctColl)
 	}
@@ -210,6 +221,8 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Error(err.Error())
 		return 1
 	}
+	reasons.Start() // conntrack reasons (ctlog)
+	defer reasons.Stop()
 
 	// SIGHUP would end the process by default, which systemd counts as a clean
 	// exit; there is no configuration to reload, so it changes nothing.
@@ -267,6 +280,8 @@ func openSources(f *flags, cfg collector.Config, coll *collector.Collector, logg
 			FlushTimeout:   f.flushTimeout,
 			BatchSize:      uint32(f.batchSize),
 			ReceiveBuffer:  int(f.receiveBuffer),
+			// conntrack reasons (ctlog): report, never use, conntrack attributes.
+			ProbeConntrackAttrs: g == reasonsGroup,
 		}, logger.With("group", g))
 		if err == nil {
 			err = l.Start(coll)
@@ -275,7 +290,11 @@ func openSources(f *flags, cfg collector.Config, coll *collector.Collector, logg
 			for _, s := range out {
 				s.(*source.Live).Close()
 			}
-			return nil, err
+			return nil, f.reasons.bindError(g, err) // conntrack reasons (ctlog)
+		}
+		if ok, probed := l.ConntrackAttrs(); probed { // conntrack reasons (ctlog)
+			cfg.Reasons.SetConntrackAttrs(ok)
+			logger.Info("NFLOG conntrack attributes (NFULNL_CFG_F_CONNTRACK) probed; not used: INVALID packets carry none", "supported", ok)
 		}
 		logger.Info("Bound NFLOG group", "group", g)
 		out = append(out, l)

@@ -28,6 +28,9 @@ type Config struct {
 	Window time.Duration
 	// SysctlDir is where the settings are read; "" = /proc/sys/net/netfilter.
 	SysctlDir string
+	// NoSettings leaves the settings out: replayed messages did not come
+	// from this kernel.
+	NoSettings bool
 }
 
 // tableSlots bounds the reasons waiting for their drop (two 8-byte words
@@ -56,6 +59,7 @@ type Log struct {
 	table     []slot
 	lastSeq   atomic.Uint64 // the reasons group's last global sequence number + 1<<32 once one was seen
 	resolveMu sync.Mutex    // serialises the resolver with scrapes
+	ctAttrs   atomic.Uint32 // 0 not probed, 1 unsupported, 2 supported
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -160,14 +164,6 @@ func (l *Log) Message(group uint16, f packet.Family, proto packet.Proto, r Reaso
 	}
 }
 
-// Seen tells the Log the global sequence number of any other message of the
-// reasons group: everything conntrack wrote before it has been read.
-func (l *Log) Seen(group uint16, seq uint32) {
-	if l.table != nil && l.reasons != nil && group == l.reasons.group {
-		l.lastSeq.Store(1<<32 | uint64(seq))
-	}
-}
-
 // insert keeps a reason; only the reasons group's reader calls it.
 func (l *Log) insert(key uint64, r Reason) {
 	s := &l.table[slotIndex(key)]
@@ -219,6 +215,9 @@ func (l *Log) Drop(group uint16, class uint8, key uint64, seq uint32, hasSeq boo
 		return
 	}
 	class %= maxClasses
+	if gs.shared && hasSeq {
+		l.lastSeq.Store(1<<32 | uint64(seq))
+	}
 	if key != 0 {
 		if r, ok := l.claim(key); ok {
 			gs.drops[class][r].Add(1)

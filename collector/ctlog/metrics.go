@@ -33,6 +33,10 @@ var (
 		prometheus.BuildFQName(namespace, "", "conntrack_log_invalid"),
 		"net.netfilter.nf_conntrack_log_invalid of the exporter's network namespace: the protocol number whose INVALID packets conntrack logs (6 TCP, 255 all, 0 none).",
 		nil, nil)
+	attrsDesc = prometheus.NewDesc(
+		prometheus.BuildFQName(namespace, "", "conntrack_nflog_attributes_supported"),
+		"1 if the kernel can add a packet's conntrack entry to NFLOG messages (NFULNL_CFG_F_CONNTRACK); probed on conntrack's group and never used: an INVALID packet has no entry.",
+		nil, nil)
 	loggerDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "conntrack_logger_info"),
 		"The default logger of a family in the exporter's network namespace (net.netfilter.nf_log.2 for ipv4, nf_log.10 for ipv6); conntrack's messages reach NFLOG group 0 only when it is nfnetlink_log.",
@@ -41,7 +45,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (l *Log) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{messagesDesc, dropReasonsDesc, pendingDesc, logInvalidDesc, loggerDesc} {
+	for _, d := range []*prometheus.Desc{messagesDesc, dropReasonsDesc, pendingDesc, logInvalidDesc, loggerDesc, attrsDesc} {
 		ch <- d
 	}
 }
@@ -76,10 +80,16 @@ func (l *Log) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(gs.tail.Load()-gs.head.Load()), gs.label)
 	}
+	if l.cfg.NoSettings {
+		return
+	}
 	if v, err := readSysctl(filepath.Join(l.cfg.SysctlDir, "nf_conntrack_log_invalid")); err == nil {
 		if n, err := strconv.ParseUint(v, 10, 8); err == nil {
 			ch <- prometheus.MustNewConstMetric(logInvalidDesc, prometheus.GaugeValue, float64(n))
 		}
+	}
+	if v := l.ctAttrs.Load(); v != 0 {
+		ch <- prometheus.MustNewConstMetric(attrsDesc, prometheus.GaugeValue, float64(v-1))
 	}
 	for _, f := range [...]struct{ label, file string }{{"ipv4", "2"}, {"ipv6", "10"}} {
 		if v, err := readSysctl(filepath.Join(l.cfg.SysctlDir, "nf_log", f.file)); err == nil {
@@ -101,4 +111,14 @@ func readSysctl(path string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// SetConntrackAttrs records whether the kernel accepted NFULNL_CFG_F_CONNTRACK
+// on conntrack's group.
+func (l *Log) SetConntrackAttrs(supported bool) {
+	if supported {
+		l.ctAttrs.Store(2)
+	} else {
+		l.ctAttrs.Store(1)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,9 @@ type Config struct {
 	BatchSize      uint32        // kernel batch buffer (nlbufsiz) in bytes; 0 keeps the default
 	ReceiveBuffer  int           // socket receive buffer in bytes (SO_RCVBUFFORCE); 0 keeps the default
 	NetNS          int           // fd of the network namespace to bind in; 0 = the process' own
+	// ProbeConntrackAttrs: find out once bound whether the kernel can add
+	// conntrack attributes to messages (conntrack reasons, ctlog).
+	ProbeConntrackAttrs bool
 }
 
 // Netfilter netlink constants not exported by go-nflog.
@@ -64,6 +68,8 @@ type Live struct {
 	seq    seqTracker
 	msg    Message
 	layout attrLayout // of the last message walked: the next ones are read by it
+
+	conntrackAttrs, conntrackProbed atomic.Bool // conntrack reasons (ctlog): what probeConntrackAttrs found
 
 	// results of the last recv, written by recvFn so the closure is built once.
 	n      int
@@ -158,11 +164,62 @@ func (l *Live) configure(h Handler) error {
 	if l.cfg.QueueThreshold > 0 {
 		ae.Uint32(cfgQthresh, l.cfg.QueueThreshold)
 	}
-	ae.Uint16(cfgFlags, nflog.FlagSeq)
+	// Global sequence numbers order the messages of every group in one
+	// sequence: conntrack's reason for a packet is numbered before the drop
+	// rule's message for it (conntrack reasons, ctlog).
+	ae.Uint16(cfgFlags, nflog.FlagSeq|nflog.FlagGlobal)
 	attrs, err := ae.Encode()
 	if err != nil {
 		return err
 	}
+	if err := l.request(h, attrs); err != nil {
+		return err
+	}
+	if l.cfg.ProbeConntrackAttrs {
+		l.probeConntrackAttrs(h)
+	}
+	return nil
+}
+
+// probeConntrackAttrs finds out whether the kernel can add a packet's
+// conntrack entry to its messages (NFULNL_CFG_F_CONNTRACK, which needs a
+// kernel built with CONFIG_NETFILTER_NETLINK_GLUE_CT), then turns it off
+// again: an INVALID packet never has an entry, so the exporter never relies
+// on it; the answer is only reported.
+func (l *Live) probeConntrackAttrs(h Handler) {
+	flags := func(f uint16) error {
+		ae := netlink.NewAttributeEncoder()
+		ae.ByteOrder = binary.BigEndian
+		ae.Uint16(cfgFlags, f)
+		attrs, err := ae.Encode()
+		if err != nil {
+			return err
+		}
+		return l.request(h, attrs)
+	}
+	err := flags(nflog.FlagSeq | nflog.FlagGlobal | nflog.FlagConntrack)
+	if errors.Is(err, unix.EAGAIN) {
+		// The kernel loaded the module that provides them: ask again.
+		err = flags(nflog.FlagSeq | nflog.FlagGlobal | nflog.FlagConntrack)
+	}
+	l.conntrackAttrs.Store(err == nil)
+	l.conntrackProbed.Store(true)
+	if err == nil {
+		if err := flags(nflog.FlagSeq | nflog.FlagGlobal); err != nil {
+			l.logger.Warn("could not turn conntrack attributes off again", "err", err)
+		}
+	}
+}
+
+// ConntrackAttrs reports whether the kernel accepted NFULNL_CFG_F_CONNTRACK
+// (supported), and whether that was probed at all.
+func (l *Live) ConntrackAttrs() (supported, probed bool) {
+	return l.conntrackAttrs.Load(), l.conntrackProbed.Load()
+}
+
+// request sends one configuration request for the group and reads until its
+// acknowledgement; log messages that come first are handled like any other.
+func (l *Live) request(h Handler, attrs []byte) error {
 	req := netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(nfnlSubsysULOG<<8 | nfulnlMsgConfig),
