@@ -283,3 +283,26 @@ func WriteEvidence(w io.Writer, s Scrape, group string) {
 	fmt.Fprintf(w, "=> %s of the teardown-shaped drops are proven late packets of real connections; %.0f had no connection behind them.\n",
 		pct(ev["destroyed"]+ev["closing"], total), ev["none"])
 }
+
+// Reasons returns nfdrop_drop_reasons_total of group by class and reason.
+func (s Scrape) Reasons(group string) map[ReasonKey]float64 {
+	out := map[ReasonKey]float64{}
+	for _, m := range s["nfdrop_drop_reasons_total"].GetMetric() {
+		if l := labels(m); l["group"] == group {
+			out[ReasonKey{l["class"], l["reason"]}] += value(m)
+		}
+	}
+	return out
+}
+
+// ConntrackMessages returns nfdrop_conntrack_log_messages_total of group
+// and family by reason.
+func (s Scrape) ConntrackMessages(group, family string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range s["nfdrop_conntrack_log_messages_total"].GetMetric() {
+		if l := labels(m); l["group"] == group && l["family"] == family {
+			out[l["reason"]] += value(m)
+		}
+	}
+	return out
+}
