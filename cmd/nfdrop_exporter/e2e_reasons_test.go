@@ -4,9 +4,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -219,4 +221,52 @@ func sum[K comparable](m map[K]float64) float64 {
 		s += v
 	}
 	return s
+}
+
+// TestE2EConntrackReasonsGroupHeld: with --conntrack.reasons.bind and group 0
+// held by another process (here another exporter, as ulogd2 would), the
+// exporter exits at start with status 1 and says what to do.
+func TestE2EConntrackReasonsGroupHeld(t *testing.T) {
+	e2eEnabled(t)
+	bin := exporterBinary(t)
+	l, err := lab.New(fmt.Sprintf("nfrsh%d", os.Getpid()%100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	var holderLog lab.SyncBuffer
+	holder, err := l.Start(l.Server, &holderLog, &holderLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sc, err := lab.FetchMetrics(context.Background(), client, "http://127.0.0.1:9786/metrics")
+		if err == nil {
+			if up, _ := sc.Value("nfdrop_up", map[string]string{"group": "0"}); up == 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first exporter not bound to group 0 after 10s:\n%s", holderLog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err := l.Run(l.Server, bin, "--nflog.group=7", "--conntrack.reasons.bind", "--web.listen-address=127.0.0.1:9787")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second exporter: %v, want exit status 1; output:\n%s", err, out)
+	}
+	for _, want := range []string{"cannot bind NFLOG group 0", "--conntrack.reasons.bind needs group 0", "stop the other reader of group 0"} {
+		if !strings.Contains(err.Error()+out, want) {
+			t.Errorf("second exporter's output lacks %q:\n%v\n%s", want, err, out)
+		}
+	}
+	holder.Process.Signal(syscall.SIGTERM)
+	holder.Wait()
 }
