@@ -108,6 +108,7 @@ func TestJoinStaleReasonNotClaimed(t *testing.T) {
 	a := Key(packet.FamilyIPv4, pkt(1))
 	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
 	time.Sleep(40 * time.Millisecond)
+	l.resolve() // advances the clock, as the resolver does every 20ms
 	l.Drop(0, teardown, a, 2, true)
 	if got := drops(l, 0, teardown, ReasonNone); got != 1 {
 		t.Errorf("a reason older than twice the window was claimed: none = %d, want 1", got)
