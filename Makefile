@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./collector/logline/
 	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
 	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
+	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
 
 clean:
 	rm -rf $(BIN)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
@@ -28,6 +29,10 @@ type Config struct {
 	// SourcesCapacity, if positive, keeps a top-sources sketch of that many
 	// counters per group over the sources of non-teardown drops (Snapshot).
 	SourcesCapacity int
+	// Reasons counts conntrack's own log messages and joins drops to their
+	// reasons. Conntrack's messages are never
+	// counted as drops, with or without it.
+	Reasons *ctlog.Log
 }
 
 // TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
@@ -45,6 +50,7 @@ type Collector struct {
 	classifier *classify.Classifier
 	prefixes   *classify.PrefixTable
 	teardown   TeardownSink
+	reasons    *ctlog.Log
 	groups     map[uint16]*groupState // read-only after New: no lock on lookup
 	order      []*groupState
 }
@@ -87,6 +93,7 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 		classifier: classify.NewClassifier(cfg.Ports),
 		prefixes:   classify.NewPrefixTable(cfg.MaxPrefixes),
 		teardown:   cfg.Teardown,
+		reasons:    cfg.Reasons,
 		groups:     map[uint16]*groupState{},
 	}
 	for _, g := range cfg.Groups {
@@ -146,7 +153,15 @@ func (c *Collector) Packet(m *source.Message) {
 		return
 	}
 	p := &gs.pkt
-	packet.Decode(m.Payload, classify.FamilyHint(m), p)
+	family := classify.FamilyHint(m)
+	packet.Decode(m.Payload, family, p)
+	// Conntrack's own messages are not drops.
+	if r, ok := ctlog.Recognise(m.Prefix); ok {
+		if c.reasons != nil {
+			c.reasons.Message(m.Group, p.Family, p.Proto, r, ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
+		}
+		return
+	}
 	if p.Err != packet.ErrNone {
 		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
@@ -167,6 +182,9 @@ func (c *Collector) Packet(m *source.Message) {
 		}
 	} else if gs.sources != nil {
 		observeSource(gs.sources, p, class, ts)
+	}
+	if c.reasons != nil && c.reasons.Joining() {
+		c.reasons.Drop(m.Group, uint8(class), ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
 	}
 }
 

@@ -37,6 +37,7 @@ func main() {
 	prefix := demo.Flag("prefix", "Namespace name prefix: the lab is <prefix>-srv and <prefix>-cli.").Default("nfdrop-lab").String()
 	visitors := demo.Flag("visitors", "Late-teardown packets from distinct visitor ports per family (the deny-log noise).").Default("200").Int()
 	realTCP := demo.Flag("real-tcp", "Also run real TCP connections to 443 with late teardown (takes ~25 s).").Default("true").Bool()
+	reasons := demo.Flag("reasons", "Finally turn on conntrack's INVALID logging in the server namespace and send packets conntrack rejects for each reason; print the reasons beside the classes.").Default("true").Bool()
 	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
 	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
 
@@ -60,7 +61,7 @@ func main() {
 	case "demo":
 		err := runDemo(demoConfig{
 			exporter: *exporter, ruleset: lab.Ruleset(*ruleset), fwDir: *fwDir, prefix: *prefix,
-			visitors: *visitors, realTCP: *realTCP, wait: *wait, verbose: *verbose,
+			visitors: *visitors, realTCP: *realTCP, wait: *wait, verbose: *verbose, reasons: *reasons,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
@@ -76,6 +77,7 @@ func main() {
 }
 
 type demoConfig struct {
+	reasons                 bool
 	exporter, fwDir, prefix string
 	ruleset                 lab.Ruleset
 	visitors                int
@@ -218,6 +220,11 @@ func runDemo(cfg demoConfig) error {
 	}
 	fmt.Println()
 	check(sc, scenarios)
+	if cfg.reasons {
+		if err := demoReasons(ctx, l, client, url, group, progress); err != nil {
+			return err
+		}
+	}
 	if cfg.wait {
 		fmt.Printf("\nThe lab keeps running; in another shell try:\n  ip netns exec %s curl -s http://%s/metrics | grep ^nfdrop_\n  ip netns exec %s iptables -nvxL INPUT   (or: nft list ruleset)\nPress Ctrl-C to remove it.\n", l.Server, listenAddr, l.Server)
 		select {
@@ -437,4 +444,47 @@ func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, quick bool, r
 	defer stop()
 	_, err = bench.Run(ctx, o, os.Stdout)
 	return err
+}
+
+// demoReasons makes conntrack log its INVALID packets to group 0 (sysctls
+// inside the server namespace only), sends the reasons scenario for both
+// families and prints the drops by reason and class.
+func demoReasons(ctx context.Context, l *lab.Lab, client *http.Client, url, group string, progress func(string)) error {
+	fmt.Printf("\n== conntrack reasons: %s inside %s\n", strings.Join(lab.ConntrackLogSysctls, " "), l.Server)
+	if err := l.EnableConntrackLog(); err != nil {
+		return err
+	}
+	for _, v6 := range []bool{false, true} {
+		fam := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
+		fmt.Printf("== scenario reasons-%s: %d packets conntrack rejects or ignores\n", strings.ToLower(fam), int(sumValues(lab.ExpectedReasons(v6))))
+		var each func(lab.ReasonSend)
+		if progress != nil {
+			each = func(s lab.ReasonSend) {
+				progress(fmt.Sprintf("%-48s x%-2d -> class=%s reason=%s", s.Desc, s.Count, s.Class, s.Reason))
+			}
+		}
+		if err := l.RunReasons(ctx, v6, each); err != nil {
+			return err
+		}
+	}
+	// Drops wait for their reason at most --conntrack.reasons.window (1s).
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(1500 * time.Millisecond):
+	}
+	sc, err := lab.FetchMetrics(ctx, client, url)
+	if err != nil {
+		return err
+	}
+	lab.WriteReasons(os.Stdout, sc, group)
+	return nil
+}
+
+func sumValues[K comparable](m map[K]float64) float64 {
+	var s float64
+	for _, v := range m {
+		s += v
+	}
+	return s
 }

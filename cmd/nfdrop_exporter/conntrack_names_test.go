@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
+	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/promslog"
 )
 
-// conntrackMetricNames lists the families only a live conntrack tracker exposes
+// conntrackMetricNames lists the families only a live conntrack tracker, or
+// conntrack's own messages on a live kernel, expose
 // (the replay golden file runs without one), from the tracker's own Describe.
 func conntrackMetricNames(t *testing.T) []string {
 	t.Helper()
@@ -19,6 +21,8 @@ func conntrackMetricNames(t *testing.T) []string {
 	}
 	ch := make(chan *prometheus.Desc, 64)
 	tr.Describe(ch)
+	// Conntrack's own messages and the settings need a live kernel too.
+	ctlog.New(ctlog.Config{Groups: []uint16{0}}).Describe(ch)
 	close(ch)
 	re := regexp.MustCompile(`fqName: "([a-z_]+)"`)
 	var names []string

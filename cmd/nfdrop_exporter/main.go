@@ -58,6 +58,7 @@ type flags struct {
 	log            *promslog.Config
 	explain        explainFlags
 	conntrack      *conntrackFlags
+	reasons        *reasonsFlags
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -80,6 +81,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("web.landing-page.sources", "Show the heaviest sources of non-teardown drops on the landing page and in "+summary.Path+" (a fixed-size sketch per group; addresses are never metric labels). --no-web.landing-page.sources turns the view and its per-packet cost off.").Default("true").BoolVar(&f.landingSources)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(app)
+	f.reasons = addReasonsFlags(app)
 	f.web = kingpinflag.AddFlags(app, ":9786")
 	f.log = &promslog.Config{}
 	promslogflag.AddFlags(app, f.log)
@@ -185,6 +187,14 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (see deploy/systemd for an unprivileged unit)")
 	}
 
+	// Before the tracker, which must know group 0 if it is added.
+	reasons, err := f.reasons.build(&cfg, f.replayFile != "")
+	if err != nil {
+		logger.Error("invalid flag: " + err.Error())
+		return 2
+	}
+	cfg.Reasons = reasons
+
 	teardown, ctColl, stopConntrack, err := f.conntrack.build(cfg.Groups, f.replayFile != "", logger)
 	if err != nil {
 		logger.Error("invalid flag: " + err.Error())
@@ -195,7 +205,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	if f.landingSources {
 		cfg.SourcesCapacity = topsources.DefaultCapacity
 	}
-	var extra []prometheus.Collector
+	extra := []prometheus.Collector{reasons}
 	if ctColl != nil {
 		extra = append(extra, ctColl)
 	}
@@ -215,15 +225,21 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		FlushTimeout:   f.flushTimeout,
 		BatchSize:      uint32(f.batchSize),
 		ReceiveBuffer:  int(f.receiveBuffer),
+		ProbeConntrackAttrs: &source.ConntrackAttrsProbe{Group: reasonsGroup, Report: func(ok bool) {
+			reasons.SetConntrackAttrs(ok)
+			logger.Info("NFLOG conntrack attributes (NFULNL_CFG_F_CONNTRACK) probed; not used: INVALID packets carry none", "supported", ok)
+		}},
 	}, logger)
 	if err == nil {
 		err = src.Open(coll)
 	}
 	if err != nil {
-		logger.Error(err.Error())
+		logger.Error(f.reasons.bindError(err).Error())
 		return 1
 	}
 	defer src.Close()
+	reasons.Start()
+	defer reasons.Stop()
 
 	// SIGHUP would end the process by default, which systemd counts as a clean
 	// exit; there is no configuration to reload, so it changes nothing.

@@ -220,6 +220,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--nflog.batch-size=1MiB"}, "the kernel accepts 4KiB to 128KiB"},
 		{[]string{"--nflog.flush-timeout=-1s"}, "--nflog.flush-timeout=-1s"},
 		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
+		{[]string{"--conntrack.reasons.window=0s"}, "--conntrack.reasons.window=0s: want more than 0 and at most 1m"},
+		{[]string{"--no-conntrack.reasons", "--conntrack.reasons.bind"}, "--conntrack.reasons.bind needs --conntrack.reasons"},
 		{[]string{"--debug.cpu-profile=/nonexistent-dir/cpu.pprof"}, "--debug.cpu-profile: open /nonexistent-dir/cpu.pprof: no such file or directory"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

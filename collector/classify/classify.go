@@ -25,6 +25,9 @@ var classNames = [NumClasses]string{"malformed", "fragment", "probe", "handshake
 // the class operators ask about, first; what cannot be read last.
 var ReportOrder = [NumClasses]Class{ClassTeardown, ClassHandshake, ClassProbe, ClassOther, ClassFragment, ClassMalformed}
 
+// ClassNames returns the class label values, by class number.
+func ClassNames() []string { return classNames[:] }
+
 // String returns the class label value.
 func (c Class) String() string {
 	if c < NumClasses {

@@ -34,7 +34,27 @@ func messagesEqual(a, b Message) bool {
 	return a.Group == b.Group && a.Family == b.Family && a.HwProtocol == b.HwProtocol && a.HasHwProto == b.HasHwProto &&
 		a.Hook == b.Hook && bytes.Equal(a.Prefix, b.Prefix) && (a.Prefix == nil) == (b.Prefix == nil) &&
 		bytes.Equal(a.Payload, b.Payload) && (a.Payload == nil) == (b.Payload == nil) &&
-		a.Seq == b.Seq && a.HasSeq == b.HasSeq && a.TimestampNs == b.TimestampNs && a.HasTimestamp == b.HasTimestamp
+		a.Seq == b.Seq && a.HasSeq == b.HasSeq && a.TimestampNs == b.TimestampNs && a.HasTimestamp == b.HasTimestamp &&
+		a.SeqGlobal == b.SeqGlobal && a.HasSeqGlobal == b.HasSeqGlobal
+}
+
+// The global sequence number follows the group's own (NFULNL_CFG_F_SEQ and
+// F_SEQ_GLOBAL set): the walk and a learned layout both read it.
+func TestSeqGlobal(t *testing.T) {
+	msg := func(seq, global uint32) []byte {
+		b := kernelMessage("denied", seq, 1700000000, []byte{0x45, 0, 0, 20})
+		// Put NFULA_SEQ_GLOBAL before the payload, where the kernel writes it.
+		pl := len(b) - 8
+		return append(tlv(append([]byte(nil), b[:pl]...), binary.NativeEndian, attrSeqGlobal, be32(global)), b[pl:]...)
+	}
+	first, next := msg(1, 40), msg(2, 43)
+	matched, slow := parseBoth(t, first, next)
+	if !matched {
+		t.Fatal("the layout of a message with a global sequence number did not match the next one")
+	}
+	if !slow.HasSeqGlobal || slow.SeqGlobal != 43 || !slow.HasSeq || slow.Seq != 2 {
+		t.Errorf("read seq %d/%v global %d/%v, want 2 and 43", slow.Seq, slow.HasSeq, slow.SeqGlobal, slow.HasSeqGlobal)
+	}
 }
 
 // kernelMessage is the attribute part of a message as __build_packet_message

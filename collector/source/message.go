@@ -15,6 +15,7 @@ const (
 	attrPayload   = 9
 	attrPrefix    = 10
 	attrSeq       = 12
+	attrSeqGlobal = 13 // conntrack reasons (ctlog): orders messages across groups
 )
 
 var errBadAttribute = errors.New("nflog attribute runs past the message")
@@ -61,6 +62,14 @@ func (m *Message) setAttr(typ uint16, v []byte) {
 		m.setPrefix(v)
 	case attrSeq:
 		m.setSeq(v)
+	case attrSeqGlobal:
+		m.setSeqGlobal(v)
+	}
+}
+
+func (m *Message) setSeqGlobal(v []byte) {
+	if len(v) >= 4 {
+		m.SeqGlobal, m.HasSeqGlobal = binary.BigEndian.Uint32(v), true
 	}
 }
 
@@ -120,6 +129,7 @@ type attrLayout struct {
 	// Where the values setAttr keeps are, but the last attribute's (offset 0:
 	// absent; a value never starts at 0).
 	packetHdr, timestamp, prefix, seq, payload valueSpan
+	seqGlobal                                  valueSpan
 }
 
 // valueSpan is where an attribute's value is in a message.
@@ -140,7 +150,7 @@ func (a *attrLayout) finish(b []byte) {
 		a.n = 0
 		return
 	}
-	a.packetHdr, a.timestamp, a.prefix, a.seq, a.payload = valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}
+	a.packetHdr, a.timestamp, a.prefix, a.seq, a.payload, a.seqGlobal = valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}, valueSpan{}
 	var seen uint32
 	for i := 0; i < a.n; i++ {
 		o := a.off[i]
@@ -172,6 +182,8 @@ func (a *attrLayout) finish(b []byte) {
 			a.seq = v
 		case attrPayload:
 			a.payload = v
+		case attrSeqGlobal:
+			a.seqGlobal = v
 		}
 	}
 }
@@ -217,9 +229,12 @@ func (a *attrLayout) parse(b []byte, m *Message) bool {
 	if v := a.payload; v.off != 0 {
 		m.Payload = b[v.off:v.end]
 	}
+	if v := a.seqGlobal; v.off != 0 {
+		m.setSeqGlobal(b[v.off:v.end])
+	}
 	m.setAttr(a.typ[n-1], b[last+4:last+l])
 	return true
 }
 
 // wantedAttrs is the set of attribute types setAttr keeps.
-const wantedAttrs = 1<<attrPacketHdr | 1<<attrTimestamp | 1<<attrPayload | 1<<attrPrefix | 1<<attrSeq
+const wantedAttrs = 1<<attrPacketHdr | 1<<attrTimestamp | 1<<attrPayload | 1<<attrPrefix | 1<<attrSeq | 1<<attrSeqGlobal

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,17 @@ type Config struct {
 	BatchSize      uint32        // kernel batch buffer (nlbufsiz) in bytes; 0 keeps the default
 	ReceiveBuffer  int           // socket receive buffer in bytes (SO_RCVBUFFORCE); 0 keeps the default
 	NetNS          int           // fd of the network namespace to bind in; 0 = the process' own
+	// ProbeConntrackAttrs, if set, finds out once on its group whether the
+	// kernel can add conntrack attributes to messages.
+	ProbeConntrackAttrs *ConntrackAttrsProbe
+}
+
+// ConntrackAttrsProbe asks, once Group is bound, whether the kernel can add a
+// packet's conntrack entry to its messages. The answer is only reported: an
+// INVALID packet never has an entry, so nothing relies on it.
+type ConntrackAttrsProbe struct {
+	Group  uint16
+	Report func(supported bool)
 }
 
 // Netfilter netlink constants not exported by go-nflog.
@@ -139,6 +151,8 @@ type Live struct {
 	seq    seqTracker
 	msg    Message
 	layout attrLayout // of the last message walked: the next ones are read by it
+
+	conntrackProbed atomic.Bool // probeConntrackAttrs ran: a re-bind does not ask again
 }
 
 // conn is what a Live reads datagrams from: the group's netlink socket, or
@@ -306,11 +320,57 @@ func (l *Live) configure(c *socketConn, h Handler) error {
 	if l.cfg.QueueThreshold > 0 {
 		ae.Uint32(cfgQthresh, l.cfg.QueueThreshold)
 	}
-	ae.Uint16(cfgFlags, nflog.FlagSeq)
+	// Global sequence numbers put the messages of every group in one order:
+	// conntrack's reason for a packet is numbered before the drop rule's
+	// message for it.
+	ae.Uint16(cfgFlags, nflog.FlagSeq|nflog.FlagGlobal)
 	attrs, err := ae.Encode()
 	if err != nil {
 		return err
 	}
+	if err := l.request(c, h, attrs); err != nil {
+		return err
+	}
+	if p := l.cfg.ProbeConntrackAttrs; p != nil && p.Group == l.group && !l.conntrackProbed.Load() {
+		l.probeConntrackAttrs(c, h)
+	}
+	return nil
+}
+
+// probeConntrackAttrs finds out whether the kernel can add a packet's
+// conntrack entry to its messages (NFULNL_CFG_F_CONNTRACK, which needs a
+// kernel built with CONFIG_NETFILTER_NETLINK_GLUE_CT), then turns it off
+// again: an INVALID packet never has an entry, so the exporter never relies
+// on it; the answer is only reported.
+func (l *Live) probeConntrackAttrs(c *socketConn, h Handler) {
+	flags := func(f uint16) error {
+		ae := netlink.NewAttributeEncoder()
+		ae.ByteOrder = binary.BigEndian
+		ae.Uint16(cfgFlags, f)
+		attrs, err := ae.Encode()
+		if err != nil {
+			return err
+		}
+		return l.request(c, h, attrs)
+	}
+	err := flags(nflog.FlagSeq | nflog.FlagGlobal | nflog.FlagConntrack)
+	if errors.Is(err, unix.EAGAIN) {
+		// The kernel loaded the module that provides them: ask again.
+		err = flags(nflog.FlagSeq | nflog.FlagGlobal | nflog.FlagConntrack)
+	}
+	l.conntrackProbed.Store(true)
+	l.cfg.ProbeConntrackAttrs.Report(err == nil)
+	if err == nil {
+		if err := flags(nflog.FlagSeq | nflog.FlagGlobal); err != nil {
+			l.logger.Warn("could not turn conntrack attributes off again", "err", err)
+		}
+	}
+}
+
+// request sends one configuration request for the group and reads until its
+// acknowledgement; log messages that come first are real packets and are
+// handled like any other.
+func (l *Live) request(c *socketConn, h Handler, attrs []byte) error {
 	req := netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(nfnlSubsysULOG<<8 | nfulnlMsgConfig),
@@ -322,8 +382,6 @@ func (l *Live) configure(c *socketConn, h Handler) error {
 	if err != nil {
 		return err
 	}
-	// Read until the acknowledgement; log messages that come first are real
-	// packets and are handled like any other.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if err := c.setReadDeadline(deadline); err != nil {

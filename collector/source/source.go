@@ -43,6 +43,8 @@ type Message struct {
 	Payload      []byte // starts at the network header, cut to the copy range; nil when absent
 	Seq          uint32
 	HasSeq       bool
+	SeqGlobal    uint32 // NFULA_SEQ_GLOBAL: numbers every group's messages in one order (conntrack reasons, ctlog)
+	HasSeqGlobal bool
 	TimestampNs  int64 // NFULA_TIMESTAMP in unix nanoseconds: when the packet was logged (not delivered)
 	HasTimestamp bool
 }

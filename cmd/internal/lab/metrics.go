@@ -285,3 +285,74 @@ func WriteEvidence(w io.Writer, s Scrape, group string) {
 	fmt.Fprintf(w, "=> %s of the teardown-shaped drops are proven late packets of real connections; %.0f had no connection behind them.\n",
 		pct(ev["destroyed"]+ev["closing"], total), ev["none"])
 }
+
+// Reasons returns nfdrop_drop_reasons_total of group by class and reason.
+func (s Scrape) Reasons(group string) map[ReasonKey]float64 {
+	out := map[ReasonKey]float64{}
+	for _, m := range s["nfdrop_drop_reasons_total"].GetMetric() {
+		if l := labels(m); l["group"] == group {
+			out[ReasonKey{l["class"], l["reason"]}] += value(m)
+		}
+	}
+	return out
+}
+
+// ConntrackMessages returns nfdrop_conntrack_log_messages_total of group
+// and family by reason.
+func (s Scrape) ConntrackMessages(group, family string) map[string]float64 {
+	out := map[string]float64{}
+	for _, m := range s["nfdrop_conntrack_log_messages_total"].GetMetric() {
+		if l := labels(m); l["group"] == group && l["family"] == family {
+			out[l["reason"]] += value(m)
+		}
+	}
+	return out
+}
+
+// WriteReasons prints the drops by conntrack's reason beside their class
+// (nfdrop_drop_reasons_total), and conntrack's own messages, which are not
+// drops (nfdrop_conntrack_log_messages_total).
+func WriteReasons(w io.Writer, s Scrape, group string) {
+	if s["nfdrop_drop_reasons_total"] == nil {
+		fmt.Fprintln(w, "\nWhy the kernel dropped them: no reasons (--no-conntrack.reasons, or group 0 not read)")
+		return
+	}
+	got := s.Reasons(group)
+	classes := []string{"teardown", "handshake", "probe", "other", "fragment", "malformed"}
+	reasons := map[string]bool{}
+	for k := range got {
+		reasons[k.Reason] = true
+	}
+	fmt.Fprintf(w, "\nWhy the kernel dropped them (conntrack's reason for each drop of group %s):\n", group)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "reason\t")
+	for _, c := range classes {
+		fmt.Fprintf(tw, "%s\t", c)
+	}
+	fmt.Fprintln(tw, "total\t")
+	for _, r := range sortedKeys(reasons) {
+		fmt.Fprintf(tw, "%s\t", r)
+		var t float64
+		for _, c := range classes {
+			v := got[ReasonKey{c, r}]
+			t += v
+			fmt.Fprintf(tw, "%.0f\t", v)
+		}
+		fmt.Fprintf(tw, "%.0f\t\n", t)
+	}
+	tw.Flush()
+	var msgs float64
+	for _, m := range s["nfdrop_conntrack_log_messages_total"].GetMetric() {
+		msgs += value(m)
+	}
+	fmt.Fprintf(w, "=> %.0f messages from conntrack itself were read and kept out of nfdrop_packets_total.\n", msgs)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

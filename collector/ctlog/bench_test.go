@@ -1,0 +1,27 @@
+package ctlog
+
+import (
+	"testing"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+)
+
+// BenchmarkJoin is the per-packet cost with both streams on group 0: one
+// conntrack message recognised, keyed and kept, one drop keyed and joined.
+func BenchmarkJoin(b *testing.B) {
+	l := New(Config{Groups: []uint16{0}, Join: true, ClassNames: classes, SysctlDir: b.TempDir()})
+	prefix := []byte("nf_ct_proto_6: invalid new ")
+	payloads := make([][]byte, 256)
+	for i := range payloads {
+		payloads[i] = pkt(byte(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		p := payloads[i&255]
+		r, _ := Recognise(prefix)
+		k := Key(packet.FamilyIPv4, p)
+		l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, r, k, uint32(2*i), true)
+		l.Drop(0, teardown, Key(packet.FamilyIPv4, p), uint32(2*i+1), true)
+	}
+}

@@ -1,0 +1,178 @@
+package ctlog
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var classes = []string{"malformed", "fragment", "probe", "handshake", "teardown", "other"}
+
+const (
+	teardown = 4
+	probe    = 2
+)
+
+// pkt builds a distinct 40-byte IPv4 TCP packet per n.
+func pkt(n byte) []byte {
+	b := make([]byte, 40)
+	b[0], b[9] = 0x45, 6
+	b[8] = 64 // TTL
+	b[24] = n // TCP sequence number
+	return b
+}
+
+func newLog(t *testing.T, groups []uint16, window time.Duration) *Log {
+	t.Helper()
+	return New(Config{Groups: groups, ReasonsGroup: 0, Join: true, ClassNames: classes, Window: window, SysctlDir: t.TempDir()})
+}
+
+func drops(l *Log, group uint16, class int, r Reason) uint64 {
+	return l.groups[group].drops[class][r].Load()
+}
+
+func TestJoinSharedGroup(t *testing.T) {
+	l := newLog(t, []uint16{0}, time.Second)
+	a, b, c := Key(packet.FamilyIPv4, pkt(1)), Key(packet.FamilyIPv4, pkt(2)), Key(packet.FamilyIPv4, pkt(3))
+	// Conntrack's message comes first, then the drop of the same packet.
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
+	l.Drop(0, teardown, a, 2, true)
+	// A drop conntrack wrote nothing about.
+	l.Drop(0, teardown, b, 3, true)
+	// A message about a packet that was accepted, not dropped: no drop is counted.
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonIgnoredState, c, 4, true)
+	// A retransmission with identical headers: two messages, two drops.
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 5, true)
+	l.Drop(0, teardown, b, 6, true)
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 7, true)
+	l.Drop(0, teardown, b, 8, true)
+	l.Drop(0, teardown, b, 9, true) // the third has no message
+	if got := drops(l, 0, teardown, ReasonInvalidNew); got != 3 {
+		t.Errorf("invalid_new drops = %d, want 3", got)
+	}
+	if got := drops(l, 0, teardown, ReasonNone); got != 2 {
+		t.Errorf("none drops = %d, want 2", got)
+	}
+	if got := l.groups[0].messages[packet.FamilyIPv4][packet.ProtoTCP][ReasonIgnoredState].Load(); got != 1 {
+		t.Errorf("ignored_state messages = %d, want 1", got)
+	}
+}
+
+func TestJoinSeparateGroup(t *testing.T) {
+	l := newLog(t, []uint16{0, 5}, 200*time.Millisecond)
+	a, b, c, d := Key(packet.FamilyIPv4, pkt(1)), Key(packet.FamilyIPv4, pkt(2)), Key(packet.FamilyIPv4, pkt(3)), Key(packet.FamilyIPv4, pkt(4))
+	// Read in kernel order.
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonSeqOverUpperBound, a, 10, true)
+	l.Drop(5, teardown, a, 11, true)
+	// The drop's group is read before conntrack's: it waits for its reason.
+	l.Drop(5, probe, b, 13, true)
+	if got := l.groups[5].tail.Load() - l.groups[5].head.Load(); got != 1 {
+		t.Fatalf("waiting drops = %d, want 1", got)
+	}
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidFlags, b, 12, true)
+	l.resolve()
+	// The reasons group has been read past the drop: none at once.
+	l.Drop(5, teardown, c, 11, true)
+	// No sequence numbers and no reason: none once the window has ended.
+	l.Drop(5, teardown, d, 0, false)
+	l.resolve()
+	if got := drops(l, 5, teardown, ReasonNone); got != 1 {
+		t.Errorf("none before the window = %d, want 1", got)
+	}
+	time.Sleep(250 * time.Millisecond)
+	l.resolve()
+	for _, tc := range []struct {
+		class int
+		r     Reason
+		want  uint64
+	}{
+		{teardown, ReasonSeqOverUpperBound, 1},
+		{probe, ReasonInvalidFlags, 1},
+		{teardown, ReasonNone, 2},
+	} {
+		if got := drops(l, 5, tc.class, tc.r); got != tc.want {
+			t.Errorf("group 5 %s/%s = %d, want %d", classes[tc.class], tc.r, got, tc.want)
+		}
+	}
+	if got := l.groups[5].tail.Load() - l.groups[5].head.Load(); got != 0 {
+		t.Errorf("waiting drops = %d, want 0", got)
+	}
+}
+
+func TestJoinStaleReasonNotClaimed(t *testing.T) {
+	l := newLog(t, []uint16{0}, 10*time.Millisecond)
+	a := Key(packet.FamilyIPv4, pkt(1))
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
+	time.Sleep(40 * time.Millisecond)
+	l.resolve() // advances the clock, as the resolver does every 20ms
+	l.Drop(0, teardown, a, 2, true)
+	if got := drops(l, 0, teardown, ReasonNone); got != 1 {
+		t.Errorf("a reason older than twice the window was claimed: none = %d, want 1", got)
+	}
+}
+
+func TestJoinOffCountsMessagesOnly(t *testing.T) {
+	l := New(Config{Groups: []uint16{5}, ReasonsGroup: 0, Join: true, ClassNames: classes, SysctlDir: t.TempDir()})
+	if l.Joining() {
+		t.Fatal("joining without the reasons group")
+	}
+	l.Message(5, packet.FamilyIPv6, packet.ProtoTCP, ReasonInvalidNew, 1, 0, false)
+	l.Drop(5, teardown, 1, 0, false)
+	want := `
+# HELP nfdrop_conntrack_log_messages_total Conntrack's own log messages (nf_conntrack_log_invalid) read from a group, by the packet's family and protocol and conntrack's reason. They are not drops and are not in nfdrop_packets_total.
+# TYPE nfdrop_conntrack_log_messages_total counter
+nfdrop_conntrack_log_messages_total{family="ipv6",group="5",proto="tcp",reason="invalid_new"} 1
+`
+	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_conntrack_log_messages_total", "nfdrop_drop_reasons_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestKeyMasksHopFields(t *testing.T) {
+	a, b := pkt(1), pkt(1)
+	b[8], b[10], b[11] = 63, 0xab, 0xcd // forwarded: TTL and checksum changed
+	if Key(packet.FamilyIPv4, a) != Key(packet.FamilyIPv4, b) {
+		t.Error("IPv4 TTL/checksum change the key")
+	}
+	v6a, v6b := make([]byte, 60), make([]byte, 60)
+	v6a[0], v6b[0], v6a[7], v6b[7] = 0x60, 0x60, 64, 63
+	if Key(packet.FamilyIPv6, v6a) != Key(packet.FamilyIPv6, v6b) {
+		t.Error("IPv6 hop limit changes the key")
+	}
+	if Key(packet.FamilyIPv4, pkt(1)) == Key(packet.FamilyIPv4, pkt(2)) {
+		t.Error("different sequence numbers, same key")
+	}
+	if Key(packet.FamilyIPv4, nil) != 0 {
+		t.Error("no payload must give no key")
+	}
+	long := make([]byte, 1500)
+	copy(long, pkt(1))
+	if Key(packet.FamilyIPv4, long) != Key(packet.FamilyIPv4, long[:KeyBytes]) {
+		t.Error("bytes past KeyBytes change the key")
+	}
+}
+
+func TestSettings(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir+"/nf_conntrack_log_invalid", "6\n")
+	write(t, dir+"/nf_log/2", "nfnetlink_log\n")
+	write(t, dir+"/nf_log/10", "NONE\n")
+	l := New(Config{Groups: []uint16{0}, ClassNames: classes, SysctlDir: dir})
+	want := `
+# HELP nfdrop_conntrack_log_invalid net.netfilter.nf_conntrack_log_invalid of the exporter's network namespace: the protocol number whose INVALID packets conntrack logs (6 TCP, 255 all, 0 none).
+# TYPE nfdrop_conntrack_log_invalid gauge
+nfdrop_conntrack_log_invalid 6
+# HELP nfdrop_conntrack_logger_info The default logger of a family in the exporter's network namespace (net.netfilter.nf_log.2 for ipv4, nf_log.10 for ipv6); conntrack's messages reach NFLOG group 0 only when it is nfnetlink_log.
+# TYPE nfdrop_conntrack_logger_info gauge
+nfdrop_conntrack_logger_info{family="ipv4",logger="nfnetlink_log"} 1
+nfdrop_conntrack_logger_info{family="ipv6",logger="NONE"} 1
+`
+	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_conntrack_log_invalid", "nfdrop_conntrack_logger_info"); err != nil {
+		t.Error(err)
+	}
+	var _ prometheus.Collector = l
+}

@@ -1,0 +1,111 @@
+package collector
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
+)
+
+func newReasonsCollector(t testing.TB, groups ...uint16) (*Collector, *ctlog.Log) {
+	t.Helper()
+	l := ctlog.New(ctlog.Config{Groups: groups, ReasonsGroup: 0, Join: true, ClassNames: classify.ClassNames(), NoSettings: true})
+	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 4, Reasons: l}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, l
+}
+
+// Conntrack's message and the drop rule's message for the same packet on
+// one group: one drop, joined to conntrack's reason.
+func TestConntrackMessagesAreNotDrops(t *testing.T) {
+	c, l := newReasonsCollector(t, 0)
+	fin := buildIP(false, 6, 40000, 443, packet.FlagFIN|packet.FlagACK, 0)
+	null := buildIP(false, 6, 40001, 443, 0, 0)
+	syn := buildIP(false, 6, 40002, 22, packet.FlagSYN, 0)
+	for i, m := range []struct {
+		prefix  string
+		payload []byte
+	}{
+		{"nf_ct_proto_6: invalid new ", fin},
+		{"denied ", fin},
+		{"nf_ct_proto_6: invalid tcp flag combination ", null},
+		{"denied ", null},
+		{"denied ", syn}, // NEW to a closed port: conntrack says nothing
+	} {
+		msg := msg(0, 2, m.prefix, m.payload)
+		msg.SeqGlobal, msg.HasSeqGlobal = uint32(i+1), true
+		c.Packet(msg)
+	}
+	if got := sumOf(t, c, "nfdrop_packets_total"); got != 3 {
+		t.Errorf("nfdrop_packets_total = %v, want 3 (conntrack's messages are not drops)", got)
+	}
+	want := `
+# HELP nfdrop_drop_reasons_total Drops by class and conntrack's reason for the same packet; none when conntrack wrote nothing about it. Counted once the reason is known, at most --conntrack.reasons.window after the drop.
+# TYPE nfdrop_drop_reasons_total counter
+nfdrop_drop_reasons_total{class="handshake",group="0",reason="none"} 1
+nfdrop_drop_reasons_total{class="probe",group="0",reason="invalid_flags"} 1
+nfdrop_drop_reasons_total{class="teardown",group="0",reason="invalid_new"} 1
+# HELP nfdrop_conntrack_log_messages_total Conntrack's own log messages (nf_conntrack_log_invalid) read from a group, by the packet's family and protocol and conntrack's reason. They are not drops and are not in nfdrop_packets_total.
+# TYPE nfdrop_conntrack_log_messages_total counter
+nfdrop_conntrack_log_messages_total{family="ipv4",group="0",proto="tcp",reason="invalid_flags"} 1
+nfdrop_conntrack_log_messages_total{family="ipv4",group="0",proto="tcp",reason="invalid_new"} 1
+`
+	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_drop_reasons_total", "nfdrop_conntrack_log_messages_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// sumOf sums a counter family of the collector.
+func sumOf(t *testing.T, c *Collector, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				s += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return s
+}
+
+// BenchmarkPacketWithReasons is BenchmarkPacket's teardown mix with
+// conntrack's message before every drop on the same group, as the kernel
+// sends them with nf_conntrack_log_invalid set: per op, one conntrack message
+// recognised and kept plus one drop counted and joined.
+func BenchmarkPacketWithReasons(b *testing.B) {
+	drops := benchMessages("teardown", 4096)
+	msgs := make([]source.Message, 0, 2*len(drops))
+	for i, d := range drops {
+		ct := d
+		ct.Prefix, ct.Hook = []byte("nf_ct_proto_6: invalid new "), 0
+		ct.SeqGlobal, ct.HasSeqGlobal = uint32(2*i), true
+		d.SeqGlobal, d.HasSeqGlobal = uint32(2*i+1), true
+		msgs = append(msgs, ct, d)
+	}
+	c, _ := newReasonsCollector(b, 0)
+	for i := range msgs {
+		c.Packet(&msgs[i])
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c.Packet(&msgs[i&8191])
+		c.Packet(&msgs[(i+1)&8191])
+		i += 2
+	}
+}
