@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The metric surface of design §5, in one place.
+// The metric surface, in one place.
 
 const namespace = "nfdrop"
 
