@@ -1,9 +1,42 @@
 package conntrack
 
 import (
+	"bufio"
+	"os"
 	"testing"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 )
+
+// recordedAt is when the last datagram of the recording at path was
+// captured: the replay runs on that clock, so flows the kernel stamped when
+// the recording was made are still within the tracker's window, whenever the
+// test runs.
+func recordedAt(t testing.TB, path string) time.Time {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := capture.Open(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last time.Time
+	for {
+		_, ts, err := r.Next()
+		if err != nil {
+			break
+		}
+		last = ts
+	}
+	if last.IsZero() {
+		t.Fatalf("%s has no datagram", path)
+	}
+	return last
+}
 
 // recordedTuple is flow i of the recording as a late packet of the server
 // (10.98.0.1:443) to the client shows it: the reply direction.
@@ -22,6 +55,8 @@ func replayTracker(t testing.TB, path string) *Tracker {
 		t.Fatal(err)
 	}
 	tr.looker.Store(&lookerRef{&fakeLooker{}}) // the table is empty: every lookup finds nothing
+	at := recordedAt(t, path)
+	tr.now = func() time.Time { return at }
 	tr.Start()
 	t.Cleanup(tr.Stop)
 	deadline := time.Now().Add(5 * time.Second)
