@@ -1,16 +1,32 @@
-# nfdrop_exporter — build, test, demo. Run test/demo/bench as root (network namespaces, NFLOG).
+# nfdrop_exporter — build, test, demo, release. Run test/demo/bench as root (network namespaces, NFLOG).
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
-LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+# The build date is the last commit's, not the clock's, and no user or host name is
+# embedded: the same commit and Go version give byte-identical binaries and archives.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+BUILD_DATE := $(shell date -u -d @$(SOURCE_DATE_EPOCH) +%Y%m%d-%H:%M:%S)
+LDFLAGS   := -buildid= \
+             -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=$(BRANCH) \
-             -X github.com/prometheus/common/version.BuildUser=$(shell id -un)@$(shell hostname) \
-             -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+             -X github.com/prometheus/common/version.BuildDate=$(BUILD_DATE)
 BIN       := .build
 
-.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean
+# Release archives, image and package. ARCH is one GOARCH; ARCHS are the release's.
+RELEASE_DIR ?= $(BIN)/release
+ARCHS     ?= amd64 arm64
+ARCH      ?= $(shell $(GO) env GOARCH)
+DIST       = nfdrop_exporter-$(VERSION).linux-$(ARCH)
+STAGE      = $(RELEASE_DIR)/$(DIST)
+# make image IMAGE=registry.example.com/team/nfdrop_exporter, then podman push it.
+IMAGE     ?= nfdrop_exporter
+PODMAN    ?= podman
+NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+TAR       := tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner --format=gnu
+
+.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean release stage image deb
 
 all: build
 
@@ -18,6 +34,39 @@ build:
 	mkdir -p $(BIN)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/nfdrop_exporter ./cmd/nfdrop_exporter
 	$(GO) build -o $(BIN)/nfdrop-lab ./cmd/nfdrop-lab
+
+# stage: the static binary for ARCH, with LICENSE and README.md, in $(STAGE)/. The
+# profile cmd/nfdrop_exporter/default.pgo is applied by go build (-pgo=auto).
+stage:
+	rm -rf $(STAGE) && install -d -m 0755 $(STAGE)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/nfdrop_exporter ./cmd/nfdrop_exporter
+	chmod 0755 $(STAGE)/nfdrop_exporter
+	install -m 0644 LICENSE README.md $(STAGE)/
+
+# release: nfdrop_exporter-VERSION.linux-ARCH.tar.gz for each of ARCHS and sha256sums.txt.
+release:
+	@echo '$(VERSION)' | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$$' || { echo "make release needs VERSION=x.y.z (got '$(VERSION)')" >&2; exit 2; }
+	set -e; for a in $(ARCHS); do \
+		$(MAKE) --no-print-directory stage ARCH=$$a; \
+		$(TAR) -C $(RELEASE_DIR) -cf - nfdrop_exporter-$(VERSION).linux-$$a | gzip -9n > $(RELEASE_DIR)/nfdrop_exporter-$(VERSION).linux-$$a.tar.gz; \
+	done
+	cd $(RELEASE_DIR) && sha256sum $(foreach a,$(ARCHS),nfdrop_exporter-$(VERSION).linux-$(a).tar.gz) > sha256sums.txt
+	cat $(RELEASE_DIR)/sha256sums.txt
+
+# image: $(IMAGE):$(VERSION) for ARCH from deploy/container/Containerfile.
+image: stage
+	$(PODMAN) build --platform linux/$(ARCH) --timestamp $(SOURCE_DATE_EPOCH) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		--build-arg CREATED=$$(date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ) \
+		-f deploy/container/Containerfile -t $(IMAGE):$(VERSION) $(STAGE)
+
+# deb: nfdrop-exporter_VERSION_ARCH.deb in $(RELEASE_DIR), from deploy/deb/nfpm.yaml.
+# The packaged unit runs /usr/bin/nfdrop_exporter; everything else is the tested unit.
+deb: stage
+	install -d -m 0755 $(RELEASE_DIR)/deb-$(ARCH)
+	sed 's|/usr/local/bin/nfdrop_exporter|/usr/bin/nfdrop_exporter|g' deploy/systemd/nfdrop_exporter.service > $(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service
+	VERSION=$(VERSION) ARCH=$(ARCH) STAGE=$(STAGE) DEB_UNIT=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		$(NFPM) package --packager deb --config deploy/deb/nfpm.yaml --target $(RELEASE_DIR)/
 
 deps:
 	.ci/deps

@@ -506,3 +506,47 @@ func TestDeployKubernetesPrometheusRuleLoads(t *testing.T) {
 	}
 	t.Logf("promtool: %s", bytes.TrimSpace(out))
 }
+
+// imageRE is the name the DaemonSet must use: the image `make image` builds, pushed to a
+// registry (a host name with a dot or port), tagged with a release version.
+var imageRE = regexp.MustCompile(`^[a-z0-9-]+(\.[a-z0-9-]+)*(\.[a-z0-9-]+|:[0-9]+)/([a-z0-9._-]+/)*([a-z0-9._-]+):([0-9]+\.[0-9]+\.[0-9]+)$`)
+
+// TestDeployKubernetesImageName checks that the DaemonSet, the Makefile's image target,
+// the Containerfile and deploy/README.md name and run the image the same way.
+func TestDeployKubernetesImageName(t *testing.T) {
+	m := loadAll(t)
+	c := m.ds.Spec.Template.Spec.Containers[0]
+	match := imageRE.FindStringSubmatch(c.Image)
+	if match == nil {
+		t.Fatalf("image %q is not REGISTRY/nfdrop_exporter:VERSION", c.Image)
+	}
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := regexp.MustCompile(`(?m)^IMAGE\s*\?=\s*(\S+)$`).FindSubmatch(mk)
+	if def == nil {
+		t.Fatal("Makefile sets no IMAGE ?= default")
+	}
+	if name := match[len(match)-2]; name != string(def[1]) || name != "nfdrop_exporter" {
+		t.Errorf("DaemonSet image name %q, Makefile IMAGE %q: want both nfdrop_exporter", name, def[1])
+	}
+	cf, err := os.ReadFile("../container/Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nENTRYPOINT [\"/bin/nfdrop_exporter\"]\n", "\nEXPOSE " + strconv.Itoa(metricsPort) + "\n"} {
+		if !bytes.Contains(cf, []byte(want)) {
+			t.Errorf("Containerfile lacks %q", strings.TrimSpace(want))
+		}
+	}
+	doc, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"REGISTRY/nfdrop_exporter:VERSION", c.Image, "kubectl apply -f deploy/kubernetes/daemonset.yaml"} {
+		if !bytes.Contains(doc, []byte(want)) {
+			t.Errorf("deploy/README.md does not mention %q", want)
+		}
+	}
+}

@@ -1,0 +1,251 @@
+// Package container_test builds the image with `make image` and Debian's podman, checks
+// its metadata, runs --version, and counts a crafted drop from inside a network namespace
+// that the container joins holding CAP_NET_ADMIN alone.
+package container_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/nfdrop/nfdrop_exporter/deploy/internal/maketest"
+)
+
+const (
+	version = "0.0.0-imgtest"
+	image   = "localhost/nfdrop_exporter"
+	listen  = "127.0.0.1:9786"
+	// 1 << CAP_NET_ADMIN (12), as /proc/PID/status prints capability sets.
+	capNetAdmin = "0000000000001000"
+)
+
+// podman runs podman with the test's private configuration and storage.
+type podman struct{ env []string }
+
+// newPodman writes a containers.conf and a storage.conf into dir: runc with the machine's
+// rlimits, cgroupfs and file events (systemd may not be PID 1), and image storage under
+// dir, so the host's /etc/containers and /var/lib/containers stay untouched.
+func newPodman(t *testing.T, dir string) *podman {
+	t.Helper()
+	conf := filepath.Join(dir, "containers.conf")
+	storage := filepath.Join(dir, "storage.conf")
+	files := map[string]string{
+		conf: fmt.Sprintf(`[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = %q
+tmp_dir = %q
+`, filepath.Join(dir, "events.log"), filepath.Join(dir, "libpod")),
+		storage: fmt.Sprintf(`[storage]
+driver = "vfs"
+graphroot = %q
+runroot = %q
+`, filepath.Join(dir, "graph"), filepath.Join(dir, "run")),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &podman{env: []string{"CONTAINERS_CONF=" + conf, "CONTAINERS_STORAGE_CONF=" + storage}}
+}
+
+func (p *podman) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command("podman", args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	return cmd
+}
+
+func (p *podman) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := p.cmd(args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestContainerImage(t *testing.T) {
+	maketest.E2E(t, "podman", "runc", "ip", "iptables", "curl")
+	tmp := t.TempDir()
+	p := newPodman(t, tmp)
+	ref := image + ":" + version
+	maketest.Make(t, p.env, "image", "VERSION="+version, "IMAGE="+image, "RELEASE_DIR="+filepath.Join(tmp, "release"))
+	t.Cleanup(func() { _ = p.cmd("rmi", "-f", ref).Run() })
+
+	t.Run("metadata", func(t *testing.T) { checkMetadata(t, p, ref) })
+	t.Run("version", func(t *testing.T) {
+		out := p.run(t, "run", "--rm", "--network=none", ref, "--version")
+		if !strings.HasPrefix(out, "nfdrop_exporter, version "+version+" ") {
+			t.Errorf("--version in the container printed:\n%s", out)
+		}
+	})
+	t.Run("counts a drop in a joined network namespace", func(t *testing.T) { checkDropCounted(t, p, ref) })
+}
+
+func checkMetadata(t *testing.T, p *podman, ref string) {
+	var inspect []struct {
+		Size         int64
+		Architecture string
+		Os           string
+		Config       struct {
+			User         string
+			Entrypoint   []string
+			Cmd          []string
+			ExposedPorts map[string]struct{}
+			Labels       map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(p.run(t, "image", "inspect", ref)), &inspect); err != nil || len(inspect) != 1 {
+		t.Fatalf("podman image inspect: %v (%d images)", err, len(inspect))
+	}
+	img := inspect[0]
+	t.Logf("image %s: %d bytes, %s/%s", ref, img.Size, img.Os, img.Architecture)
+	c := img.Config
+	if c.User != "65534:65534" {
+		t.Errorf("USER %q, want 65534:65534", c.User)
+	}
+	if strings.Join(c.Entrypoint, " ") != "/bin/nfdrop_exporter" || len(c.Cmd) != 0 {
+		t.Errorf("ENTRYPOINT %q CMD %q, want the exporter and no arguments", c.Entrypoint, c.Cmd)
+	}
+	if _, ok := c.ExposedPorts["9786/tcp"]; !ok || len(c.ExposedPorts) != 1 {
+		t.Errorf("EXPOSE %v, want 9786/tcp only", c.ExposedPorts)
+	}
+	revision := strings.TrimSpace(maketest.Run(t, "git", "-C", maketest.Root(t), "rev-parse", "HEAD"))
+	created := time.Unix(maketest.SourceDateEpoch(t), 0).UTC().Format(time.RFC3339)
+	for k, v := range map[string]string{
+		"title": "nfdrop_exporter", "licenses": "Apache-2.0", "version": version, "revision": revision,
+		"created": created, "source": "https://github.com/nfdrop/nfdrop_exporter",
+	} {
+		if got := c.Labels["org.opencontainers.image."+k]; got != v {
+			t.Errorf("label org.opencontainers.image.%s = %q, want %q", k, got, v)
+		}
+	}
+	// The image holds the binary and the license, nothing else: list its file system.
+	ctr := strings.TrimSpace(p.run(t, "create", ref))
+	defer func() { _ = p.cmd("rm", "-f", ctr).Run() }()
+	mnt := strings.TrimSpace(p.run(t, "mount", ctr))
+	defer func() { _ = p.cmd("umount", ctr).Run() }()
+	var files []string
+	err := filepath.Walk(mnt, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(mnt, path)
+		st := info.Sys().(*syscall.Stat_t)
+		files = append(files, fmt.Sprintf("/%s %v %d:%d", rel, info.Mode(), st.Uid, st.Gid))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/LICENSE -rw-r--r-- 0:0", "/bin/nfdrop_exporter -rwxr-xr-x 0:0"}
+	if !slices.Equal(files, want) {
+		t.Errorf("files in the image %q, want %q", files, want)
+	}
+}
+
+// checkDropCounted: a namespace whose firewall logs UDP to 127.0.0.1:53 to group 0 and
+// drops it; the container joins it with every capability dropped but NET_ADMIN, as
+// nobody; one datagram gives exactly one count with the exact labels.
+func checkDropCounted(t *testing.T, p *podman, ref string) {
+	ns := fmt.Sprintf("nfdC-w16-%d", os.Getpid())
+	maketest.Run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	maketest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	ipt := []string{"netns", "exec", ns, "iptables", "-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "53"}
+	maketest.Run(t, "ip", append(ipt, "-j", "NFLOG", "--nflog-group", "0", "--nflog-prefix", "denied", "--nflog-size", "256")...)
+	maketest.Run(t, "ip", append(ipt, "-j", "DROP")...)
+
+	name := "nfdC-w16-" + strconv.Itoa(os.Getpid())
+	p.run(t, "run", "-d", "--name", name, "--network=ns:/run/netns/"+ns, "--cap-drop=all", "--cap-add=NET_ADMIN",
+		ref, "--nflog.group=0", "--web.listen-address="+listen)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := p.cmd("logs", name).CombinedOutput()
+			t.Logf("container log:\n%s", out)
+		}
+		_ = p.cmd("rm", "-f", "-t", "2", name).Run()
+	})
+
+	// The exporter runs as nobody with exactly CAP_NET_ADMIN.
+	pid := strings.TrimSpace(p.run(t, "inspect", "-f", "{{.State.Pid}}", name))
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534\n", "CapEff:\t" + capNetAdmin + "\n", "CapPrm:\t" + capNetAdmin + "\n"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("/proc/%s/status lacks %q:\n%s", pid, want, status)
+		}
+	}
+
+	waitFor(t, ns, "nfdrop_up", map[string]string{"group": "0"}, 1)
+	maketest.Run(t, "ip", "netns", "exec", ns, "bash", "-c", "echo nfdC > /dev/udp/127.0.0.1/53")
+	labels := map[string]string{"class": "other", "family": "ipv4", "flags": "", "group": "0", "port": "53",
+		"prefix": "denied", "proto": "udp", "side": "client"}
+	fams := waitFor(t, ns, "nfdrop_packets_total", labels, 1)
+	if n := len(fams["nfdrop_packets_total"].GetMetric()); n != 1 {
+		t.Errorf("nfdrop_packets_total has %d series, want the one drop's", n)
+	}
+}
+
+// waitFor scrapes /metrics inside the namespace until the series with exactly these
+// labels has the value, for at most 10 s.
+func waitFor(t *testing.T, ns, name string, labels map[string]string, want float64) map[string]*dto.MetricFamily {
+	t.Helper()
+	var last string
+	for range 100 {
+		out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-sf", "--max-time", "2", "http://"+listen+"/metrics").Output()
+		if err == nil {
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := parser.TextToMetricFamilies(strings.NewReader(string(out)))
+			if err != nil {
+				t.Fatalf("parse /metrics: %v", err)
+			}
+			if v, ok := value(fams[name], labels); ok && v == want {
+				return fams
+			} else if ok {
+				last = fmt.Sprintf("%s = %v", name, v)
+			}
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s%v not %v within 10s (last: %s)", name, labels, want, last)
+	return nil
+}
+
+// value returns the counter or gauge whose labels are exactly these.
+func value(f *dto.MetricFamily, labels map[string]string) (float64, bool) {
+	for _, m := range f.GetMetric() {
+		got := map[string]string{}
+		for _, l := range m.GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		if maps.Equal(got, labels) {
+			if m.Counter != nil {
+				return m.GetCounter().GetValue(), true
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
