@@ -126,7 +126,7 @@ func (m *multi) Close() error {
 // go-nflog opens the NETLINK_NETFILTER socket (and owns its options); the
 // binding and the receive loop are done here because go-nflog's own loop costs
 // ~30 allocations per message, reads every batch twice, cannot set the kernel
-// batch size (nlbufsiz) and stops on the first ENOBUFS (reference §1). Reading
+// batch size (nlbufsiz) and stops on the first ENOBUFS. Reading
 // the library's own socket directly keeps the per-packet path allocation-free.
 type Live struct {
 	group  uint16
