@@ -135,8 +135,8 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 
 // startCPUProfile profiles the process until the returned function runs.
 // It exists for the profile-guided build: default.pgo next to main.go is a
-// merge of such profiles taken under the lab bench's floods (README,
-// Performance), so that the compiler inlines and devirtualizes the calls of
+// merge of such profiles taken under the lab bench's floods
+// (cmd/nfdrop-lab/README.md, Reproduce), so that the compiler inlines and devirtualizes the calls of
 // the real receive path.
 func startCPUProfile(path string) (func(), error) {
 	out, err := os.Create(path)

@@ -6,9 +6,10 @@ import "net/netip"
 const NumFamilies = int(FamilyIPv6) + 1
 
 // The String methods return label values, so they are lookups into fixed
-// arrays: no allocation, and nothing outside the closed vocabulary of design
-// §5. An out-of-range value (a programming error; Decode never produces one)
-// reads as "other" rather than inventing a new label value.
+// arrays: no allocation, and nothing outside the closed label vocabulary
+// (collector/README.md, Metrics). An out-of-range value (a programming
+// error; Decode never produces one) reads as "other" rather than inventing
+// a new label value.
 var (
 	familyNames = [NumFamilies]string{
 		FamilyOther: "other",

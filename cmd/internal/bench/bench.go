@@ -3,7 +3,7 @@
 // nfdrop_exporter and Debian's ulogd2 keep up: offered and logged rate,
 // received and lost messages, CPU seconds per million messages, peak RSS and
 // (for the exporter) scrape latency and series count during the flood. It
-// follows the method of reference/nflog-receive-rates.md: a fresh namespace
+// follows one method throughout: a fresh namespace
 // pair per run, sender pinned to one CPU and receiver to another, receivers
 // alternating within each point, medians over repetitions.
 package bench
@@ -106,7 +106,7 @@ type RunResult struct {
 	LossPct           float64 `json:"loss_pct"`                          // (logged-received)/logged
 	CPUSeconds        float64 `json:"cpu_s"`                             // on-CPU time from schedstat (precise)
 	CPUPerM           float64 `json:"cpu_s_per_million"`                 // CPUSeconds per million logged messages
-	TickCPUSeconds    float64 `json:"tick_cpu_s"`                        // utime+stime from /proc/<pid>/stat (10 ms ticks, the reference's method)
+	TickCPUSeconds    float64 `json:"tick_cpu_s"`                        // utime+stime from /proc/<pid>/stat (10 ms ticks, a cross-check)
 	CPUPerMNoScrape   float64 `json:"cpu_s_per_million_without_scrapes"` // exporter: minus the scrapes during the flood
 	ScrapeCPUMs       float64 `json:"scrape_cpu_ms,omitempty"`           // exporter CPU per scrape at rest after the flood
 	TickCPUPerM       float64 `json:"tick_cpu_s_per_million"`
@@ -516,8 +516,8 @@ wait:
 
 // applyRules loads deploy/firewall's iptables rulesets with the NFLOG rule
 // repeated n times, and switches conntrack's loose pickup off so that
-// mid-stream ACKs without an entry are INVALID and reach the NFLOG rules
-// (reference §0.13), as late teardown packets do on a real server.
+// mid-stream ACKs without an entry are INVALID and reach the NFLOG rules,
+// as late teardown packets do on a real server.
 func applyRules(l *lab.Lab, o *Options, n int, dir string) error {
 	for _, f := range []string{"iptables.rules", "ip6tables.rules"} {
 		b, err := os.ReadFile(filepath.Join(o.RulesDir, f))

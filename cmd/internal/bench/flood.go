@@ -20,7 +20,7 @@ import (
 type Mix string
 
 const (
-	// MixTeardown is the reference mix (reference/nflog-receive-rates.md):
+	// MixTeardown is the bench's standard mix (cmd/nfdrop-lab/README.md):
 	// mostly late-teardown shapes to :443, some SYNs to closed ports and scans.
 	MixTeardown Mix = "teardown"
 	// MixRandom has random TCP flag bytes, random ports, UDP and ICMP: the
