@@ -203,6 +203,19 @@ func (c *Collector) Flush(group uint16) {
 	}
 }
 
+// LastPacket returns the time of the group's newest packet as Flush
+// published it; zero when none has arrived or the group is not bound.
+func (c *Collector) LastPacket(group uint16) time.Time {
+	gs := c.group(group)
+	if gs == nil {
+		return time.Time{}
+	}
+	if ns := gs.lastPacket.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // FamilyHint is the family the kernel says an NFLOG message's packet has: the
 // hook's protocol family, or for bridge/netdev hooks the link-layer protocol.
 func FamilyHint(m *source.Message) packet.Family {

@@ -54,6 +54,7 @@ type flags struct {
 	log            *promslog.Config
 	explain        explainFlags
 	conntrack      *conntrackFlags
+	audit          *auditFlags
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -75,6 +76,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(app)
+	f.audit = addAuditFlags(app)
 	f.web = kingpinflag.AddFlags(app, ":9786")
 	f.log = &promslog.Config{}
 	promslogflag.AddFlags(app, f.log)
@@ -166,6 +168,9 @@ func (f *flags) validate() (collector.Config, error) {
 	case f.maxPrefixes < 1 || f.maxPrefixes > 254:
 		return cfg, fmt.Errorf("--collector.max-prefixes=%d: want 1 to 254", f.maxPrefixes)
 	}
+	if err := f.audit.validate(); err != nil {
+		return cfg, err
+	}
 	seen := map[uint16]bool{}
 	for _, s := range f.groups {
 		g, err := strconv.ParseUint(s, 10, 16)
@@ -205,6 +210,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Error(err.Error())
 		return 2
 	}
+	extra = append(extra, f.audit.build(cfg.Groups, coll.LastPacket, f.replayFile != "", logger)...)
 	sources, err := openSources(f, cfg, coll, logger)
 	if err != nil {
 		logger.Error(err.Error())
