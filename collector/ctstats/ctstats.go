@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ti-mo/conntrack"
 )
@@ -28,11 +29,15 @@ type Reader interface {
 // Netlink reads over ctnetlink in the calling process's network namespace:
 // IPCTNL_MSG_CT_GET_STATS_CPU (per-CPU counters) and IPCTNL_MSG_CT_GET_STATS
 // (the namespace's entry count and the nf_conntrack_max limit).
-type Netlink struct{}
+type Netlink struct {
+	// NetNS is a file descriptor of another network namespace to read;
+	// 0 reads the caller's own.
+	NetNS int
+}
 
 // Stats implements Reader.
-func (Netlink) Stats() (Stats, error) {
-	c, err := conntrack.Dial(nil)
+func (n Netlink) Stats() (Stats, error) {
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.NetNS})
 	if err != nil {
 		return Stats{}, fmt.Errorf("ctnetlink: %w", err)
 	}

@@ -28,13 +28,16 @@ type Netlink struct {
 	// Timeout bounds one whole read: a ruleset too large to dump in time
 	// fails the read instead of stalling scrapes.
 	Timeout time.Duration
+	// NetNS is a file descriptor of another network namespace to read;
+	// 0 reads the caller's own.
+	NetNS int
 }
 
 // LogRules lists every chain, then dumps each chain's rules: the kernel
 // filters a rule dump by exact table and chain name only.
 func (n Netlink) LogRules() ([]Rule, error) {
 	deadline := time.Now().Add(n.Timeout)
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(c *netlink.Conn) error {
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.NetNS), nftables.WithSockOptions(func(c *netlink.Conn) error {
 		return c.SetDeadline(deadline)
 	}))
 	if err != nil {
