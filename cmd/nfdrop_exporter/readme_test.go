@@ -57,7 +57,7 @@ func keys(m map[string]bool) []string {
 // TestReadmeMetricsMatchExporter keeps the README's metrics reference from drifting.
 func TestReadmeMetricsMatchExporter(t *testing.T) {
 	doc := readmeMetrics(t)
-	code := exposedMetrics(t, append([]string{"nfdrop_exporter_build_info"}, conntrackMetricNames(t)...)...)
+	code := exposedMetrics(t, append(append([]string{"nfdrop_exporter_build_info"}, conntrackMetricNames(t)...), auditMetricNames(t)...)...)
 	for _, n := range keys(code) {
 		if !doc[n] {
 			t.Errorf("%s is exposed but missing from the README metrics table", n)
