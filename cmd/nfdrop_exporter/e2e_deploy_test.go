@@ -368,6 +368,25 @@ func deployLeastPrivilege(t *testing.T, e *deployEnv) {
 			if v, ok := s.Value("nfdrop_exporter_build_info", map[string]string{"version": deployVersion}); !ok || v != 1 {
 				t.Errorf("nfdrop_exporter_build_info{version=%q} = %v (present %v), want 1", deployVersion, v, ok)
 			}
+			// The kernel's own views need nothing beyond CAP_NET_ADMIN either:
+			// the nf_tables ruleset (the namespace's one NFLOG rule) and
+			// conntrack's statistics over ctnetlink.
+			for _, c := range []struct {
+				name   string
+				labels map[string]string
+				want   func(float64) bool
+			}{
+				{"nfdrop_log_rule_audit_success", nil, func(v float64) bool { return v == 1 }},
+				{"nfdrop_log_rules", map[string]string{"group": "0"}, func(v float64) bool { return v == 1 }},
+				{"nfdrop_log_rule_packets_total", map[string]string{"group": "0", "family": "ip", "table": "filter", "chain": "INPUT"}, func(v float64) bool { return v >= 0 }},
+				{"nfdrop_conntrack_stats_success", nil, func(v float64) bool { return v == 1 }},
+				{"nfdrop_conntrack_stat_invalid_total", nil, func(v float64) bool { return v >= 0 }},
+				{"nfdrop_conntrack_entries_limit", nil, func(v float64) bool { return v > 0 }},
+			} {
+				if v, ok := s.Value(c.name, c.labels); !ok || !c.want(v) {
+					t.Errorf("%s%v = %v (present %v) with CAP_NET_ADMIN alone", c.name, c.labels, v, ok)
+				}
+			}
 			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
