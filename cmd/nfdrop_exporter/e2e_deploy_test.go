@@ -2,7 +2,7 @@
 
 package main_test
 
-// End-to-end tests of the deployment story (issue 5): the real binary, run in a network
+// End-to-end tests of the deployment story: the real binary, run in a network
 // namespace of its own, as an unprivileged user holding only CAP_NET_ADMIN; TLS and basic
 // auth with the shipped deploy/web-config.yml; clean shutdown, restart and SIGHUP; a group
 // already bound by another process; the root warning.
