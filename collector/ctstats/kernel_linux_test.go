@@ -154,3 +154,17 @@ func sendNullScans(t *testing.T, nsfd, n int) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkNetlinkStats measures one scrape's read: a ctnetlink socket, the
+// per-CPU dump and the table statistics.
+func BenchmarkNetlinkStats(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: reads conntrack statistics over ctnetlink")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (Netlink{}).Stats(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
