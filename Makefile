@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/packet/
 	$(GO) test -run '^$$' -fuzz=FuzzAttrLayout -fuzztime=30s ./collector/source/
 	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGRecord -fuzztime=30s ./collector/source/
+	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 
 clean:
 	rm -rf $(BIN)
