@@ -463,3 +463,92 @@ func TestAuditPrometheusE2E(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditLegacyE2E: an iptables-legacy NFLOG rule is invisible to
+// nf_tables. The exporter reports no rule (never a guessed one) and, once
+// packets arrive while it sees none, says so in exactly one log line.
+func TestAuditLegacyE2E(t *testing.T) {
+	e2eEnabled(t)
+	if _, err := exec.LookPath("iptables-legacy"); err != nil {
+		t.Fatalf("NFDROP_E2E=1 but iptables-legacy is missing (apt-get install iptables): %v", err)
+	}
+	bin := exporterBinary(t)
+	l, err := lab.New(fmt.Sprintf("nfaul%d", os.Getpid()%100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	if _, err := l.Run(l.Server, "iptables-legacy", "-A", "INPUT", "-p", "udp", "-j", "NFLOG", "--nflog-group", "0"); err != nil {
+		t.Fatal(err)
+	}
+	var logs lab.SyncBuffer
+	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786", "--collector.rule-audit.max-age=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- exp.Wait() }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("exporter output:\n%s", logs.String())
+		}
+	}()
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	ctx := context.Background()
+	g0 := map[string]string{"group": "0"}
+	poll := func(what string, ok func(lab.Scrape) bool) lab.Scrape {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			select {
+			case err := <-exited:
+				t.Fatalf("exporter exited: %v", err)
+			default:
+			}
+			s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
+			if err == nil && ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s (last error %v)", what, err)
+			}
+		}
+	}
+	s := poll("bound", func(s lab.Scrape) bool { v, ok := s.Value("nfdrop_up", g0); return ok && v == 1 })
+	if v, ok := s.Value("nfdrop_log_rules", g0); !ok || v != 0 {
+		t.Errorf("legacy rule only: nfdrop_log_rules = %v (present %v), want 0", v, ok)
+	}
+	const warning = "iptables-legacy"
+	if strings.Contains(logs.String(), warning) {
+		t.Fatalf("warned before any packet arrived:\n%s", logs.String())
+	}
+	// The margin between "no rule seen" and an arrival that counts.
+	time.Sleep(1500 * time.Millisecond)
+	_, val := auditSet(false)
+	if err := l.RunScenario(ctx, val, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	udp := float64(val.Sends[2].Count)
+	poll("the legacy rule's datagrams counted", func(s lab.Scrape) bool { return lab.Sum(s.Packets("0")) == udp })
+	s = poll("the warning", func(lab.Scrape) bool { return strings.Contains(logs.String(), warning) })
+	for range 3 { // later reads do not repeat it
+		s = poll("scrape", func(lab.Scrape) bool { return true })
+	}
+	if n := strings.Count(logs.String(), warning); n != 1 {
+		t.Errorf("%d warnings naming iptables-legacy, want 1:\n%s", n, logs.String())
+	}
+	if v, ok := s.Value("nfdrop_log_rules", g0); !ok || v != 0 {
+		t.Errorf("nfdrop_log_rules = %v (present %v), want 0: a legacy rule is never guessed", v, ok)
+	}
+	if got := exportedRuleCounters(s); len(got) != 0 {
+		t.Errorf("nfdrop_log_rule_packets_total %v with a legacy rule only, want none", got)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, warning) {
+			t.Logf("log line: %s", line)
+		}
+	}
+}
