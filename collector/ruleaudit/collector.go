@@ -1,7 +1,9 @@
 package ruleaudit
 
 import (
+	"cmp"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +18,16 @@ const DefaultMaxAge = 5 * time.Second
 
 // DefaultTimeout bounds one read of the ruleset.
 const DefaultTimeout = 2 * time.Second
+
+// MaxChainSeries caps the nfdrop_log_rule_packets_total series per group:
+// chain names are the operator's, and a generated ruleset can log from
+// thousands of chains. Beyond the cap (in family, table, chain order) the
+// counters are summed into table and chain "(other)" of their family, so the
+// group's sum stays exact.
+const MaxChainSeries = 64
+
+// otherLabel names the chains beyond MaxChainSeries.
+const otherLabel = "(other)"
 
 // arrivalMargin covers packets logged just before a rule vanished and
 // delivered in a later kernel batch: they must not count as arriving without
@@ -115,9 +127,32 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(rulesDesc, prometheus.GaugeValue, float64(found[g]), c.labels[g])
 		ch <- prometheus.MustNewConstMetric(uncountedDesc, prometheus.GaugeValue, float64(uncounted[g]), c.labels[g])
 	}
-	for k, n := range packets {
+	for k, n := range capChains(packets) {
 		ch <- prometheus.MustNewConstMetric(rulePacketsDesc, prometheus.CounterValue, float64(n), c.labels[k.group], k.family, k.table, k.chain)
 	}
+}
+
+// capChains keeps the first MaxChainSeries chains of each group and sums the
+// rest per family into "(other)".
+func capChains(packets map[chainKey]uint64) map[chainKey]uint64 {
+	perGroup := map[uint16][]chainKey{}
+	for k := range packets {
+		perGroup[k.group] = append(perGroup[k.group], k)
+	}
+	for _, keys := range perGroup {
+		if len(keys) <= MaxChainSeries {
+			continue
+		}
+		slices.SortFunc(keys, func(a, b chainKey) int {
+			return cmp.Or(cmp.Compare(a.family, b.family), cmp.Compare(a.table, b.table), cmp.Compare(a.chain, b.chain))
+		})
+		for _, k := range keys[MaxChainSeries:] {
+			n := packets[k]
+			delete(packets, k)
+			packets[chainKey{k.group, k.family, otherLabel, otherLabel}] += n
+		}
+	}
+	return packets
 }
 
 // snapshot returns the cached read, or reads the ruleset when the cache is

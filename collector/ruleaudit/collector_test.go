@@ -3,6 +3,7 @@ package ruleaudit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // fakeReader serves a fixed ruleset and counts reads; it stands in for the
@@ -185,5 +187,46 @@ func TestCollectorLegacyWarning(t *testing.T) {
 	step(6 * time.Second)
 	if n := strings.Count(logs.String(), warning); n != 2 {
 		t.Fatalf("warned %d times after a second episode, want 2:\n%s", n, logs)
+	}
+}
+
+// TestCollectorCapsChains: beyond MaxChainSeries chains per group, the rest
+// is summed per family into "(other)", and the group's total stays exact.
+func TestCollectorCapsChains(t *testing.T) {
+	r := &fakeReader{}
+	for i := range MaxChainSeries + 10 {
+		r.rules = append(r.rules, Rule{Family: "ip", Table: "filter", Chain: fmt.Sprintf("c%03d", i), LogTarget: LogTarget{Counted: true, Packets: 1}})
+	}
+	r.rules = append(r.rules, Rule{Family: "inet", Table: "fw", Chain: "input", LogTarget: LogTarget{Group: 1, Counted: true, Packets: 5}})
+	c, _, _ := newTest(r, []uint16{0, 1}, nil)
+	ch := make(chan prometheus.Metric, 256)
+	c.Collect(ch)
+	close(ch)
+	series := map[string]float64{}
+	for m := range ch {
+		if !strings.Contains(m.Desc().String(), `"nfdrop_log_rule_packets_total"`) {
+			continue
+		}
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		l := map[string]string{}
+		for _, p := range d.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		series[l["group"]+"/"+l["family"]+"/"+l["table"]+"/"+l["chain"]] = d.GetCounter().GetValue()
+	}
+	if len(series) != MaxChainSeries+2 {
+		t.Errorf("%d series, want %d kept + (other) + group 1's", len(series), MaxChainSeries+2)
+	}
+	if got := series["0/ip/(other)/(other)"]; got != 10 {
+		t.Errorf("(other) = %v, want the 10 chains beyond the cap", got)
+	}
+	if got := series[fmt.Sprintf("0/ip/filter/c%03d", MaxChainSeries-1)]; got != 1 {
+		t.Errorf("the last kept chain: %v, want 1", got)
+	}
+	if got := series["1/inet/fw/input"]; got != 5 {
+		t.Errorf("group 1 under the cap: %v, want 5", got)
 	}
 }
