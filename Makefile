@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
 	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
 	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
+	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 
 clean:
 	rm -rf $(BIN)

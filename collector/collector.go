@@ -243,6 +243,19 @@ func (c *Collector) Flush(group uint16) {
 	}
 }
 
+// LastPacket returns the time of the group's newest packet as Flush
+// published it; zero when none has arrived or the group is not bound.
+func (c *Collector) LastPacket(group uint16) time.Time {
+	gs := c.group(group)
+	if gs == nil {
+		return time.Time{}
+	}
+	if ns := gs.lastPacket.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{packetsDesc, lostDesc, rebindsDesc, receiveErrorsDesc, decodeErrorsDesc, lastPacketDesc, upDesc} {

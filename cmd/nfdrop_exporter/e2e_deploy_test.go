@@ -368,6 +368,25 @@ func deployLeastPrivilege(t *testing.T, e *deployEnv) {
 			if v, ok := s.Value("nfdrop_exporter_build_info", map[string]string{"version": deployVersion}); !ok || v != 1 {
 				t.Errorf("nfdrop_exporter_build_info{version=%q} = %v (present %v), want 1", deployVersion, v, ok)
 			}
+			// The kernel's own views need nothing beyond CAP_NET_ADMIN either:
+			// the nf_tables ruleset (the namespace's one NFLOG rule) and
+			// conntrack's statistics over ctnetlink.
+			for _, c := range []struct {
+				name   string
+				labels map[string]string
+				want   func(float64) bool
+			}{
+				{"nfdrop_log_rule_audit_success", nil, func(v float64) bool { return v == 1 }},
+				{"nfdrop_log_rules", map[string]string{"group": "0"}, func(v float64) bool { return v == 1 }},
+				{"nfdrop_log_rule_packets_total", map[string]string{"group": "0", "family": "ip", "table": "filter", "chain": "INPUT"}, func(v float64) bool { return v >= 0 }},
+				{"nfdrop_conntrack_stats_success", nil, func(v float64) bool { return v == 1 }},
+				{"nfdrop_conntrack_stat_invalid_total", nil, func(v float64) bool { return v >= 0 }},
+				{"nfdrop_conntrack_entries_limit", nil, func(v float64) bool { return v > 0 }},
+			} {
+				if v, ok := s.Value(c.name, c.labels); !ok || !c.want(v) {
+					t.Errorf("%s%v = %v (present %v) with CAP_NET_ADMIN alone", c.name, c.labels, v, ok)
+				}
+			}
 			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
@@ -659,8 +678,13 @@ func deployRestart(t *testing.T, e *deployEnv) {
 	if got := lab.Sum(s.Packets("0")); got != 0 {
 		t.Errorf("restarted exporter: sum(nfdrop_packets_total) = %v, want 0", got)
 	}
+	// The counters the exporter keeps start from zero; those it reads from the
+	// kernel (the log rules', conntrack's) are the kernel's and carry on.
+	kernelOwned := func(name string) bool {
+		return strings.HasPrefix(name, "nfdrop_log_rule_") || strings.HasPrefix(name, "nfdrop_conntrack_stat_")
+	}
 	for name, mf := range s {
-		if !strings.HasPrefix(name, "nfdrop_") || !strings.HasSuffix(name, "_total") {
+		if !strings.HasPrefix(name, "nfdrop_") || !strings.HasSuffix(name, "_total") || kernelOwned(name) {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -679,6 +703,10 @@ func deployRestart(t *testing.T, e *deployEnv) {
 		if _, ok := s.Value(want.name, want.labels); !ok {
 			t.Errorf("restarted exporter: no %s%v series", want.name, want.labels)
 		}
+	}
+	// The rule counted the 5 datagrams before the restart, and still says so.
+	if v, ok := s.Value("nfdrop_log_rule_packets_total", map[string]string{"group": "0", "family": "ip", "table": "filter", "chain": "INPUT"}); !ok || v != 5 {
+		t.Errorf("restarted exporter: nfdrop_log_rule_packets_total = %v (present %v), want the rule's 5", v, ok)
 	}
 	// The new instance really reads the group.
 	e.sendDrops(t, 3)

@@ -59,6 +59,7 @@ type flags struct {
 	explain        explainFlags
 	conntrack      *conntrackFlags
 	reasons        *reasonsFlags
+	audit          *auditFlags
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -82,6 +83,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(app)
 	f.reasons = addReasonsFlags(app)
+	f.audit = addAuditFlags(app)
 	f.web = kingpinflag.AddFlags(app, ":9786")
 	f.log = &promslog.Config{}
 	promslogflag.AddFlags(app, f.log)
@@ -171,6 +173,9 @@ func (f *flags) validate() (collector.Config, error) {
 	case f.receiveBuffer < 0 || f.receiveBuffer > 1*units.GiB:
 		return cfg, fmt.Errorf("--nflog.socket.receive-buffer=%s: want 0 to 1GiB", f.receiveBuffer)
 	}
+	if err := f.audit.validate(); err != nil {
+		return cfg, err
+	}
 	if err := classify.CheckMaxPrefixes("--collector.max-prefixes", f.maxPrefixes); err != nil {
 		return cfg, err
 	}
@@ -215,6 +220,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		logger.Error(err.Error())
 		return 2
 	}
+	extra = append(extra, f.audit.build(cfg.Groups, coll.LastPacket, f.replayFile != "", logger)...)
 	// Bind every group before serving, so that a misconfiguration exits at
 	// once with the reason instead of serving nfdrop_up 0 forever.
 	src, err := source.New(source.Config{

@@ -219,6 +219,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--collector.max-prefixes=0"}, "--collector.max-prefixes=0: want 1 to 254"},
 		{[]string{"--nflog.batch-size=1MiB"}, "the kernel accepts 4KiB to 128KiB"},
 		{[]string{"--nflog.flush-timeout=-1s"}, "--nflog.flush-timeout=-1s"},
+		{[]string{"--collector.rule-audit.timeout=1ms"}, "--collector.rule-audit.timeout=1ms: want 10ms to 1m"},
+		{[]string{"--collector.rule-audit.max-age=-1s"}, "--collector.rule-audit.max-age=-1s: want 0 to 1h"},
 		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
 		{[]string{"--conntrack.reasons.window=0s"}, "--conntrack.reasons.window=0s: want more than 0 and at most 1m"},
 		{[]string{"--no-conntrack.reasons", "--conntrack.reasons.bind"}, "--conntrack.reasons.bind needs --conntrack.reasons"},

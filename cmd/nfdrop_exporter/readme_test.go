@@ -78,7 +78,7 @@ func keys[V any](m map[string]V) []string {
 // TestReadmeMetricsMatchExporter keeps the metric reference from drifting.
 func TestReadmeMetricsMatchExporter(t *testing.T) {
 	doc := readmeMetrics(t)
-	code := exposedMetrics(t, append([]string{"nfdrop_exporter_build_info"}, conntrackMetricNames(t)...)...)
+	code := exposedMetrics(t, append(append([]string{"nfdrop_exporter_build_info"}, conntrackMetricNames(t)...), auditMetricNames(t)...)...)
 	for _, n := range keys(code) {
 		if !doc[n] {
 			t.Errorf("%s is exposed but missing from the metrics table of %s", n, metricsDoc)

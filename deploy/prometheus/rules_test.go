@@ -111,6 +111,11 @@ func TestPromtoolCatchesBrokenRules(t *testing.T) {
 		{"decode trickle", "alerts.yml", "> 0.1\n", "> 0\n"},
 		{"proven misses closing", "rules.yml", `evidence=~"destroyed|closing|established"`, `evidence=~"destroyed|established"`},
 		{"suspicious without unproven", "rules.yml", "+\n          instance_group:nfdrop_teardown_evidence_unproven:rate5m\n", "\n"},
+		{"missing rule of a down group", "alerts.yml", "and on (job, instance, group)\n          nfdrop_up == 1", "and on (job, instance, group)\n          nfdrop_up >= 0"},
+		{"losses not accounted", "alerts.yml", "increase(nfdrop_messages_lost_total[15m])", "increase(nfdrop_messages_lost_total[15m]) * 0"},
+		{"rules without counter compared", "alerts.yml", "nfdrop_log_rules_without_counter == 0", "nfdrop_log_rules_without_counter >= 0"},
+		{"silent exporter not compared", "alerts.yml", "or\n              nfdrop_up * 0\n", ""},
+		{"no tolerance", "alerts.yml", "10 + 0.02 *", "0 *"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

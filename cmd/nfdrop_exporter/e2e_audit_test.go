@@ -1,0 +1,554 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+)
+
+// The self-audit end-to-end tests run the real exporter in the lab's server
+// namespace with each shipped ruleset and check what it reads from the
+// kernel against the kernel's own tools:
+//   - nfdrop_log_rule_packets_total equals the log rule's counter as
+//     iptables -nvxL / nft -j list ruleset print it, exactly, per family;
+//   - nfdrop_log_rules is 0 while the rule is flushed and back when the
+//     ruleset is restored;
+//   - nfdrop_conntrack_stat_invalid_total rises by exactly the number of
+//     INVALID packets sent, and equals conntrack -S (summed over CPUs).
+//
+// They need root and NFDROP_E2E=1:
+//
+//	NFDROP_E2E=1 go test -run Audit -v ./cmd/nfdrop_exporter/
+
+// auditInvalid and auditValid are the crafted set: TCP flag combinations
+// conntrack rejects (INVALID), and packets it tracks as NEW. All of them
+// reach the log rule (neither ESTABLISHED nor NEW to 80/443).
+func auditSet(v6 bool) (invalid, valid lab.Scenario) {
+	src, dst := lab.ClientIPv4, lab.ServerIPv4
+	if v6 {
+		src, dst = lab.ClientIPv6, lab.ServerIPv6
+	}
+	tcp := func(desc string, flags uint8, sport uint16, n int) lab.Send {
+		p := craft.Packet{Src: src, Dst: dst, Proto: craft.ProtoTCP, SrcPort: sport, DstPort: 22, Flags: flags, Window: 502, Seq: 1000}
+		if flags&craft.ACK != 0 {
+			p.Ack = 5000
+		}
+		return lab.Send{Desc: desc, Packet: p, Count: n}
+	}
+	invalid = lab.Scenario{Name: "invalid", Sends: []lab.Send{
+		tcp("NULL scan", 0, 41001, 3),
+		tcp("SYN/FIN", craft.SYN|craft.FIN, 41002, 2),
+		tcp("XMAS scan", craft.URG|craft.PSH|craft.FIN, 41003, 2),
+		tcp("FIN without ACK", craft.FIN, 41004, 1),
+		tcp("SYN/RST", craft.SYN|craft.RST, 41005, 1),
+	}}
+	valid = lab.Scenario{Name: "valid", Sends: []lab.Send{
+		tcp("SYN to 22", craft.SYN, 42001, 1),
+		tcp("SYN to 22, another flow", craft.SYN, 42002, 1),
+		{Desc: "UDP to 53", Packet: craft.Packet{Src: src, Dst: dst, Proto: craft.ProtoUDP, SrcPort: 42003, DstPort: 53, Payload: []byte("q")}, Count: 3},
+	}}
+	return invalid, valid
+}
+
+func TestAuditE2E(t *testing.T) {
+	e2eEnabled(t)
+	bin := exporterBinary(t)
+	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rs := range []lab.Ruleset{lab.Iptables, lab.Nftables} {
+		t.Run(string(rs), func(t *testing.T) {
+			runAuditE2E(t, bin, fwDir, fmt.Sprintf("nfaud%d-%d", os.Getpid()%100000, i), rs)
+		})
+	}
+}
+
+// auditChain is one nfdrop_log_rule_packets_total series.
+type auditChain struct{ family, table, chain string }
+
+// kernelRuleCounters reads the log rules' packet counters with the
+// firewall's own tools, per series the exporter must expose.
+func kernelRuleCounters(t *testing.T, l *lab.Lab, rs lab.Ruleset) map[auditChain]float64 {
+	t.Helper()
+	out := map[auditChain]float64{}
+	switch rs {
+	case lab.Iptables:
+		for fam, tool := range map[string]string{"ip": "iptables", "ip6": "ip6tables"} {
+			s, err := l.Run(l.Server, tool, "-nvxL", "INPUT")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := nflogPackets(s)
+			if err != nil {
+				t.Fatalf("%s -nvxL INPUT: %v\n%s", tool, err, s)
+			}
+			out[auditChain{fam, "filter", "INPUT"}] = n
+		}
+	case lab.Nftables:
+		n, err := l.RuleCounter(0) // nft -j list ruleset
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[auditChain{"inet", "nfdrop_filter", "input"}] = float64(n)
+	}
+	return out
+}
+
+// nflogPackets returns the pkts column of the one NFLOG line of
+// iptables -nvxL output.
+func nflogPackets(s string) (float64, error) {
+	var n float64
+	found := 0
+	for _, line := range strings.Split(s, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "NFLOG" {
+			v, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			n += float64(v)
+			found++
+		}
+	}
+	if found != 1 {
+		return 0, fmt.Errorf("%d NFLOG rules, want 1", found)
+	}
+	return n, nil
+}
+
+// exportedRuleCounters returns the nfdrop_log_rule_packets_total series of
+// group 0.
+func exportedRuleCounters(s lab.Scrape) map[auditChain]float64 {
+	out := map[auditChain]float64{}
+	for _, m := range s["nfdrop_log_rule_packets_total"].GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		if l["group"] == "0" {
+			out[auditChain{l["family"], l["table"], l["chain"]}] = m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// conntrackInvalid sums invalid= over the CPUs of conntrack -S in the
+// server namespace.
+func conntrackInvalid(t *testing.T, l *lab.Lab) float64 {
+	t.Helper()
+	out, err := l.Run(l.Server, "conntrack", "-S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range strings.Fields(out) {
+		if v, ok := strings.CutPrefix(f, "invalid="); ok {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatalf("conntrack -S: %q", f)
+			}
+			sum += float64(n)
+		}
+	}
+	return sum
+}
+
+func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
+	l, err := lab.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	if err := l.Apply(rs, fwDir); err != nil {
+		t.Fatal(err)
+	}
+	wantRules := map[lab.Ruleset]float64{lab.Iptables: 2, lab.Nftables: 1}[rs] // iptables: one per family
+
+	var logs lab.SyncBuffer
+	// max-age 0: every scrape reads the kernel, so that the test needs no sleeps.
+	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786",
+		"--collector.rule-audit.max-age=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- exp.Wait() }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("exporter output:\n%s", logs.String())
+		}
+	}()
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	ctx := context.Background()
+	scrape := func() lab.Scrape {
+		t.Helper()
+		s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	value := func(s lab.Scrape, name string, labels map[string]string) float64 {
+		t.Helper()
+		v, ok := s.Value(name, labels)
+		if !ok {
+			t.Fatalf("%s%v is not exposed", name, labels)
+		}
+		return v
+	}
+	g0 := map[string]string{"group": "0"}
+	// poll scrapes until ok(scrape) or 10 s pass.
+	poll := func(what string, ok func(lab.Scrape) bool) lab.Scrape {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			select {
+			case err := <-exited:
+				t.Fatalf("exporter exited: %v", err)
+			default:
+			}
+			s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
+			if err == nil && ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s (last error %v)", what, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	s := poll("nfdrop_up{group=\"0\"} == 1", func(s lab.Scrape) bool { v, ok := s.Value("nfdrop_up", g0); return ok && v == 1 })
+
+	// Before any traffic: the rules are found, counted, at 0.
+	if got := value(s, "nfdrop_log_rules", g0); got != wantRules {
+		t.Errorf("nfdrop_log_rules = %v, want %v", got, wantRules)
+	}
+	if got := value(s, "nfdrop_log_rules_without_counter", g0); got != 0 {
+		t.Errorf("nfdrop_log_rules_without_counter = %v, want 0", got)
+	}
+	for _, name := range []string{"nfdrop_log_rule_audit_success", "nfdrop_conntrack_stats_success"} {
+		if got := value(s, name, nil); got != 1 {
+			t.Errorf("%s = %v, want 1", name, got)
+		}
+	}
+	invalidBefore := value(s, "nfdrop_conntrack_stat_invalid_total", nil)
+	if k := conntrackInvalid(t, l); k != invalidBefore {
+		t.Errorf("before traffic: nfdrop_conntrack_stat_invalid_total %v, conntrack -S invalid %v", invalidBefore, k)
+	}
+
+	// The crafted set, both families.
+	var wantInvalid, wantTotal float64
+	for _, v6 := range []bool{false, true} {
+		inv, val := auditSet(v6)
+		for _, sc := range []lab.Scenario{inv, val} {
+			if err := l.RunScenario(ctx, sc, 0, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			wantTotal += float64(sc.Packets())
+		}
+		wantInvalid += float64(inv.Packets())
+	}
+	// Every packet reached the log rule and the exporter.
+	s = poll("all packets counted", func(s lab.Scrape) bool { return lab.Sum(s.Packets("0")) == wantTotal })
+
+	kernel := kernelRuleCounters(t, l, rs)
+	var kernelSum float64
+	for _, n := range kernel {
+		kernelSum += n
+	}
+	if kernelSum != wantTotal {
+		t.Errorf("kernel rule counters %v sum to %v, want the %v packets sent", kernel, kernelSum, wantTotal)
+	}
+	got := exportedRuleCounters(s)
+	if fmt.Sprint(got) != fmt.Sprint(kernel) {
+		t.Errorf("nfdrop_log_rule_packets_total{group=\"0\"} = %v, kernel's counters %v", got, kernel)
+	}
+
+	invalidAfter := value(s, "nfdrop_conntrack_stat_invalid_total", nil)
+	k := conntrackInvalid(t, l)
+	if d := invalidAfter - invalidBefore; d != wantInvalid {
+		t.Errorf("nfdrop_conntrack_stat_invalid_total rose by %v, want %v (the INVALID packets sent)", d, wantInvalid)
+	}
+	if k != invalidAfter {
+		t.Errorf("nfdrop_conntrack_stat_invalid_total %v, conntrack -S invalid %v", invalidAfter, k)
+	}
+	limit, err := l.Run(l.Server, "cat", "/proc/sys/net/netfilter/nf_conntrack_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := value(s, "nfdrop_conntrack_entries_limit", nil); strconv.FormatFloat(got, 'f', -1, 64) != strings.TrimSpace(limit) {
+		t.Errorf("nfdrop_conntrack_entries_limit %v, nf_conntrack_max %s", got, limit)
+	}
+	if got := value(s, "nfdrop_conntrack_entries", nil); got < 1 {
+		t.Errorf("nfdrop_conntrack_entries %v, want at least the scrape's own connection", got)
+	}
+	t.Logf("%s: exported rule counters %v = kernel %v (%v packets sent); invalid +%v (sent %v INVALID), conntrack -S invalid %v = exported %v",
+		rs, got, kernel, wantTotal, invalidAfter-invalidBefore, wantInvalid, k, invalidAfter)
+
+	// The rule vanishes (a firewall reload without it), then comes back.
+	switch rs {
+	case lab.Iptables:
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	case lab.Nftables:
+		if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = scrape()
+	if got := value(s, "nfdrop_log_rules", g0); got != 0 {
+		t.Errorf("after flushing the rule: nfdrop_log_rules = %v, want 0", got)
+	}
+	if got := exportedRuleCounters(s); len(got) != 0 {
+		t.Errorf("after flushing the rule: nfdrop_log_rule_packets_total still %v", got)
+	}
+	if got := value(s, "nfdrop_up", g0); got != 1 {
+		t.Errorf("after flushing the rule: nfdrop_up = %v, want 1 (the group is still bound)", got)
+	}
+	if err := l.Apply(rs, fwDir); err != nil {
+		t.Fatal(err)
+	}
+	s = scrape()
+	if got := value(s, "nfdrop_log_rules", g0); got != wantRules {
+		t.Errorf("after restoring the ruleset: nfdrop_log_rules = %v, want %v", got, wantRules)
+	}
+	if got, want := exportedRuleCounters(s), kernelRuleCounters(t, l, rs); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after restoring: nfdrop_log_rule_packets_total %v, kernel %v", got, want)
+	}
+
+	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exporter exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("exporter did not exit within 10s of SIGTERM")
+	}
+}
+
+// TestAuditPrometheusE2E runs the shipped alerts on a real Prometheus that
+// scrapes the exporter in the lab, with each ruleset: the
+// NfdropLogRuleMissing expression is empty while the rule exists, turns true
+// (and the alert pending) once the rule is flushed, and empty again once the
+// ruleset is restored. NfdropAccountingMismatch stays empty after traffic.
+func TestAuditPrometheusE2E(t *testing.T) {
+	e2eEnabled(t)
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("NFDROP_E2E=1 but the prometheus server is missing (apt-get install -y prometheus): %v", err)
+	}
+	bin := exporterBinary(t)
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwDir := filepath.Join(root, "deploy", "firewall")
+	rulesFile := filepath.Join(root, "deploy", "prometheus", "rules.yml")
+	alertsFile := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
+	missing := alertExpr(t, alertsFile, "NfdropLogRuleMissing")
+	mismatch := alertExpr(t, alertsFile, "NfdropAccountingMismatch")
+	const pending = `ALERTS{alertname="NfdropLogRuleMissing", alertstate="pending", group="0"}`
+
+	for i, rs := range []lab.Ruleset{lab.Iptables, lab.Nftables} {
+		t.Run(string(rs), func(t *testing.T) {
+			l, err := lab.New(fmt.Sprintf("nfaup%d-%d", os.Getpid()%100000, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := l.Close(); err != nil {
+					t.Errorf("lab close: %v", err)
+				}
+			})
+			if err := l.Apply(rs, fwDir); err != nil {
+				t.Fatal(err)
+			}
+			var expLog lab.SyncBuffer
+			// The default cache (max-age 5s): the alert sees what operators get.
+			exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")
+			if err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- exp.Wait() }()
+			p := &promServer{name: string(rs), port: 9090}
+			p.start(t, l, promBin, rulesFile, alertsFile)
+			defer func() {
+				if t.Failed() {
+					t.Logf("exporter output:\n%s\nprometheus output:\n%s", expLog.String(), p.log.String())
+				}
+			}()
+			p.waitFor(t, `nfdrop_log_rules{job="nfdrop", group="0"} > 0 and on(job, instance) up == 1`, 30*time.Second, exited)
+			if r := p.query(t, missing); len(r) != 0 {
+				t.Fatalf("rule present: NfdropLogRuleMissing expression returns %s, want nothing", fmtResult(r))
+			}
+
+			// Traffic the log rule counts: the accounting balances.
+			ctx := context.Background()
+			var sent float64
+			for _, v6 := range []bool{false, true} {
+				inv, val := auditSet(v6)
+				for _, sc := range []lab.Scenario{inv, val} {
+					if err := l.RunScenario(ctx, sc, 0, 0, nil); err != nil {
+						t.Fatal(err)
+					}
+					sent += float64(sc.Packets())
+				}
+			}
+			p.waitFor(t, fmt.Sprintf(`sum(nfdrop_log_rule_packets_total{group="0"}) == %v and sum(nfdrop_packets_total{group="0"}) == %v`, sent, sent), 30*time.Second, exited)
+			if r := p.query(t, mismatch); len(r) != 0 {
+				t.Errorf("balanced accounting: NfdropAccountingMismatch expression returns %s, want nothing", fmtResult(r))
+			}
+
+			flushed := time.Now()
+			switch rs {
+			case lab.Iptables:
+				for _, tool := range []string{"iptables", "ip6tables"} {
+					if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			case lab.Nftables:
+				if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.waitFor(t, missing, 30*time.Second, exited)
+			p.waitFor(t, pending, 30*time.Second, exited)
+			r := p.query(t, missing)
+			if len(r) != 1 || r[0].Metric["group"] != "0" || r[0].Metric["job"] != "nfdrop" {
+				t.Errorf("rule flushed: NfdropLogRuleMissing expression returns %s, want one series for group 0", fmtResult(r))
+			}
+			t.Logf("%s: rule flushed, missing-rule expression true after %v: %s", rs, time.Since(flushed).Round(100*time.Millisecond), fmtResult(r))
+
+			restored := time.Now()
+			if err := l.Apply(rs, fwDir); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				r, a := p.query(t, missing), p.query(t, pending)
+				if len(r) == 0 && len(a) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ruleset restored 30s ago: expression %s, alert %s; want both empty", fmtResult(r), fmtResult(a))
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			t.Logf("%s: ruleset restored, missing-rule expression and pending alert gone after %v", rs, time.Since(restored).Round(100*time.Millisecond))
+		})
+	}
+}
+
+// TestAuditLegacyE2E: an iptables-legacy NFLOG rule is invisible to
+// nf_tables. The exporter reports no rule (never a guessed one) and, once
+// packets arrive while it sees none, says so in exactly one log line.
+func TestAuditLegacyE2E(t *testing.T) {
+	e2eEnabled(t)
+	if _, err := exec.LookPath("iptables-legacy"); err != nil {
+		t.Fatalf("NFDROP_E2E=1 but iptables-legacy is missing (apt-get install iptables): %v", err)
+	}
+	bin := exporterBinary(t)
+	l, err := lab.New(fmt.Sprintf("nfaul%d", os.Getpid()%100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	if _, err := l.Run(l.Server, "iptables-legacy", "-A", "INPUT", "-p", "udp", "-j", "NFLOG", "--nflog-group", "0"); err != nil {
+		t.Fatal(err)
+	}
+	var logs lab.SyncBuffer
+	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786", "--collector.rule-audit.max-age=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- exp.Wait() }()
+	defer func() {
+		if t.Failed() {
+			t.Logf("exporter output:\n%s", logs.String())
+		}
+	}()
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	ctx := context.Background()
+	g0 := map[string]string{"group": "0"}
+	poll := func(what string, ok func(lab.Scrape) bool) lab.Scrape {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			select {
+			case err := <-exited:
+				t.Fatalf("exporter exited: %v", err)
+			default:
+			}
+			s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
+			if err == nil && ok(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s (last error %v)", what, err)
+			}
+		}
+	}
+	s := poll("bound", func(s lab.Scrape) bool { v, ok := s.Value("nfdrop_up", g0); return ok && v == 1 })
+	if v, ok := s.Value("nfdrop_log_rules", g0); !ok || v != 0 {
+		t.Errorf("legacy rule only: nfdrop_log_rules = %v (present %v), want 0", v, ok)
+	}
+	const warning = "iptables-legacy"
+	if strings.Contains(logs.String(), warning) {
+		t.Fatalf("warned before any packet arrived:\n%s", logs.String())
+	}
+	// The margin between "no rule seen" and an arrival that counts.
+	time.Sleep(1500 * time.Millisecond)
+	_, val := auditSet(false)
+	if err := l.RunScenario(ctx, val, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	udp := float64(val.Sends[2].Count)
+	poll("the legacy rule's datagrams counted", func(s lab.Scrape) bool { return lab.Sum(s.Packets("0")) == udp })
+	s = poll("the warning", func(lab.Scrape) bool { return strings.Contains(logs.String(), warning) })
+	for range 3 { // later reads do not repeat it
+		s = poll("scrape", func(lab.Scrape) bool { return true })
+	}
+	if n := strings.Count(logs.String(), warning); n != 1 {
+		t.Errorf("%d warnings naming iptables-legacy, want 1:\n%s", n, logs.String())
+	}
+	if v, ok := s.Value("nfdrop_log_rules", g0); !ok || v != 0 {
+		t.Errorf("nfdrop_log_rules = %v (present %v), want 0: a legacy rule is never guessed", v, ok)
+	}
+	if got := exportedRuleCounters(s); len(got) != 0 {
+		t.Errorf("nfdrop_log_rule_packets_total %v with a legacy rule only, want none", got)
+	}
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, warning) {
+			t.Logf("log line: %s", line)
+		}
+	}
+}

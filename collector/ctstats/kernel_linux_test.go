@@ -1,0 +1,170 @@
+//go:build linux
+
+package ctstats
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel test reads a network namespace of its own (nfdS-*). It needs
+// root.
+
+// TestNetlinkMatchesConntrackTool: after invalid packets in a fresh
+// namespace, the ctnetlink read equals what conntrack -S (summed over CPUs)
+// and /proc/sys/net/netfilter print for that namespace.
+func TestNetlinkMatchesConntrackTool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	for _, tool := range []string{"ip", "iptables", "conntrack"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install iproute2 iptables conntrack): %v", tool, err)
+		}
+	}
+	name := fmt.Sprintf("nfdS-%d", os.Getpid()%100000)
+	_ = exec.Command("ip", "netns", "del", name).Run()
+	nsRun(t, "", "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	nsRun(t, name, "ip", "link", "set", "lo", "up")
+	// Conntrack only tracks a namespace once a rule uses it.
+	nsRun(t, name, "iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+	fd, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+
+	const sent = 5
+	sendNullScans(t, fd, sent)
+	// A valid datagram leaves an entry (UDP, 30 s) for the entry count.
+	nsRun(t, name, "bash", "-c", "echo x >/dev/udp/127.0.0.1/9")
+
+	got, err := Netlink{NetNS: fd}.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := conntrackS(t, name)
+	// Each segment passes conntrack twice, leaving (OUTPUT) and arriving
+	// (PREROUTING) on loopback, and is invalid both times.
+	if got.Invalid != 2*sent || got.Entries != 1 {
+		t.Errorf("invalid %d, entries %d after %d NULL scans and one datagram, want %d and 1", got.Invalid, got.Entries, sent, 2*sent)
+	}
+	for _, c := range []struct {
+		field string
+		got   uint64
+	}{
+		{"invalid", got.Invalid}, {"drop", got.Drop}, {"early_drop", got.EarlyDrop},
+		{"insert_failed", got.InsertFailed}, {"search_restart", got.SearchRestart},
+	} {
+		if c.got != want[c.field] {
+			t.Errorf("%s: netlink %d, conntrack -S %d", c.field, c.got, want[c.field])
+		}
+	}
+	for _, c := range []struct {
+		file string
+		got  uint64
+	}{{"nf_conntrack_count", got.Entries}, {"nf_conntrack_max", got.MaxEntries}} {
+		s := strings.TrimSpace(nsRun(t, name, "cat", "/proc/sys/net/netfilter/"+c.file))
+		if n, err := strconv.ParseUint(s, 10, 64); err != nil || n != c.got {
+			t.Errorf("%s: netlink %d, /proc %q", c.file, c.got, s)
+		}
+	}
+	t.Logf("netlink %+v; conntrack -S %v", got, want)
+}
+
+func nsRun(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	if ns != "" {
+		args = append([]string{"ip", "netns", "exec", ns}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
+// conntrackS sums the per-CPU lines of conntrack -S.
+func conntrackS(t *testing.T, ns string) map[string]uint64 {
+	t.Helper()
+	sum := map[string]uint64{}
+	for _, line := range strings.Split(nsRun(t, ns, "conntrack", "-S"), "\n") {
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok || k == "cpu" {
+				continue
+			}
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatalf("conntrack -S: %q", f)
+			}
+			sum[k] += n
+		}
+	}
+	return sum
+}
+
+// sendNullScans sends n TCP segments without any flag to 127.0.0.1 from a
+// raw socket inside the namespace: conntrack rejects the flag combination.
+func sendNullScans(t *testing.T, nsfd, n int) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread stays locked and dies with the goroutine, never
+		// returning to the runtime in the other namespace.
+		runtime.LockOSThread()
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer unix.Close(s)
+		pkt := make([]byte, 40)
+		pkt[0], pkt[8], pkt[9] = 0x45, 64, unix.IPPROTO_TCP
+		binary.BigEndian.PutUint16(pkt[2:], 40)
+		copy(pkt[12:], []byte{127, 0, 0, 1, 127, 0, 0, 1})
+		binary.BigEndian.PutUint16(pkt[20:], 40000)
+		binary.BigEndian.PutUint16(pkt[22:], 9)
+		pkt[32] = 5 << 4 // data offset; flags byte pkt[33] stays 0
+		binary.BigEndian.PutUint16(pkt[34:], 512)
+		for i := range n {
+			binary.BigEndian.PutUint32(pkt[24:], uint32(1000+i))
+			if err := unix.Sendto(s, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkNetlinkStats measures one scrape's read: a ctnetlink socket, the
+// per-CPU dump and the table statistics.
+func BenchmarkNetlinkStats(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: reads conntrack statistics over ctnetlink")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (Netlink{}).Stats(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
