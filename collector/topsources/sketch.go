@@ -236,17 +236,15 @@ func (s *Sketch) add(k key, class uint8, n uint64, ts int64) {
 		class = MaxClasses - 1
 	}
 	s.total += n
+	index, cells, mask := s.index, s.cells, s.mask // locals: stores below cannot reload them
 	h := s.hash(k)
 	tag := h & tagMask
-	i := h >> s.shift
-	for {
-		e := s.index[i]
-		if e == 0 {
-			break
-		}
+	home := h >> s.shift
+	i := home
+	for e := index[i]; e != 0; e = index[i] {
 		if e&tagMask == tag {
 			id := int32(uint32(e)) - 1
-			if c := &s.cells[id]; c.key == k {
+			if c := &cells[id]; c.key == k {
 				c.count += n
 				c.classes[class] += n
 				c.last = ts
@@ -254,50 +252,52 @@ func (s *Sketch) add(k key, class uint8, n uint64, ts int64) {
 				return
 			}
 		}
-		i = (i + 1) & s.mask
+		i = (i + 1) & mask
 	}
 	// Not monitored: a free counter, else take over the smallest one (the
 	// least recently updated among equals), whose count becomes the error.
 	var id int32
 	var floor uint64
 	from := int32(none)
-	if len(s.cells) < cap(s.cells) {
-		id = int32(len(s.cells))
-		s.cells = s.cells[:id+1]
+	if len(cells) < cap(cells) {
+		id = int32(len(cells))
+		cells = cells[:id+1]
+		s.cells = cells
 	} else {
 		s.evicted = true
 		from = s.first
 		id = s.buckets[from].head
 		floor = s.buckets[from].count
-		s.unindex(s.cells[id].slot)
+		s.unindex(cells[id].slot)
 		// The removal may have shifted k's probe run back: probe again.
-		for i = h >> s.shift; s.index[i] != 0; i = (i + 1) & s.mask {
+		for i = home; index[i] != 0; i = (i + 1) & mask {
 		}
 	}
-	c := &s.cells[id]
+	c := &cells[id]
 	c.key, c.count, c.error, c.first, c.last = k, floor+n, floor, ts, ts
 	c.classes = [MaxClasses]uint64{}
 	c.classes[class] = n
 	c.slot = int32(i)
-	s.index[i] = tag | uint64(id+1)
+	index[i] = tag | uint64(id+1)
 	s.settle(id, from, c.count)
 }
 
 // unindex empties index slot i and shifts later entries of its probe run
 // back, so lookups need no tombstones.
 func (s *Sketch) unindex(i int32) {
+	index, cells, mask, shift := s.index, s.cells, s.mask, s.shift
 	hole := uint64(i)
-	s.index[hole] = 0
-	for j := (hole + 1) & s.mask; ; j = (j + 1) & s.mask {
-		e := s.index[j]
+	index[hole] = 0
+	for j := (hole + 1) & mask; ; j = (j + 1) & mask {
+		e := index[j]
 		if e == 0 {
 			return
 		}
 		// Move j into the hole unless its home lies cyclically in (hole, j].
-		if (j-e>>s.shift)&s.mask >= (j-hole)&s.mask {
-			s.index[hole] = e
-			s.cells[uint32(e)-1].slot = int32(hole)
-			s.index[j] = 0
+		if (j-e>>shift)&mask >= (j-hole)&mask {
+			index[hole] = e
+			cells[uint32(e)-1].slot = int32(hole)
+			index[j] = 0
 			hole = j
 		}
 	}
