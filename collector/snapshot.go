@@ -1,8 +1,6 @@
 package collector
 
 import (
-	"net/netip"
-
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
@@ -67,9 +65,9 @@ func observeSource(s *topsources.Sources, p *packet.Packet, class classify.Class
 	}
 	switch p.Family {
 	case packet.FamilyIPv4:
-		s.Observe(netip.AddrFrom4([4]byte(p.Src[:4])), uint8(class), ts)
+		s.ObserveSrc(&p.Src, false, uint8(class), ts)
 	case packet.FamilyIPv6:
-		s.Observe(netip.AddrFrom16(p.Src), uint8(class), ts)
+		s.ObserveSrc(&p.Src, true, uint8(class), ts)
 	}
 }
 

@@ -20,7 +20,10 @@ package topsources
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"time"
@@ -30,7 +33,7 @@ import (
 // at or beyond it is counted in the last one.
 const MaxClasses = 8
 
-// MaxCapacity bounds the counters of one sketch (memory: about 150 bytes each).
+// MaxCapacity bounds the counters of one sketch (memory: about 200 bytes each).
 const MaxCapacity = 1 << 16
 
 // Entry is one monitored key.
@@ -47,37 +50,59 @@ type Entry struct {
 	First, Last time.Time
 }
 
-// key is an address masked to the sketch's prefix length; fam keeps an IPv4
-// address apart from its IPv4-mapped IPv6 form.
+// key is an address masked to the sketch's prefix length, big-endian in two
+// halves (an IPv4 address in the top 32 bits of hi); fam keeps an IPv4 address
+// apart from its IPv4-mapped IPv6 form.
 type key struct {
 	hi, lo uint64
 	fam    uint8 // 4 or 6
 }
 
+// none is the null counter or bucket number.
+const none = -1
+
 type counter struct {
 	key          key
 	count, error uint64
-	seq          uint64 // update order: among equal counts the least recently updated goes first
-	first, last  int64  // unix nanoseconds
+	first, last  int64 // unix nanoseconds
 	classes      [MaxClasses]uint64
+	bucket       int32 // the bucket of count
+	prev, next   int32 // neighbours in the bucket, least recently updated first
 	slot         int32 // position in the index
-	pos          int32 // position in the heap
 }
 
-// Sketch is a Space-Saving summary with a fixed number of counters. The
-// counters stay in place; a min-heap of their numbers on (count, last
-// update) finds the smallest, and an open-addressing table finds a key's
-// counter: an update costs one probe and a sift of 4-byte numbers, and
-// allocates nothing.
+// bucket holds the counters of one count, in the order they reached it.
+type bucket struct {
+	count      uint64
+	head, tail int32 // counters
+	prev, next int32 // buckets, by ascending count
+}
+
+// Sketch is a Space-Saving summary with a fixed number of counters, kept as a
+// Stream-Summary: the counters hang in buckets of equal count, the buckets in
+// a list by ascending count, so the smallest counter is the head of the first
+// bucket and raising a counter by one moves it at most one bucket along. An
+// open-addressing table finds a key's counter. An update costs a multiply, a
+// probe or two and a few index writes, and allocates nothing.
 type Sketch struct {
 	bits4, bits6 int
+	mask4        uint64 // keeps the prefix of an IPv4 hi
+	mask6hi      uint64 // ... and of an IPv6 hi, lo
+	mask6lo      uint64
 	cells        []counter // len grows to capacity, never beyond
-	heap         []int32   // cell numbers in heap order
-	index        []int32   // cell number + 1; 0 = empty. Linear probing, load <= 1/2
-	mask         uint64
-	total        uint64
-	seq          uint64
-	evicted      bool
+	buckets      []bucket  // capacity+1: a raise takes a bucket before it frees one
+	first        int32     // bucket of the smallest count; none while empty
+	free         int32     // unused buckets, chained by next
+	// index holds, per slot, the top 32 bits of the key's hash and the
+	// counter number + 1 (0: empty); linear probing at load <= 1/4. The
+	// hash bits spare a look at the counter on a mismatch, and give an
+	// entry's home slot when a removal shifts it back.
+	index   []uint64
+	shift   uint   // slot = hash >> shift
+	mask    uint64 // len(index) - 1
+	seed    [2]uint64
+	total   uint64
+	evicted bool
 }
 
 // New returns a sketch of the heaviest exact addresses with capacity counters.
@@ -99,16 +124,26 @@ func NewPrefix(capacity, bits4, bits6 int) (*Sketch, error) {
 		return nil, fmt.Errorf("prefix lengths /%d and /%d: want 0-32 and 0-128", bits4, bits6)
 	}
 	size := 1
-	for size < 2*capacity {
+	for size < 4*capacity {
 		size <<= 1
 	}
-	return &Sketch{
+	s := &Sketch{
 		bits4: bits4, bits6: bits6,
-		cells: make([]counter, 0, capacity),
-		heap:  make([]int32, 0, capacity),
-		index: make([]int32, size),
-		mask:  uint64(size - 1),
-	}, nil
+		mask4: mask64(^uint64(0), bits4), mask6hi: mask64(^uint64(0), bits6), mask6lo: mask64(^uint64(0), bits6-64),
+		cells:   make([]counter, 0, capacity),
+		buckets: make([]bucket, capacity+1),
+		first:   none,
+		index:   make([]uint64, size),
+		shift:   uint(64 - bits.TrailingZeros(uint(size))),
+		mask:    uint64(size - 1),
+		// A random seed per sketch: sources cannot be chosen to collide.
+		seed: [2]uint64{rand.Uint64(), rand.Uint64() | 1},
+	}
+	for i := range s.buckets {
+		s.buckets[i].next = int32(i + 1)
+	}
+	s.buckets[capacity].next = none
+	return s, nil
 }
 
 // Capacity is the number of counters.
@@ -127,7 +162,7 @@ func (s *Sketch) ErrorBound() uint64 {
 	if !s.evicted {
 		return 0
 	}
-	return s.cells[s.heap[0]].count
+	return s.buckets[s.first].count
 }
 
 // Bits returns the prefix lengths the sketch counts by (32, 128 for exact addresses).
@@ -143,160 +178,210 @@ func mask64(v uint64, bits int) uint64 {
 	return v &^ (1<<(64-bits) - 1)
 }
 
-// keyOf masks an address to the sketch's prefix; ok is false for the zero Addr.
-func (s *Sketch) keyOf(a netip.Addr) (k key, ok bool) {
+// addrKey is the unmasked key of an address; ok is false for the zero Addr.
+func addrKey(a netip.Addr) (k key, ok bool) {
 	switch {
 	case a.Is4():
 		b := a.As4()
-		v := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32
-		return key{hi: mask64(v, s.bits4), fam: 4}, true
+		return key{hi: uint64(binary.BigEndian.Uint32(b[:])) << 32, fam: 4}, true
 	case a.Is6():
 		b := a.As16()
-		var hi, lo uint64
-		for i := 0; i < 8; i++ {
-			hi = hi<<8 | uint64(b[i])
-			lo = lo<<8 | uint64(b[8+i])
-		}
-		return key{hi: mask64(hi, s.bits6), lo: mask64(lo, s.bits6-64), fam: 6}, true
+		return key{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]), fam: 6}, true
 	}
 	return key{}, false
 }
 
-// hash mixes every bit of the key into the low bits the index uses
-// (an IPv4 key has only its top 32 bits set).
-func (k key) hash() uint64 {
-	h := k.hi ^ (k.lo<<31 | k.lo>>33) ^ uint64(k.fam)
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	return h ^ h>>33
+// srcKey is the unmasked key of an address given as bytes: the first 4 of
+// src when v6 is false.
+func srcKey(src *[16]byte, v6 bool) key {
+	if !v6 {
+		return key{hi: uint64(binary.BigEndian.Uint32(src[:4])) << 32, fam: 4}
+	}
+	return key{hi: binary.BigEndian.Uint64(src[:8]), lo: binary.BigEndian.Uint64(src[8:]), fam: 6}
+}
+
+// masked cuts an address key to the sketch's prefix.
+func (s *Sketch) masked(k key) key {
+	if k.fam == 4 {
+		k.hi &= s.mask4
+	} else {
+		k.hi &= s.mask6hi
+		k.lo &= s.mask6lo
+	}
+	return k
+}
+
+// hash is one 64x64->128 multiply of the seeded halves, folded: the slot
+// (top bits) depends on every bit of the key.
+func (s *Sketch) hash(k key) uint64 {
+	hi, lo := bits.Mul64(k.hi^s.seed[0], k.lo^s.seed[1]^uint64(k.fam))
+	return hi ^ lo
 }
 
 // Add counts n packets of class from addr, seen at t. The zero Addr and n == 0
 // are ignored. It allocates nothing.
 func (s *Sketch) Add(addr netip.Addr, class uint8, n uint64, t time.Time) {
-	k, ok := s.keyOf(addr)
+	k, ok := addrKey(addr)
 	if !ok || n == 0 {
 		return
 	}
-	s.add(k, class, n, t.UnixNano())
+	s.add(s.masked(k), class, n, t.UnixNano())
 }
 
+const tagMask = 0xffffffff00000000
+
+// add counts n >= 1 packets of a masked key.
 func (s *Sketch) add(k key, class uint8, n uint64, ts int64) {
 	if class >= MaxClasses {
 		class = MaxClasses - 1
 	}
 	s.total += n
-	s.seq++
-	i := k.hash() & s.mask
-	for {
-		p := s.index[i]
-		if p == 0 {
-			break
+	index, cells, mask := s.index, s.cells, s.mask // locals: stores below cannot reload them
+	h := s.hash(k)
+	tag := h & tagMask
+	home := h >> s.shift
+	i := home
+	for e := index[i]; e != 0; e = index[i] {
+		if e&tagMask == tag {
+			id := int32(uint32(e)) - 1
+			if c := &cells[id]; c.key == k {
+				c.count += n
+				c.classes[class] += n
+				c.last = ts
+				s.settle(id, c.bucket, c.count)
+				return
+			}
 		}
-		if c := &s.cells[p-1]; c.key == k {
-			c.count += n
-			c.classes[class] += n
-			c.seq = s.seq
-			c.last = ts
-			s.down(int(c.pos))
-			return
+		i = (i + 1) & mask
+	}
+	// Not monitored: a free counter, else take over the smallest one (the
+	// least recently updated among equals), whose count becomes the error.
+	var id int32
+	var floor uint64
+	from := int32(none)
+	if len(cells) < cap(cells) {
+		id = int32(len(cells))
+		cells = cells[:id+1]
+		s.cells = cells
+	} else {
+		s.evicted = true
+		from = s.first
+		id = s.buckets[from].head
+		floor = s.buckets[from].count
+		s.unindex(cells[id].slot)
+		// The removal may have shifted k's probe run back: probe again.
+		for i = home; index[i] != 0; i = (i + 1) & mask {
 		}
-		i = (i + 1) & s.mask
 	}
-	// Not monitored: a free counter, else take over the smallest one.
-	if len(s.cells) < cap(s.cells) {
-		id := int32(len(s.cells))
-		s.cells = append(s.cells, counter{key: k, slot: int32(i), pos: int32(len(s.heap)),
-			count: n, seq: s.seq, first: ts, last: ts})
-		s.cells[id].classes[class] = n
-		s.heap = append(s.heap, id)
-		s.index[i] = id + 1
-		s.up(len(s.heap) - 1)
-		return
-	}
-	s.evicted = true
-	id := s.heap[0]
-	c := &s.cells[id]
-	s.unindex(c.slot)
-	i = s.probeFree(k)
-	*c = counter{key: k, slot: int32(i), pos: 0, count: c.count + n, error: c.count,
-		seq: s.seq, first: ts, last: ts}
+	c := &cells[id]
+	c.key, c.count, c.error, c.first, c.last = k, floor+n, floor, ts, ts
+	c.classes = [MaxClasses]uint64{}
 	c.classes[class] = n
-	s.index[i] = id + 1
-	s.down(0)
-}
-
-// probeFree returns the free index slot where k belongs (k is not present).
-func (s *Sketch) probeFree(k key) uint64 {
-	i := k.hash() & s.mask
-	for s.index[i] != 0 {
-		i = (i + 1) & s.mask
-	}
-	return i
+	c.slot = int32(i)
+	index[i] = tag | uint64(id+1)
+	s.settle(id, from, c.count)
 }
 
 // unindex empties index slot i and shifts later entries of its probe run
 // back, so lookups need no tombstones.
 func (s *Sketch) unindex(i int32) {
+	index, cells, mask, shift := s.index, s.cells, s.mask, s.shift
 	hole := uint64(i)
-	s.index[hole] = 0
-	j := hole
-	for {
-		j = (j + 1) & s.mask
-		p := s.index[j]
-		if p == 0 {
+	index[hole] = 0
+	for j := (hole + 1) & mask; ; j = (j + 1) & mask {
+		e := index[j]
+		if e == 0 {
 			return
 		}
-		home := s.cells[p-1].key.hash() & s.mask
 		// Move j into the hole unless its home lies cyclically in (hole, j].
-		if (j-home)&s.mask >= (j-hole)&s.mask {
-			s.index[hole] = p
-			s.cells[p-1].slot = int32(hole)
-			s.index[j] = 0
+		if (j-e>>shift)&mask >= (j-hole)&mask {
+			index[hole] = e
+			cells[uint32(e)-1].slot = int32(hole)
+			index[j] = 0
 			hole = j
 		}
 	}
 }
 
-func less(a, b *counter) bool {
-	return a.count < b.count || a.count == b.count && a.seq < b.seq
+// settle moves counter id, whose count rose to count, from bucket from
+// (none: a counter in no bucket yet) to the end of the bucket of count.
+func (s *Sketch) settle(id, from int32, count uint64) {
+	b := s.buckets
+	p, q := from, s.first // p: the last bucket below or at count; q: the one after it
+	if from != none {
+		q = b[from].next
+	}
+	for q != none && b[q].count <= count {
+		p, q = q, b[q].next
+	}
+	if p != none && b[p].count == count {
+		if from != none {
+			s.detach(id, from)
+		}
+		s.push(id, p)
+		return
+	}
+	if from != none && p == from && b[from].head == b[from].tail { // alone in its bucket: the bucket moves up
+		b[from].count = count
+		return
+	}
+	nb := s.free
+	s.free = b[nb].next
+	b[nb] = bucket{count: count, head: none, tail: none, prev: p, next: q}
+	if p == none {
+		s.first = nb
+	} else {
+		b[p].next = nb
+	}
+	if q != none {
+		b[q].prev = nb
+	}
+	if from != none {
+		s.detach(id, from)
+	}
+	s.push(id, nb)
 }
 
-// down restores the heap below position i after its counter grew.
-func (s *Sketch) down(i int) {
-	h, c := s.heap, s.cells
-	for {
-		l := 2*i + 1
-		if l >= len(h) {
-			return
-		}
-		m := l
-		if r := l + 1; r < len(h) && less(&c[h[r]], &c[h[l]]) {
-			m = r
-		}
-		if !less(&c[h[m]], &c[h[i]]) {
-			return
-		}
-		h[i], h[m] = h[m], h[i]
-		c[h[i]].pos, c[h[m]].pos = int32(i), int32(m)
-		i = m
+// push appends counter id to bucket bk.
+func (s *Sketch) push(id, bk int32) {
+	b := &s.buckets[bk]
+	c := &s.cells[id]
+	c.bucket, c.prev, c.next = bk, b.tail, none
+	if b.tail == none {
+		b.head = id
+	} else {
+		s.cells[b.tail].next = id
 	}
+	b.tail = id
 }
 
-// up restores the heap above position i after a counter was appended.
-func (s *Sketch) up(i int) {
-	h, c := s.heap, s.cells
-	for i > 0 {
-		p := (i - 1) / 2
-		if !less(&c[h[i]], &c[h[p]]) {
-			return
-		}
-		h[i], h[p] = h[p], h[i]
-		c[h[i]].pos, c[h[p]].pos = int32(i), int32(p)
-		i = p
+// detach takes counter id out of bucket bk, and an emptied bucket out of the list.
+func (s *Sketch) detach(id, bk int32) {
+	c := &s.cells[id]
+	b := &s.buckets[bk]
+	if c.prev == none {
+		b.head = c.next
+	} else {
+		s.cells[c.prev].next = c.next
 	}
+	if c.next == none {
+		b.tail = c.prev
+	} else {
+		s.cells[c.next].prev = c.prev
+	}
+	if b.head != none {
+		return
+	}
+	if b.prev == none {
+		s.first = b.next
+	} else {
+		s.buckets[b.prev].next = b.next
+	}
+	if b.next != none {
+		s.buckets[b.next].prev = b.prev
+	}
+	b.next = s.free
+	s.free = bk
 }
 
 // Top returns the k largest entries, largest count first (ties: lower

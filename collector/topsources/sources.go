@@ -19,8 +19,10 @@ const (
 // lock; a kernel batch usually ends (Flush) before that.
 const pendingMax = 64
 
+// pending is a buffered observation, its address already a key: the
+// network key is cut from it at Flush.
 type pending struct {
-	addr  netip.Addr
+	key   key
 	class uint8
 	ts    int64
 }
@@ -53,9 +55,21 @@ func NewSources(capacity int) (*Sources, error) {
 }
 
 // Observe counts one packet of class from addr seen at tsNs (unix
-// nanoseconds). Writer only; it allocates nothing.
+// nanoseconds); the zero Addr is ignored. Writer only; it allocates nothing.
 func (s *Sources) Observe(addr netip.Addr, class uint8, tsNs int64) {
-	s.buf[s.n] = pending{addr, class, tsNs}
+	if k, ok := addrKey(addr); ok {
+		s.observe(k, class, tsNs)
+	}
+}
+
+// ObserveSrc is Observe for an address as a decoder holds it: src[:4] when
+// v6 is false, else all of src. It spares the per-packet path a netip.Addr.
+func (s *Sources) ObserveSrc(src *[16]byte, v6 bool, class uint8, tsNs int64) {
+	s.observe(srcKey(src, v6), class, tsNs)
+}
+
+func (s *Sources) observe(k key, class uint8, tsNs int64) {
+	s.buf[s.n] = pending{k, class, tsNs}
 	s.n++
 	if s.n == pendingMax {
 		s.Flush()
@@ -70,12 +84,8 @@ func (s *Sources) Flush() {
 	s.mu.Lock()
 	for i := range s.buf[:s.n] {
 		p := &s.buf[i]
-		if k, ok := s.addrs.keyOf(p.addr); ok {
-			s.addrs.add(k, p.class, 1, p.ts)
-		}
-		if k, ok := s.nets.keyOf(p.addr); ok {
-			s.nets.add(k, p.class, 1, p.ts)
-		}
+		s.addrs.add(p.key, p.class, 1, p.ts) // the address sketch keeps every bit
+		s.nets.add(s.nets.masked(p.key), p.class, 1, p.ts)
 	}
 	s.mu.Unlock()
 	s.n = 0
