@@ -166,6 +166,9 @@ func (f *flags) validate() (collector.Config, error) {
 	case f.maxPrefixes < 1 || f.maxPrefixes > 254:
 		return cfg, fmt.Errorf("--collector.max-prefixes=%d: want 1 to 254", f.maxPrefixes)
 	}
+	if err := checkTelemetryPath(f.telemetryPath); err != nil {
+		return cfg, err
+	}
 	seen := map[uint16]bool{}
 	for _, s := range f.groups {
 		g, err := strconv.ParseUint(s, 10, 16)
@@ -227,7 +230,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		}()
 	}
 
-	server := &http.Server{Handler: newHandler(f, coll, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
+	server := newServer(newHandler(f, coll, logger, extra...), serverTimeouts)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 
@@ -304,19 +307,17 @@ func newHandler(f *flags, coll prometheus.Collector, logger *slog.Logger, extra 
 		EnableOpenMetrics:   true,
 	}))
 	mux := http.NewServeMux()
-	mux.Handle(f.telemetryPath, metrics)
-	if f.telemetryPath != "/" {
-		landing, err := web.NewLandingPage(web.LandingConfig{
-			Name:        name,
-			Description: "What the packets your firewall drops really are",
-			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: f.telemetryPath, Text: "Metrics"}},
-		})
-		if err != nil {
-			logger.Error("landing page", "err", err)
-		} else {
-			mux.Handle("/", landing)
-		}
+	mux.Handle(f.telemetryPath, metrics) // checkTelemetryPath keeps it clear of "/"
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        name,
+		Description: "What the packets your firewall drops really are",
+		Version:     version.Info(),
+		Links:       []web.LandingLinks{{Address: f.telemetryPath, Text: "Metrics"}},
+	})
+	if err != nil {
+		logger.Error("landing page", "err", err)
+	} else {
+		mux.Handle("/", landing)
 	}
 	return mux
 }

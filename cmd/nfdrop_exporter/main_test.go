@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"flag"
 	"io"
 	"net"
@@ -219,10 +220,24 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--nflog.flush-timeout=-1s"}, "--nflog.flush-timeout=-1s"},
 		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
 		{[]string{"--debug.cpu-profile=/nonexistent-dir/cpu.pprof"}, "--debug.cpu-profile: open /nonexistent-dir/cpu.pprof: no such file or directory"},
+		// A bad path used to pass and make the HTTP mux panic after the
+		// groups were bound (the replay file stands in for them here).
+		{[]string{replayArg, "--web.telemetry-path=metrics"}, `--web.telemetry-path="metrics": want an absolute path such as /metrics, other than /`},
+		{[]string{replayArg, "--web.telemetry-path=/"}, `--web.telemetry-path="/": want an absolute path such as /metrics, other than /`},
+		{[]string{replayArg, "--web.telemetry-path="}, `--web.telemetry-path="": want an absolute path`},
+		{[]string{replayArg, "--web.telemetry-path=GET /metrics"}, `--web.telemetry-path="GET /metrics": want`},
+		{[]string{replayArg, "--web.telemetry-path=/metrics/"}, `--web.telemetry-path="/metrics/": want`},
+		{[]string{replayArg, "--web.telemetry-path=/{x}"}, `--web.telemetry-path="/{x}": want`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			cmd := exec.Command(exporterBinary(t), tc.args...)
+			// A flag the exporter fails to reject would leave it serving.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, exporterBinary(t), tc.args...)
 			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("still running after 30s, want exit status 2; output:\n%s", out)
+			}
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() != 2 {
 				t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
@@ -233,6 +248,9 @@ func TestFlagErrors(t *testing.T) {
 		})
 	}
 }
+
+// replayArg makes a run read the lab capture instead of binding NFLOG groups.
+const replayArg = "--nflog.replay-file=testdata/replay.pcap"
 
 func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"--help"}, {"explain", "--help"}} {
