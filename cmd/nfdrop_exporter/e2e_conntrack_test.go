@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"github.com/ti-mo/conntrack"
 )
 

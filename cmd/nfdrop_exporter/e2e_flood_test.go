@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/internal/bench"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // TestE2EFloodAccountingUnderOverload floods the real exporter past what it

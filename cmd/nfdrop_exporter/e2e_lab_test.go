@@ -14,7 +14,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // The end-to-end lab tests drive the real exporter binary inside a network
@@ -26,7 +26,7 @@ import (
 // What they prove, for iptables and nftables and for IPv4 and IPv6:
 //   - every crafted packet lands in exactly the nfdrop_packets_total series
 //     design.md §4/§5 prescribe (all eight labels, exact values, no extra
-//     series), with expectations written by hand in cmd/internal/lab;
+//     series), with expectations written by hand in internal/lab;
 //   - a clean real TCP connection to 443 produces no drop, a real late
 //     abortive close produces exactly one ACK,RST teardown drop;
 //   - nfdrop_up{group="0"} is 1, and the accounting invariant
@@ -153,7 +153,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Fatalf("packets counted before any traffic:\n%s", lab.DiffSeries(got, nil))
 	}
 
-	// Expectations, all written by hand in cmd/internal/lab from design
+	// Expectations, all written by hand in internal/lab from design
 	// §4/§5: exact series and sizes, plus at most one series whose count
 	// depends on timing (real FIN/ACK retransmissions) and is therefore
 	// taken from the log rule counter (everything else being exact).

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 	yaml "go.yaml.in/yaml/v2"
 )
 

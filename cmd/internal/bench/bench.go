@@ -26,7 +26,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"golang.org/x/sys/unix"
 )
 

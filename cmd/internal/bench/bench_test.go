@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 )
 
 func TestBuildPoolTeardownMix(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 	"golang.org/x/sys/unix"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 )
 
 func TestParseIptablesSave(t *testing.T) {
