@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"github.com/ti-mo/conntrack"
 )
@@ -41,18 +42,8 @@ const ctGroup = "0"
 
 func ctE2E(t *testing.T) string {
 	t.Helper()
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("end-to-end conntrack test disabled: set NFDROP_E2E=1 (needs root, iproute2, iptables, conntrack, nmap)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end conntrack test needs root (network namespaces, firewall rules, NFLOG, conntrack events)")
-	}
-	for _, tool := range []string{"ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "nmap"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("NFDROP_E2E=1 but %s is missing (apt-get install iproute2 iptables conntrack procps nmap): %v", tool, err)
-		}
-	}
-	bin := exporterBinary(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "nmap")
+	bin := e2e.Binary(t)
 	if out, _ := exec.Command(bin, "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
 		t.Fatal("the binary has no --conntrack.correlate flag: wire addConntrackFlags/build (conntrack_flags.go) into main.go")
 	}

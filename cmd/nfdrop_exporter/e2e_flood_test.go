@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/internal/bench"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
@@ -30,8 +31,8 @@ import (
 //
 //	sudo NFDROP_E2E=1 go test -run E2EFlood -v ./cmd/nfdrop_exporter/
 func TestE2EFloodAccountingUnderOverload(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, labTools...)
+	bin := e2e.Binary(t)
 	const group, rules, packets = 0, 4, 150_000
 
 	l, err := bench.SetupLab(fmt.Sprintf("nfdG-e2e%d", os.Getpid()), "../../deploy/firewall", group, rules)

@@ -16,11 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
+
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 var update = flag.Bool("update", false, "rewrite testdata/e2e-output.txt from the current output")
 
@@ -38,7 +41,7 @@ func freePort(t testing.TB) string {
 func startExporter(t *testing.T, args ...string) string {
 	t.Helper()
 	addr := freePort(t)
-	cmd := exec.Command(exporterBinary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
+	cmd := exec.Command(e2e.Binary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -233,7 +236,7 @@ func TestFlagErrors(t *testing.T) {
 			// A flag the exporter fails to reject would leave it serving.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, exporterBinary(t), tc.args...)
+			cmd := exec.CommandContext(ctx, e2e.Binary(t), tc.args...)
 			out, err := cmd.CombinedOutput()
 			if ctx.Err() != nil {
 				t.Fatalf("still running after 30s, want exit status 2; output:\n%s", out)
@@ -254,7 +257,7 @@ const replayArg = "--nflog.replay-file=testdata/replay.pcap"
 
 func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"--help"}, {"explain", "--help"}} {
-		out, err := exec.Command(exporterBinary(t), args...).CombinedOutput()
+		out, err := exec.Command(e2e.Binary(t), args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package prometheus
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 	yaml "go.yaml.in/yaml/v2"
@@ -48,16 +49,13 @@ import (
 //     would, returns data on both servers; every recording rule has series;
 //     every variable's label_values() finds the lab's value.
 func TestPrometheusE2E(t *testing.T) {
-	e2eEnabled(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "prometheus")
 	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("NFDROP_E2E=1 but the prometheus server is missing (apt-get install -y prometheus): %v", err)
-	}
-	bin := exporterBinary(t)
-	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := e2e.Binary(t)
+	root := e2e.Root()
 	rulesFile := filepath.Join(root, "deploy", "prometheus", "rules.yml")
 	alertsFile := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
 	dashFile := filepath.Join(root, "dashboards", "nfdrop.json")
