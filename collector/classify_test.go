@@ -7,7 +7,7 @@ import (
 )
 
 // allFlags lists every combination of the six classic TCP flags with the flags
-// label and class design §4/§5 give it.
+// label and class the classification contract gives it.
 var allFlags = []struct {
 	f     uint8
 	label string

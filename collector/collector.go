@@ -1,5 +1,5 @@
 // Package collector turns NFLOG messages into Prometheus metrics: it decodes
-// each packet, classifies it (design §4), counts it in an allocation-free table
+// each packet, classifies it (classify.go), counts it in an allocation-free table
 // and emits the counts at scrape time.
 package collector
 

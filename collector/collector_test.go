@@ -68,7 +68,7 @@ func TestCollectorCountsAndExposes(t *testing.T) {
 	c.ReceiveError(5, source.ReasonENOBUFS)
 
 	want := `
-# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by classification (design §4).
+# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by classification.
 # TYPE nfdrop_packets_total counter
 nfdrop_packets_total{class="handshake",family="ipv4",flags="SYN",group="5",port="22",prefix="denied",proto="tcp",side="client"} 1
 nfdrop_packets_total{class="malformed",family="ipv4",flags="",group="5",port="",prefix="denied",proto="unknown",side=""} 1

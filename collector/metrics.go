@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The metric surface of design §5, in one place.
+// The metric surface, in one place.
 
 const namespace = "nfdrop"
 
@@ -26,7 +26,7 @@ const (
 var (
 	packetsDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "packets_total"),
-		"Packets logged by the NFLOG rule(s) of a group, by classification (design §4).",
+		"Packets logged by the NFLOG rule(s) of a group, by classification.",
 		[]string{labelGroup, labelPrefix, labelFamily, labelProto, labelPort, labelSide, labelFlags, labelClass}, nil)
 	lostDesc = prometheus.NewDesc(
 		prometheus.BuildFQName(namespace, "", "messages_lost_total"),

@@ -29,7 +29,7 @@ const (
 	goldenFile = "../cmd/nfdrop_exporter/testdata/e2e-output.txt"
 )
 
-// contractMetrics is design §5 plus issue 3 (teardown evidence), by type.
+// contractMetrics are the exporter's metric names (teardown evidence included), by type.
 // It is the reference until goldenFile exists; from then on the golden file
 // is, so a metric renamed in the exporter breaks this test.
 var contractMetrics = map[string]string{
@@ -427,7 +427,7 @@ func TestDashboardPanels(t *testing.T) {
 		}
 	}
 	if nTargets < 15 {
-		t.Errorf("%d queries, want the full set of issue 4 (>= 15)", nTargets)
+		t.Errorf("%d queries, want the full set (>= 15)", nTargets)
 	}
 }
 
@@ -466,8 +466,8 @@ func nonTeardownThreshold(t *testing.T) float64 {
 	return 0
 }
 
-// TestFirstRowAnswersTheQuestion: the first row holds the three panels of
-// issue 4 (class split stacked, teardown share, non-teardown rate with the
+// TestFirstRowAnswersTheQuestion: the first row holds the three panels that
+// answer it (class split stacked, teardown share, non-teardown rate with the
 // alert's threshold drawn), and the later rows the required breakdowns.
 func TestFirstRowAnswersTheQuestion(t *testing.T) {
 	d, _ := loadDashboard(t)
@@ -546,7 +546,7 @@ func exposition(t *testing.T) (map[string]bool, string) {
 		for n, typ := range contractMetrics {
 			add(n, typ)
 		}
-		return names, "the design §5 + issue 3 list in this test (" + goldenFile + " does not exist yet)"
+		return names, "the list in this test (" + goldenFile + " does not exist yet)"
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +600,7 @@ func TestMetricsExist(t *testing.T) {
 	if len(files) < 4 {
 		t.Fatalf("checked files %v: deploy/prometheus yml files missing", files)
 	}
-	// Teardown-evidence names (issue 3) are checked apart: until the
+	// Teardown-evidence names are checked apart: until the
 	// exporter has the feature, the golden exposition has none of them.
 	type use struct{ file, name string }
 	var core, evidence []use
@@ -644,7 +644,7 @@ func TestMetricsExist(t *testing.T) {
 		}
 	}
 	check(t, core)
-	t.Run("teardown evidence (issue 3)", func(t *testing.T) {
+	t.Run("teardown evidence", func(t *testing.T) {
 		if len(evidence) == 0 {
 			t.Fatal("the dashboard and rules name no teardown-evidence metric")
 		}

@@ -1,5 +1,5 @@
-// Command nfdrop-lab recreates the late-teardown deny-log problem (design.md
-// §1) on any Linux machine with network namespaces: a client and a server
+// Command nfdrop-lab recreates the late-teardown deny-log problem (late
+// FIN/ACK and RST packets of ended connections in the drop log) on any Linux machine with network namespaces: a client and a server
 // namespace joined by a veth pair, the deploy/firewall ruleset on the server,
 // nfdrop_exporter inside the server namespace, and traffic of every kind the
 // exporter classifies. It needs root and removes everything on exit.
@@ -293,7 +293,7 @@ func settle(ctx context.Context, l *lab.Lab, client *http.Client, url string) (l
 }
 
 // check compares the counted series with the scenarios' hand-written
-// expectations (design §4/§5): exact for crafted packets and the late RST,
+// expectations (from the classification contract): exact for crafted packets and the late RST,
 // at least one more for real FIN/ACK recipes whose retransmission count
 // depends on timing.
 func check(sc lab.Scrape, scenarios []lab.Scenario) {
@@ -330,10 +330,10 @@ func check(sc lab.Scrape, scenarios []lab.Scenario) {
 		}
 	}
 	if len(bad) == 0 {
-		fmt.Printf("Check: all %d series match the expectations written from design.md §4/§5.\n", len(got))
+		fmt.Printf("Check: all %d series match the hand-written expectations.\n", len(got))
 		return
 	}
-	fmt.Printf("Check: %d series differ from design.md §4/§5:\n  %s\n", len(bad), strings.Join(bad, "\n  "))
+	fmt.Printf("Check: %d series differ from the hand-written expectations:\n  %s\n", len(bad), strings.Join(bad, "\n  "))
 }
 
 // findExporter resolves --exporter: explicit path, else nfdrop_exporter

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// conntrackFlags are the --conntrack.* flags (design §7).
+// conntrackFlags are the --conntrack.* flags.
 type conntrackFlags struct {
 	correlate     bool
 	window        time.Duration

@@ -20,7 +20,7 @@ import (
 	"github.com/ti-mo/conntrack"
 )
 
-// End-to-end tests of teardown evidence (design §7) with the real binary and
+// End-to-end tests of teardown evidence with the real binary and
 // real TCP connections in a lab namespace pair, switched on with NFDROP_E2E=1
 // and run as root:
 //
@@ -108,7 +108,7 @@ func (c *ctLab) scrape() lab.Scrape {
 }
 
 // waitReady waits until the group is bound and, if wantCT, conntrack is
-// subscribed: nothing may be sent before (design §5 invariant).
+// subscribed: nothing may be sent before (the accounting invariant).
 func (c *ctLab) waitReady(wantCT bool) {
 	c.t.Helper()
 	client := lab.HTTPClient(c.Server, 2*time.Second)

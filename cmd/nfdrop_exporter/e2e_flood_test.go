@@ -16,7 +16,7 @@ import (
 )
 
 // TestE2EFloodAccountingUnderOverload floods the real exporter past what it
-// can take and checks the accounting invariant of design §5 exactly:
+// can take and checks the accounting invariant (packets + lost = logged) exactly:
 //
 //	sum(nfdrop_packets_total) + nfdrop_messages_lost_total == NFLOG rule counter
 //

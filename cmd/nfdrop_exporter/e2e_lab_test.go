@@ -25,7 +25,7 @@ import (
 //
 // What they prove, for iptables and nftables and for IPv4 and IPv6:
 //   - every crafted packet lands in exactly the nfdrop_packets_total series
-//     design.md §4/§5 prescribe (all eight labels, exact values, no extra
+//     the classification contract prescribes (all eight labels, exact values, no extra
 //     series), with expectations written by hand in internal/lab;
 //   - a clean real TCP connection to 443 produces no drop, a real late
 //     abortive close produces exactly one ACK,RST teardown drop;
@@ -116,7 +116,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()
 
-	// The exporter must be bound before the first packet (design §5
+	// The exporter must be bound before the first packet (the accounting
 	// invariant): wait for nfdrop_up{group="0"} == 1.
 	var sc lab.Scrape
 	deadline := time.Now().Add(10 * time.Second)
@@ -141,8 +141,8 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Fatalf("packets counted before any traffic:\n%s", lab.DiffSeries(got, nil))
 	}
 
-	// Expectations, all written by hand in internal/lab from design
-	// §4/§5: exact series and sizes, plus at most one series whose count
+	// Expectations, all written by hand in internal/lab from the
+	// classification contract: exact series and sizes, plus at most one series whose count
 	// depends on timing (real FIN/ACK retransmissions) and is therefore
 	// taken from the log rule counter (everything else being exact).
 	want := map[lab.Series]float64{}
@@ -227,10 +227,10 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Errorf("nfdrop_messages_lost_total = %v at %d packets, want 0", lost, counter)
 	}
 	if d := lab.DiffSeries(got, want); d != "" {
-		t.Errorf("nfdrop_packets_total differs from design §4/§5 expectations:\n%s", d)
+		t.Errorf("nfdrop_packets_total differs from the expectations:\n%s", d)
 	}
 	// nfdrop_packet_size_bytes: per class, one observation per packet of
-	// its IP datagram length (design §5).
+	// its IP datagram length.
 	for _, c := range []string{"teardown", "handshake", "probe", "other", "fragment", "malformed"} {
 		h := histogram(sc, "nfdrop_packet_size_bytes", map[string]string{"group": e2eGroup, "class": c})
 		if h == nil {

@@ -26,7 +26,7 @@ const (
 	msgV6NS    = `nfdDx18383 nft6 IN=nfdDxa OUT= MACSRC=46:22:7c:cd:68:82 MACDST=33:33:ff:00:00:01 MACPROTO=86dd SRC=fd99:0000:0000:0000:0000:0000:0000:0002 DST=ff02:0000:0000:0000:0000:0001:ff00:0001 LEN=72 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE=135 CODE=0 `
 	msgV6SYN   = `nfdDx18383 nft6 IN=nfdDxa OUT= MACSRC=46:22:7c:cd:68:82 MACDST=ee:0b:c3:fb:fc:a6 MACPROTO=86dd SRC=fd99:0000:0000:0000:0000:0000:0000:0002 DST=fd99:0000:0000:0000:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=883481 PROTO=TCP SPT=57176 DPT=3389 SEQ=1943076758 ACK=0 WINDOW=64800 RES=0x00 SYN URGP=0 OPT (020405A00402080A6178B24E000000000103030A) `
 	msgV6UDP   = `nfdDx18383-raw6 IN=nfdDxa OUT= MAC=ee:0b:c3:fb:fc:a6:46:22:7c:cd:68:82:86:dd SRC=fd99:0000:0000:0000:0000:0000:0000:0002 DST=fd99:0000:0000:0000:0000:0000:0000:0001 LEN=58 TC=0 HOPLIMIT=64 FLOWLBL=824215 PROTO=UDP SPT=46418 DPT=123 LEN=18 `
-	// design §1, addresses redacted by the operator
+	// an operator's drop log, addresses redacted
 	msgRedRST = `iptables denied: IN=eth0 OUT= MAC=f2:3c:91:26:1e:1f:84:78:ac:0d:8f:41:08:00 SRC=(redacted IP) DST=(redacted IP) LEN=40 TOS=0x08 PREC=0x00 TTL=53 ID=61266 DF PROTO=TCP SPT=49264 DPT=443 WINDOW=0 RES=0x00 RST URGP=0`
 	msgRedFIN = `iptables denied: IN=eth0 OUT= MAC=f2:3c:91:26:1e:1f:84:78:ac:0d:8f:41:08:00 SRC=(redacted IP) DST=(redacted IP) LEN=40 TOS=0x00 PREC=0x00 TTL=115 ID=11186 DF PROTO=TCP SPT=58445 DPT=443 WINDOW=254 RES=0x00 ACK FIN URGP=0`
 	msgRed80  = `iptables denied: IN=eth0 OUT= MAC=f2:3c:91:26:1e:1f:84:78:ac:0d:8f:41:08:00 SRC=(redacted IP) DST=(redacted IP) LEN=40 TOS=0x00 PREC=0x00 TTL=116 ID=16941 DF PROTO=TCP SPT=16278 DPT=80 WINDOW=255 RES=0x00 ACK FIN URGP=0`
@@ -126,11 +126,11 @@ func TestParse(t *testing.T) {
 		{"journal json not kernel", `{"MESSAGE":"Started Session 4 of user root.","__REALTIME_TIMESTAMP":"1"}`, want{status: NotFirewall}},
 		{"journal json broken message", `{"MESSAGE":"x IN=a OUT= \q"}`, want{status: Unparsed, reason: ReasonBadJSON}},
 
-		// design §1, redacted
-		{"design §1 RST", msgRedRST, wRedRST},
-		{"design §1 ACK FIN 443", "Nov 25 13:34:54 web1 kernel: [1485.392167] " + msgRedFIN,
+		// an operator's drop log, redacted
+		{"operator log RST", msgRedRST, wRedRST},
+		{"operator log ACK FIN 443", "Nov 25 13:34:54 web1 kernel: [1485.392167] " + msgRedFIN,
 			want{status: OK, prefix: "iptables denied: ", family: packet.FamilyIPv4, proto: packet.ProtoTCP, ipproto: 6, length: 40, ports: true, sport: 58445, dport: 443, hasFlags: true, flags: packet.FlagACK | packet.FlagFIN, kind: TimeNoYear, time: noYear}},
-		{"design §1 ACK FIN 80", msgRed80,
+		{"operator log ACK FIN 80", msgRed80,
 			want{status: OK, prefix: "iptables denied: ", family: packet.FamilyIPv4, proto: packet.ProtoTCP, ipproto: 6, length: 40, ports: true, sport: 16278, dport: 80, hasFlags: true, flags: packet.FlagACK | packet.FlagFIN}},
 		{"redacted IPv6 UFW", msgRedV6,
 			want{status: OK, prefix: "[UFW BLOCK] ", family: packet.FamilyIPv6, proto: packet.ProtoTCP, ipproto: 6, length: 60, ports: true, sport: 443, dport: 51000, hasFlags: true, flags: packet.FlagACK | packet.FlagRST}},

@@ -5,7 +5,7 @@ package packet
 // The reference below lets gopacket do every byte-level parse (IPv4 and IPv6
 // fixed headers, extension headers, AH, IPv6 fragment, TCP, UDP, UDP-Lite,
 // SCTP) and maps gopacket's protocol-number table to the label vocabulary; it
-// only decides the policy of design §4-§5 (which headers are walked in which
+// only decides the policy of the classifier (which headers are walked in which
 // family, that a non-first fragment stops the walk). Where gopacket is
 // stricter than that contract, or differs from it on purpose, the reference
 // bridges the gap in one named, documented place (see the note* constants)

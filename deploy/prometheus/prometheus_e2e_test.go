@@ -26,9 +26,9 @@ import (
 
 // TestPrometheusE2E proves the shipped dashboard and rules against real
 // Prometheus servers (Debian's package) scraping the real exporter in the
-// lab (issue 4 item 4):
+// lab:
 //
-//	sudo NFDROP_E2E=1 go test -run Prometheus -v ./cmd/nfdrop_exporter/
+//	sudo NFDROP_E2E=1 go test -run Prometheus -v ./deploy/prometheus/
 //
 // Two servers scrape the exporter every second inside the lab's server
 // namespace, one with native histograms enabled (it ingests only their
@@ -242,7 +242,7 @@ func TestPrometheusE2E(t *testing.T) {
 			t.Run(s.name+"/"+q.panel+"/"+q.ref, func(t *testing.T) {
 				if missing := missingFamilies(q.expr, scrape); len(missing) > 0 {
 					if evidenceOnly(missing) {
-						t.Skipf("this exporter build exposes no %v (teardown evidence, issue 3): panel not checked", missing)
+						t.Skipf("this exporter build exposes no %v (teardown evidence): panel not checked", missing)
 					}
 					t.Fatalf("the exporter exposes no %v; the dashboard cannot show it", missing)
 				}
@@ -276,7 +276,7 @@ func TestPrometheusE2E(t *testing.T) {
 		for _, s := range servers {
 			t.Run(s.name+"/"+rec, func(t *testing.T) {
 				if strings.Contains(rec, ":nfdrop_teardown_evidence:") && scrape["nfdrop_teardown_evidence_total"] == nil {
-					t.Skip("this exporter build exposes no nfdrop_teardown_evidence_total (issue 3): rule not checked")
+					t.Skip("this exporter build exposes no nfdrop_teardown_evidence_total (teardown evidence): rule not checked")
 				}
 				r := s.query(t, rec)
 				if len(r) == 0 {
@@ -468,7 +468,7 @@ func missingFamilies(expr string, s lab.Scrape) []string {
 }
 
 // evidenceOnly reports whether all missing families belong to the
-// teardown-evidence feature (conntrack correlation, issue 3), which a build
+// teardown-evidence feature (conntrack correlation), which a build
 // may lack; everything else the dashboard reads is the core contract.
 func evidenceOnly(missing []string) bool {
 	for _, n := range missing {

@@ -240,7 +240,7 @@ func DiffSeries(got, want map[Series]float64) string {
 }
 
 // WriteEvidence prints what conntrack says about the teardown-shaped drops
-// (design §7): nfdrop_teardown_evidence_total and nfdrop_teardown_delay_seconds.
+// (conntrack correlation): nfdrop_teardown_evidence_total and nfdrop_teardown_delay_seconds.
 func WriteEvidence(w io.Writer, s Scrape, group string) {
 	if s["nfdrop_teardown_evidence_total"] == nil {
 		fmt.Fprintln(w, "\nTeardown evidence: not collected (--no-conntrack.correlate)")

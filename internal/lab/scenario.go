@@ -8,7 +8,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 )
 
-// Series is the label set of one nfdrop_packets_total series (design §5).
+// Series is the label set of one nfdrop_packets_total series.
 type Series struct {
 	Group, Prefix, Family, Proto, Port, Side, Flags, Class string
 }
@@ -20,7 +20,7 @@ func (s Series) String() string {
 
 // Send is one crafted packet sent Count times from the client namespace,
 // and the series the exporter must count it in. Want is written by hand
-// from design §4/§5 (Group and Prefix are filled in by Scenario.Expected):
+// from the classification contract (Group and Prefix are filled in by Scenario.Expected):
 // the expectations must never come from the exporter's own classifier.
 type Send struct {
 	Desc   string
@@ -171,7 +171,7 @@ func (s Series) Short() string {
 }
 
 // row is one hand-written line of the crafted set: a packet and the series
-// design §4/§5 put it in.
+// the classifier puts it in.
 type row struct {
 	desc       string
 	proto      uint8 // craft.ProtoTCP, craft.ProtoUDP, or craft.ProtoICMP (ICMPv6 for IPv6)
@@ -191,7 +191,7 @@ type row struct {
 // accept): a SYN, ACK or ACK,PSH to 443 would be accepted (the ACKs by
 // nf_conntrack_tcp_loose pickup), so those go to 22, 25, 3389 or 8080.
 //
-// Expectations, design §4 (class) and §5 (port/side/flags):
+// Expectations, class and port/side/flags:
 //   - SYN set: service port = dst if ACK clear (client), src if ACK set
 //     (server), listed or not.
 //   - otherwise: dst if listed (22,25,53,80,123,443,3389), else src if

@@ -13,7 +13,7 @@ import (
 
 // TCPRecipe is a real TCP connection (kernel sockets on both sides) from the
 // client namespace to a server in the server namespace, ended in one of the
-// ways that make its last packets reach the log rule (reference §6).
+// ways that make its last packets reach the log rule.
 type TCPRecipe string
 
 // The recipes. Timings assume the sysctls set by PrepareTCP.

@@ -517,7 +517,7 @@ wait:
 // applyRules loads deploy/firewall's iptables rulesets with the NFLOG rule
 // repeated n times, and switches conntrack's loose pickup off so that
 // mid-stream ACKs without an entry are INVALID and reach the NFLOG rules
-// (reference §0.13), as late teardown packets do on a real server.
+// as late teardown packets do on a real server.
 func applyRules(l *lab.Lab, o *Options, n int, dir string) error {
 	for _, f := range []string{"iptables.rules", "ip6tables.rules"} {
 		b, err := os.ReadFile(filepath.Join(o.RulesDir, f))
