@@ -23,7 +23,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 func main() {

@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e/e2elab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // The self-audit end-to-end tests run the real exporter in the lab's server
@@ -32,39 +33,9 @@ import (
 //
 //	NFDROP_E2E=1 go test -run Audit -v ./cmd/nfdrop_exporter/
 
-// auditInvalid and auditValid are the crafted set: TCP flag combinations
-// conntrack rejects (INVALID), and packets it tracks as NEW. All of them
-// reach the log rule (neither ESTABLISHED nor NEW to 80/443).
-func auditSet(v6 bool) (invalid, valid lab.Scenario) {
-	src, dst := lab.ClientIPv4, lab.ServerIPv4
-	if v6 {
-		src, dst = lab.ClientIPv6, lab.ServerIPv6
-	}
-	tcp := func(desc string, flags uint8, sport uint16, n int) lab.Send {
-		p := craft.Packet{Src: src, Dst: dst, Proto: craft.ProtoTCP, SrcPort: sport, DstPort: 22, Flags: flags, Window: 502, Seq: 1000}
-		if flags&craft.ACK != 0 {
-			p.Ack = 5000
-		}
-		return lab.Send{Desc: desc, Packet: p, Count: n}
-	}
-	invalid = lab.Scenario{Name: "invalid", Sends: []lab.Send{
-		tcp("NULL scan", 0, 41001, 3),
-		tcp("SYN/FIN", craft.SYN|craft.FIN, 41002, 2),
-		tcp("XMAS scan", craft.URG|craft.PSH|craft.FIN, 41003, 2),
-		tcp("FIN without ACK", craft.FIN, 41004, 1),
-		tcp("SYN/RST", craft.SYN|craft.RST, 41005, 1),
-	}}
-	valid = lab.Scenario{Name: "valid", Sends: []lab.Send{
-		tcp("SYN to 22", craft.SYN, 42001, 1),
-		tcp("SYN to 22, another flow", craft.SYN, 42002, 1),
-		{Desc: "UDP to 53", Packet: craft.Packet{Src: src, Dst: dst, Proto: craft.ProtoUDP, SrcPort: 42003, DstPort: 53, Payload: []byte("q")}, Count: 3},
-	}}
-	return invalid, valid
-}
-
 func TestAuditE2E(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables", "ip6tables", "nft", "conntrack")
+	bin := e2e.Binary(t)
 	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +227,7 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 	// The crafted set, both families.
 	var wantInvalid, wantTotal float64
 	for _, v6 := range []bool{false, true} {
-		inv, val := auditSet(v6)
+		inv, val := e2elab.AuditSet(v6)
 		for _, sc := range []lab.Scenario{inv, val} {
 			if err := l.RunScenario(ctx, sc, 0, 0, nil); err != nil {
 				t.Fatal(err)
@@ -349,130 +320,15 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 	}
 }
 
-// TestAuditPrometheusE2E runs the shipped alerts on a real Prometheus that
-// scrapes the exporter in the lab, with each ruleset: the
-// NfdropLogRuleMissing expression is empty while the rule exists, turns true
-// (and the alert pending) once the rule is flushed, and empty again once the
-// ruleset is restored. NfdropAccountingMismatch stays empty after traffic.
-func TestAuditPrometheusE2E(t *testing.T) {
-	e2eEnabled(t)
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("NFDROP_E2E=1 but the prometheus server is missing (apt-get install -y prometheus): %v", err)
-	}
-	bin := exporterBinary(t)
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fwDir := filepath.Join(root, "deploy", "firewall")
-	rulesFile := filepath.Join(root, "deploy", "prometheus", "rules.yml")
-	alertsFile := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
-	missing := alertExpr(t, alertsFile, "NfdropLogRuleMissing")
-	mismatch := alertExpr(t, alertsFile, "NfdropAccountingMismatch")
-	const pending = `ALERTS{alertname="NfdropLogRuleMissing", alertstate="pending", group="0"}`
-
-	for i, rs := range []lab.Ruleset{lab.Iptables, lab.Nftables} {
-		t.Run(string(rs), func(t *testing.T) {
-			l, err := lab.New(fmt.Sprintf("nfaup%d-%d", os.Getpid()%100000, i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := l.Close(); err != nil {
-					t.Errorf("lab close: %v", err)
-				}
-			})
-			if err := l.Apply(rs, fwDir); err != nil {
-				t.Fatal(err)
-			}
-			var expLog lab.SyncBuffer
-			// The default cache (max-age 5s): the alert sees what operators get.
-			exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")
-			if err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- exp.Wait() }()
-			p := &promServer{name: string(rs), port: 9090}
-			p.start(t, l, promBin, rulesFile, alertsFile)
-			defer func() {
-				if t.Failed() {
-					t.Logf("exporter output:\n%s\nprometheus output:\n%s", expLog.String(), p.log.String())
-				}
-			}()
-			p.waitFor(t, `nfdrop_log_rules{job="nfdrop", group="0"} > 0 and on(job, instance) up == 1`, 30*time.Second, exited)
-			if r := p.query(t, missing); len(r) != 0 {
-				t.Fatalf("rule present: NfdropLogRuleMissing expression returns %s, want nothing", fmtResult(r))
-			}
-
-			// Traffic the log rule counts: the accounting balances.
-			ctx := context.Background()
-			var sent float64
-			for _, v6 := range []bool{false, true} {
-				inv, val := auditSet(v6)
-				for _, sc := range []lab.Scenario{inv, val} {
-					if err := l.RunScenario(ctx, sc, 0, 0, nil); err != nil {
-						t.Fatal(err)
-					}
-					sent += float64(sc.Packets())
-				}
-			}
-			p.waitFor(t, fmt.Sprintf(`sum(nfdrop_log_rule_packets_total{group="0"}) == %v and sum(nfdrop_packets_total{group="0"}) == %v`, sent, sent), 30*time.Second, exited)
-			if r := p.query(t, mismatch); len(r) != 0 {
-				t.Errorf("balanced accounting: NfdropAccountingMismatch expression returns %s, want nothing", fmtResult(r))
-			}
-
-			flushed := time.Now()
-			switch rs {
-			case lab.Iptables:
-				for _, tool := range []string{"iptables", "ip6tables"} {
-					if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
-						t.Fatal(err)
-					}
-				}
-			case lab.Nftables:
-				if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
-					t.Fatal(err)
-				}
-			}
-			p.waitFor(t, missing, 30*time.Second, exited)
-			p.waitFor(t, pending, 30*time.Second, exited)
-			r := p.query(t, missing)
-			if len(r) != 1 || r[0].Metric["group"] != "0" || r[0].Metric["job"] != "nfdrop" {
-				t.Errorf("rule flushed: NfdropLogRuleMissing expression returns %s, want one series for group 0", fmtResult(r))
-			}
-			t.Logf("%s: rule flushed, missing-rule expression true after %v: %s", rs, time.Since(flushed).Round(100*time.Millisecond), fmtResult(r))
-
-			restored := time.Now()
-			if err := l.Apply(rs, fwDir); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				r, a := p.query(t, missing), p.query(t, pending)
-				if len(r) == 0 && len(a) == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("ruleset restored 30s ago: expression %s, alert %s; want both empty", fmtResult(r), fmtResult(a))
-				}
-				time.Sleep(250 * time.Millisecond)
-			}
-			t.Logf("%s: ruleset restored, missing-rule expression and pending alert gone after %v", rs, time.Since(restored).Round(100*time.Millisecond))
-		})
-	}
-}
-
 // TestAuditLegacyE2E: an iptables-legacy NFLOG rule is invisible to
 // nf_tables. The exporter reports no rule (never a guessed one) and, once
 // packets arrive while it sees none, says so in exactly one log line.
 func TestAuditLegacyE2E(t *testing.T) {
-	e2eEnabled(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables", "ip6tables", "nft", "conntrack")
 	if _, err := exec.LookPath("iptables-legacy"); err != nil {
 		t.Fatalf("NFDROP_E2E=1 but iptables-legacy is missing (apt-get install iptables): %v", err)
 	}
-	bin := exporterBinary(t)
+	bin := e2e.Binary(t)
 	l, err := lab.New(fmt.Sprintf("nfaul%d", os.Getpid()%100000))
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +383,7 @@ func TestAuditLegacyE2E(t *testing.T) {
 	}
 	// The margin between "no rule seen" and an arrival that counts.
 	time.Sleep(1500 * time.Millisecond)
-	_, val := auditSet(false)
+	_, val := e2elab.AuditSet(false)
 	if err := l.RunScenario(ctx, val, 0, 0, nil); err != nil {
 		t.Fatal(err)
 	}

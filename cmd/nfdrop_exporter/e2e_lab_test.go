@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -14,7 +13,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // The end-to-end lab tests drive the real exporter binary inside a network
@@ -36,24 +36,12 @@ import (
 
 const e2eGroup = "0"
 
-func e2eEnabled(t *testing.T) {
-	t.Helper()
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("end-to-end lab test disabled: set NFDROP_E2E=1 (needs root, iproute2, iptables, nftables, conntrack)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end lab test needs root (network namespaces, firewall rules, NFLOG)")
-	}
-	for _, tool := range []string{"ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("NFDROP_E2E=1 but %s is missing (apt-get install iproute2 iptables nftables conntrack procps): %v", tool, err)
-		}
-	}
-}
+// labTools are what the lab needs (internal/lab): namespaces, both firewalls, conntrack.
+var labTools = []string{"ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl"}
 
 func TestE2ELab(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, labTools...)
+	bin := e2e.Binary(t)
 	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
 	if err != nil {
 		t.Fatal(err)

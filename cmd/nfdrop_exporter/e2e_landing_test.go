@@ -25,8 +25,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
 	"github.com/nfdrop/nfdrop_exporter/collector/summary"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // TestE2ELandingPageBrowser runs the exporter in the lab behind basic auth,
@@ -37,12 +38,12 @@ import (
 // A full-page screenshot is written to $NFDROP_ARTIFACTS (default: the
 // system temp dir) and its path logged.
 func TestE2ELandingPageBrowser(t *testing.T) {
-	e2eEnabled(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl")
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatalf("NFDROP_E2E=1 but chromium is missing (apt-get install --no-install-recommends chromium): %v", err)
 	}
-	bin := exporterBinary(t)
+	bin := e2e.Binary(t)
 	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
 	if err != nil {
 		t.Fatal(err)

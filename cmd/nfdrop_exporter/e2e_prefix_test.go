@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // TestE2EPrefixNotUTF8 loads real iptables rules whose NFLOG prefixes are
@@ -23,8 +24,8 @@ import (
 // reserved, every packet counted, and the scrape must still carry
 // nfdrop_up of a second group that logged nothing.
 func TestE2EPrefixNotUTF8(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl")
+	bin := e2e.Binary(t)
 	l, err := lab.New(fmt.Sprintf("nfpfx%d", os.Getpid()%100000))
 	if err != nil {
 		t.Fatal(err)

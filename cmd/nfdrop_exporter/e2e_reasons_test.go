@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 // TestE2EConntrackReasons drives the real exporter in a lab whose server
@@ -33,8 +34,8 @@ import (
 //     nfdrop_messages_lost_total == the log rule's counter holds exactly;
 //   - the set-up metrics report the sysctls.
 func TestE2EConntrackReasons(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl")
+	bin := e2e.Binary(t)
 	fwDir, err := filepath.Abs(filepath.Join("..", "..", "deploy", "firewall"))
 	if err != nil {
 		t.Fatal(err)
@@ -227,8 +228,8 @@ func sum[K comparable](m map[K]float64) float64 {
 // held by another process (here another exporter, as ulogd2 would), the
 // exporter exits at start with status 1 and says what to do.
 func TestE2EConntrackReasonsGroupHeld(t *testing.T) {
-	e2eEnabled(t)
-	bin := exporterBinary(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl")
+	bin := e2e.Binary(t)
 	l, err := lab.New(fmt.Sprintf("nfrsh%d", os.Getpid()%100000))
 	if err != nil {
 		t.Fatal(err)

@@ -173,6 +173,9 @@ func (f *flags) validate() (collector.Config, error) {
 	case f.receiveBuffer < 0 || f.receiveBuffer > 1*units.GiB:
 		return cfg, fmt.Errorf("--nflog.socket.receive-buffer=%s: want 0 to 1GiB", f.receiveBuffer)
 	}
+	if err := checkTelemetryPath(f.telemetryPath); err != nil {
+		return cfg, err
+	}
 	if err := f.audit.validate(); err != nil {
 		return cfg, err
 	}
@@ -264,7 +267,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	evidence, _ := teardown.(summary.EvidenceSource)
 	sum := summary.New(summary.Config{Collector: coll, Evidence: evidence, Sources: f.landingSources, Exporter: name, Version: version.Version})
 	go sum.Run(ctx)
-	server := &http.Server{Handler: newHandler(f, coll, sum, logger, extra...), ReadHeaderTimeout: 10 * time.Second}
+	server := newServer(newHandler(f, coll, sum, logger, extra...), serverTimeouts)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"flag"
 	"io"
 	"net"
@@ -15,11 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
+
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 var update = flag.Bool("update", false, "rewrite testdata/e2e-output.txt from the current output")
 
@@ -37,7 +41,7 @@ func freePort(t testing.TB) string {
 func startExporter(t *testing.T, args ...string) string {
 	t.Helper()
 	addr := freePort(t)
-	cmd := exec.Command(exporterBinary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
+	cmd := exec.Command(e2e.Binary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -225,10 +229,24 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--conntrack.reasons.window=0s"}, "--conntrack.reasons.window=0s: want more than 0 and at most 1m"},
 		{[]string{"--no-conntrack.reasons", "--conntrack.reasons.bind"}, "--conntrack.reasons.bind needs --conntrack.reasons"},
 		{[]string{"--debug.cpu-profile=/nonexistent-dir/cpu.pprof"}, "--debug.cpu-profile: open /nonexistent-dir/cpu.pprof: no such file or directory"},
+		// A bad path used to pass and make the HTTP mux panic after the
+		// groups were bound (the replay file stands in for them here).
+		{[]string{replayArg, "--web.telemetry-path=metrics"}, `--web.telemetry-path="metrics": want an absolute path such as /metrics, other than /`},
+		{[]string{replayArg, "--web.telemetry-path=/"}, `--web.telemetry-path="/": want an absolute path such as /metrics, other than /`},
+		{[]string{replayArg, "--web.telemetry-path="}, `--web.telemetry-path="": want an absolute path`},
+		{[]string{replayArg, "--web.telemetry-path=GET /metrics"}, `--web.telemetry-path="GET /metrics": want`},
+		{[]string{replayArg, "--web.telemetry-path=/metrics/"}, `--web.telemetry-path="/metrics/": want`},
+		{[]string{replayArg, "--web.telemetry-path=/{x}"}, `--web.telemetry-path="/{x}": want`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			cmd := exec.Command(exporterBinary(t), tc.args...)
+			// A flag the exporter fails to reject would leave it serving.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, e2e.Binary(t), tc.args...)
 			out, err := cmd.CombinedOutput()
+			if ctx.Err() != nil {
+				t.Fatalf("still running after 30s, want exit status 2; output:\n%s", out)
+			}
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() != 2 {
 				t.Fatalf("exit %v, want status 2; output:\n%s", err, out)
@@ -240,9 +258,12 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
+// replayArg makes a run read the lab capture instead of binding NFLOG groups.
+const replayArg = "--nflog.replay-file=testdata/replay.pcap"
+
 func TestVersionAndHelp(t *testing.T) {
 	for _, args := range [][]string{{"--version"}, {"--help"}, {"explain", "--help"}} {
-		out, err := exec.Command(exporterBinary(t), args...).CombinedOutput()
+		out, err := exec.Command(e2e.Binary(t), args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 )
 
 // TestRealKernel makes the kernel itself write LOG lines and, from an NFLOG
@@ -25,17 +27,7 @@ import (
 // suppressed otherwise), and restores it. With NFDROP_E2E_UPDATE=1 it stores
 // the lines and capture as testdata/lab-<fw>.log / .pcap for the golden tests.
 func TestRealKernel(t *testing.T) {
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("real-kernel test: run as root with NFDROP_E2E=1")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("NFDROP_E2E=1 needs root (network namespaces, firewall rules, dmesg)")
-	}
-	for _, tool := range []string{"ip", "iptables", "ip6tables", "nft", "tcpdump", "hping3", "python3", "dmesg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not installed: %v", tool, err)
-		}
-	}
+	e2e.Require(t, "ip", "iptables", "ip6tables", "nft", "tcpdump", "hping3", "python3", "dmesg")
 	const sysctl = "/proc/sys/net/netfilter/nf_log_all_netns"
 	old, err := os.ReadFile(sysctl)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -486,10 +487,7 @@ func checkFirewallGroup(t *testing.T, group int) {
 // TestDeployKubernetesPrometheusRuleLoads hands the committed manifest's groups to promtool
 // as a rule file, which is what the Prometheus Operator does with them.
 func TestDeployKubernetesPrometheusRuleLoads(t *testing.T) {
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skipf("promtool not installed (apt-get install prometheus): %v", err)
-	}
+	promtool := e2e.Tool(t, "promtool")
 	var pr monitoringv1.PrometheusRule
 	load(t, ruleManifest, &pr)
 	data, err := yaml.Marshal(ruleFile{Groups: pr.Spec.Groups})

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 	yaml "go.yaml.in/yaml/v2"
 )
 
@@ -45,20 +46,14 @@ func readRules(t *testing.T, name string) ruleFile {
 	return f
 }
 
-// promtoolPath finds promtool. The README test command runs with
-// NFDROP_E2E=1, where a missing promtool must fail the run instead of
-// silently dropping the rule tests.
+// promtoolPath finds promtool; under NFDROP_E2E=1 a missing promtool fails
+// the run instead of silently dropping the rule tests.
 func promtoolPath(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("NFDROP_E2E") == "1" {
-			t.Fatalf("promtool not found (%v); install it with: apt-get install -y prometheus", err)
-		}
-		t.Skipf("promtool not found (%v): install Debian's prometheus package or run with NFDROP_E2E=1 to make this a failure", err)
-	}
-	return p
+	return e2e.Tool(t, "promtool")
 }
+
+func TestMain(m *testing.M) { e2e.Main(m) }
 
 func runPromtool(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
 )
 
 const (
@@ -79,6 +81,7 @@ func TestDeploySystemdHardening(t *testing.T) {
 		"Service/ProtectHome":             {"yes"},
 		"Service/PrivateTmp":              {"yes"},
 		"Service/PrivateDevices":          {"yes"},
+		"Service/ProtectProc":             {"invisible"},
 		"Service/ProtectKernelTunables":   {"yes"},
 		"Service/ProtectKernelModules":    {"yes"},
 		"Service/ProtectControlGroups":    {"yes"},
@@ -96,8 +99,9 @@ func TestDeploySystemdHardening(t *testing.T) {
 			t.Errorf("%s = %q, want %q", key, got, values)
 		}
 	}
-	// Either would cut the exporter off from the host's NFLOG groups (see the unit's comments).
-	for _, key := range []string{"Service/PrivateNetwork", "Service/PrivateUsers", "Service/NetworkNamespacePath", "Service/User"} {
+	// The first four would cut the exporter off from the host's NFLOG groups, ProcSubset=pid
+	// from the conntrack settings and its start time (see the unit's comments).
+	for _, key := range []string{"Service/PrivateNetwork", "Service/PrivateUsers", "Service/NetworkNamespacePath", "Service/User", "Service/ProcSubset"} {
 		if v, ok := u[key]; ok {
 			t.Errorf("%s = %q must not be set", key, v)
 		}
@@ -212,11 +216,7 @@ func verifiableCopy(t *testing.T, dir string, extra string) string {
 
 func systemdAnalyze(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skipf("systemd-analyze not installed (apt-get install systemd): %v", err)
-	}
-	return p
+	return e2e.Tool(t, "systemd-analyze")
 }
 
 // verify runs `systemd-analyze verify`. It exits 0 even for unknown keys or bad values
@@ -280,6 +280,8 @@ func TestDeploySystemdSecurityExposure(t *testing.T) {
 		"RestrictAddressFamilies=~AF_UNIX", "RestrictAddressFamilies=~AF_(INET|INET6)",
 		"CapabilityBoundingSet=~CAP_NET_ADMIN", "PrivateNetwork=", "PrivateUsers=",
 		"DeviceAllow=", "IPAddressDeny=",
+		// Read access to /proc/sys and /proc/stat: the conntrack settings and the start time.
+		"ProcSubset=",
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, ok := strings.CutPrefix(line, "✗ ")

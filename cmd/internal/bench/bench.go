@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +35,7 @@ type Point struct {
 	Rate    float64 `json:"rate_pps"` // packets per second; 0 = as fast as the sender core can
 	Rules   int     `json:"rules"`    // identical NFLOG rules: messages per packet
 	Packets uint64  `json:"packets"`  // packets to send
-	Mix     Mix     `json:"mix"`
+	Mix     lab.Mix `json:"mix"`
 }
 
 // Options configures Run.
@@ -63,21 +62,21 @@ type Options struct {
 // DefaultPoints is the full bench (~4 minutes with 2 receivers and 3 reps).
 func DefaultPoints() []Point {
 	return []Point{
-		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 250_000, Mix: MixTeardown},
-		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: MixTeardown},
-		{Name: "max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: MixTeardown},
-		{Name: "100k pps x4 rules", Rate: 100_000, Rules: 4, Packets: 300_000, Mix: MixTeardown},
-		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 300_000, Mix: MixTeardown},
-		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: MixRandom},
+		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 250_000, Mix: lab.MixTeardown},
+		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: lab.MixTeardown},
+		{Name: "max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: lab.MixTeardown},
+		{Name: "100k pps x4 rules", Rate: 100_000, Rules: 4, Packets: 300_000, Mix: lab.MixTeardown},
+		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 300_000, Mix: lab.MixTeardown},
+		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 600_000, Mix: lab.MixRandom},
 	}
 }
 
 // QuickPoints is the --quick bench (< 1 minute with 2 receivers, 1 rep).
 func QuickPoints() []Point {
 	return []Point{
-		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 200_000, Mix: MixTeardown},
-		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 100_000, Mix: MixTeardown},
-		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 200_000, Mix: MixRandom},
+		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 200_000, Mix: lab.MixTeardown},
+		{Name: "max pps x8 rules", Rate: 0, Rules: 8, Packets: 100_000, Mix: lab.MixTeardown},
+		{Name: "random max pps", Rate: 0, Rules: 1, Packets: 200_000, Mix: lab.MixRandom},
 	}
 }
 
@@ -237,10 +236,10 @@ func Run(ctx context.Context, o Options, out io.Writer) (Report, error) {
 	}
 	defer restore()
 
-	pools := map[Mix][]Frame{}
+	pools := map[lab.Mix][]lab.Frame{}
 	for _, p := range o.Points {
 		if pools[p.Mix] == nil {
-			if pools[p.Mix], err = BuildPool(p.Mix, PoolSize, 1); err != nil {
+			if pools[p.Mix], err = lab.BuildPool(p.Mix, lab.PoolSize, 1); err != nil {
 				return rep, err
 			}
 		}
@@ -273,7 +272,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (Report, error) {
 }
 
 // runOne floods one fresh lab against one receiver.
-func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, pool []Frame) (res RunResult) {
+func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, pool []lab.Frame) (res RunResult) {
 	res = RunResult{Point: p.Name, Receiver: rcv.Name, Rep: rep, MallocsPerMsg: -1}
 	fail := func(err error) RunResult {
 		res.Err = err.Error()
@@ -351,15 +350,15 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 
 	// The flood runs on its own locked thread in the client namespace.
 	type floodOut struct {
-		res FloodResult
+		res lab.FloodResult
 		err error
 	}
 	fc := make(chan floodOut, 1)
 	go func() {
-		var fr FloodResult
+		var fr lab.FloodResult
 		err := lab.InNetns(l.Client, func() error {
 			var err error
-			fr, err = Flood(lab.ClientIf, pool, p.Packets, p.Rate, o.MaxFlood, ctx.Done())
+			fr, err = lab.Flood(lab.ClientIf, pool, p.Packets, p.Rate, o.MaxFlood, ctx.Done())
 			return err
 		})
 		fc <- floodOut{fr, err}
@@ -519,50 +518,7 @@ wait:
 // mid-stream ACKs without an entry are INVALID and reach the NFLOG rules,
 // as late teardown packets do on a real server.
 func applyRules(l *lab.Lab, o *Options, n int, dir string) error {
-	for _, f := range []string{"iptables.rules", "ip6tables.rules"} {
-		b, err := os.ReadFile(filepath.Join(o.RulesDir, f))
-		if err != nil {
-			return fmt.Errorf("bench: ruleset (set the rules directory to deploy/firewall): %w", err)
-		}
-		out, err := multiplyNFLOG(string(b), o.Group, n)
-		if err != nil {
-			return fmt.Errorf("bench: %s: %w", f, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(out), 0o600); err != nil {
-			return err
-		}
-	}
-	if err := l.Apply(lab.Iptables, dir); err != nil {
-		return err
-	}
-	return l.Sysctl(l.Server, "net.netfilter.nf_conntrack_tcp_loose=0")
-}
-
-// multiplyNFLOG repeats the INPUT NFLOG rule of an iptables-restore file n
-// times in place, so that every packet that reaches it is logged n times.
-func multiplyNFLOG(rules string, group, n int) (string, error) {
-	var sb strings.Builder
-	found := 0
-	for _, line := range strings.SplitAfter(rules, "\n") {
-		if strings.HasPrefix(line, "-A INPUT ") && strings.Contains(line, " -j NFLOG") {
-			g := 0
-			if m := nflogGroupRE.FindStringSubmatch(line); m != nil {
-				g, _ = strconv.Atoi(m[1])
-			}
-			if g != group {
-				return "", fmt.Errorf("the INPUT NFLOG rule logs to group %d, not %d", g, group)
-			}
-			found++
-			for i := 1; i < n; i++ {
-				sb.WriteString(line)
-			}
-		}
-		sb.WriteString(line)
-	}
-	if found != 1 {
-		return "", fmt.Errorf("want exactly one INPUT NFLOG rule, found %d", found)
-	}
-	return sb.String(), nil
+	return l.ApplyRepeated(o.RulesDir, dir, o.Group, n)
 }
 
 var (
@@ -705,48 +661,6 @@ func progressLine(r RunResult) string {
 		r.Point, r.Receiver, r.Rep, r.SentPPS, r.LoggedRate, r.LossPct, r.Unaccounted, r.CPUPerM, r.TickCPUPerM, float64(r.PeakRSS)/(1<<20), r.ScrapeMaxMs)
 }
 
-// SetupLab creates a fresh lab namespace pair named after prefix and loads
-// rulesDir's iptables rulesets into its server namespace with the NFLOG rule
-// of group repeated rules times (see applyRules). The caller closes it.
-func SetupLab(prefix, rulesDir string, group, rules int) (*lab.Lab, error) {
-	l, err := lab.New(prefix)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "nfdG-rules-")
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if err := applyRules(l, &Options{RulesDir: rulesDir, Group: group}, rules, dir); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
-}
-
-// RuleCounters returns the summed packet counters of the lab's NFLOG rules
-// of group (the ground truth of the accounting invariant) and of its ACCEPT
-// rules other than loopback's, over IPv4 and IPv6.
-func RuleCounters(l *lab.Lab, group int) (logged, accepted uint64, err error) {
-	return ruleCounters(l, group)
-}
-
-// ExporterCounts is what the accounting invariant needs from one scrape.
-type ExporterCounts struct {
-	Packets float64 // sum of nfdrop_packets_total of the group
-	Lost    float64 // nfdrop_messages_lost_total of the group
-	Up      float64 // nfdrop_up of the group
-	Latency time.Duration
-}
-
-// ScrapeCounts scrapes an exporter's /metrics with c.
-func ScrapeCounts(c *http.Client, url string, group int) (ExporterCounts, error) {
-	s, err := scrapeOnce(c, url, group)
-	return ExporterCounts{Packets: s.Packets, Lost: s.Lost, Up: s.Up, Latency: s.Latency}, err
-}
-
 // ParsePoint parses a --point value "RATE:RULES:PACKETS[:MIX]": RATE in
 // packets per second ("max" for as fast as the sender can, a "k" suffix for
 // thousands), RULES identical NFLOG rules, PACKETS to send, MIX teardown
@@ -784,11 +698,11 @@ func ParsePoint(s string) (Point, error) {
 	if err != nil {
 		return Point{}, err
 	}
-	p.Rules, p.Packets, p.Mix = rules, uint64(n), MixTeardown
+	p.Rules, p.Packets, p.Mix = rules, uint64(n), lab.MixTeardown
 	if len(f) == 4 {
-		p.Mix = Mix(f[3])
-		if p.Mix != MixTeardown && p.Mix != MixRandom {
-			return Point{}, fmt.Errorf("point %q: mix %q: want %s or %s", s, f[3], MixTeardown, MixRandom)
+		p.Mix = lab.Mix(f[3])
+		if p.Mix != lab.MixTeardown && p.Mix != lab.MixRandom {
+			return Point{}, fmt.Errorf("point %q: mix %q: want %s or %s", s, f[3], lab.MixTeardown, lab.MixRandom)
 		}
 	}
 	if p.Rules < 1 || p.Rules > 16 || p.Packets < 1 || p.Packets > 50_000_000 {
@@ -798,7 +712,7 @@ func ParsePoint(s string) (Point, error) {
 	if p.Rules > 1 {
 		p.Name += fmt.Sprintf(" x%d rules", p.Rules)
 	}
-	if p.Mix == MixRandom {
+	if p.Mix == lab.MixRandom {
 		p.Name = "random " + p.Name
 	}
 	return p, nil

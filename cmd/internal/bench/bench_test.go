@@ -2,8 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/binary"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,124 +9,9 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
-
-func TestBuildPoolTeardownMix(t *testing.T) {
-	pool, err := BuildPool(MixTeardown, PoolSize, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pool) != PoolSize {
-		t.Fatalf("%d frames, want %d", len(pool), PoolSize)
-	}
-	shares := map[uint8]int{}
-	v6 := 0
-	for i, f := range pool {
-		checkFrame(t, i, f)
-		if f.Proto != craft.ProtoTCP {
-			t.Fatalf("frame %d: protocol %d in the teardown mix", i, f.Proto)
-		}
-		if f.Flags&craft.SYN != 0 && (f.Dport == 80 || f.Dport == 443) {
-			t.Fatalf("frame %d: SYN to %d would be accepted by the ruleset", i, f.Dport)
-		}
-		if f.Flags&craft.SYN == 0 && f.Dport != 443 {
-			t.Fatalf("frame %d: flags %#x to port %d, want :443", i, f.Flags, f.Dport)
-		}
-		shares[f.Flags]++
-		if f.V6 {
-			v6++
-		}
-	}
-	// The reference mix, within 2 percentage points for 8192 draws.
-	for _, w := range []struct {
-		flags uint8
-		pct   float64
-	}{
-		{craft.FIN | craft.ACK, 15}, {craft.RST, 10}, {craft.RST | craft.ACK, 10}, {craft.ACK, 15},
-		{craft.PSH | craft.ACK, 20}, {craft.SYN, 20}, {0, 5}, {craft.FIN | craft.PSH | craft.URG, 5},
-	} {
-		got := 100 * float64(shares[w.flags]) / PoolSize
-		if got < w.pct-2 || got > w.pct+2 {
-			t.Errorf("flags %#02x: %.1f %% of the pool, want %.0f %%", w.flags, got, w.pct)
-		}
-		delete(shares, w.flags)
-	}
-	if len(shares) != 0 {
-		t.Errorf("unexpected flag bytes in the mix: %v", shares)
-	}
-	if v6 < PoolSize*45/100 || v6 > PoolSize*55/100 {
-		t.Errorf("%d IPv6 frames of %d, want about half", v6, PoolSize)
-	}
-}
-
-func TestBuildPoolRandomMix(t *testing.T) {
-	pool, err := BuildPool(MixRandom, PoolSize, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flags := map[uint8]bool{}
-	protos := map[uint8]int{}
-	for i, f := range pool {
-		checkFrame(t, i, f)
-		if f.Dport == 80 || f.Dport == 443 {
-			t.Fatalf("frame %d: destination port %d is accepted by the ruleset", i, f.Dport)
-		}
-		protos[f.Proto]++
-		if f.Proto == craft.ProtoTCP {
-			flags[f.Flags] = true
-		}
-	}
-	if len(flags) != 256 {
-		t.Errorf("%d distinct TCP flag bytes, want all 256", len(flags))
-	}
-	for _, p := range []uint8{craft.ProtoTCP, craft.ProtoUDP, craft.ProtoICMP, craft.ProtoICMPv6} {
-		if protos[p] == 0 {
-			t.Errorf("no frame with protocol %d", p)
-		}
-	}
-	if _, err := BuildPool("bogus", 1, 1); err == nil {
-		t.Error("BuildPool accepted an unknown mix")
-	}
-}
-
-// checkFrame verifies the link and network headers the server's stack needs
-// to deliver the frame to its INPUT chain.
-func checkFrame(t *testing.T, i int, f Frame) {
-	t.Helper()
-	b := f.Bytes
-	if !bytes.Equal(b[0:6], lab.ServerMAC) || !bytes.Equal(b[6:12], lab.ClientMAC) {
-		t.Fatalf("frame %d: MACs %x -> %x", i, b[6:12], b[0:6])
-	}
-	et := binary.BigEndian.Uint16(b[12:])
-	ip := b[14:]
-	switch {
-	case f.V6:
-		if et != 0x86dd || ip[0]>>4 != 6 {
-			t.Fatalf("frame %d: ethertype %#x version %d for IPv6", i, et, ip[0]>>4)
-		}
-		if !bytes.Equal(ip[24:40], lab.ServerIPv6.AsSlice()) || !bytes.Equal(ip[8:16], lab.ClientIPv6.AsSlice()[:8]) ||
-			bytes.Equal(ip[8:24], lab.ServerIPv6.AsSlice()) {
-			t.Fatalf("frame %d: %x -> %x is not client /64 -> server", i, ip[8:24], ip[24:40])
-		}
-		if int(binary.BigEndian.Uint16(ip[4:]))+40 != len(ip) {
-			t.Fatalf("frame %d: IPv6 payload length %d for %d bytes", i, binary.BigEndian.Uint16(ip[4:]), len(ip))
-		}
-	default:
-		if et != 0x0800 || ip[0] != 0x45 {
-			t.Fatalf("frame %d: ethertype %#x first byte %#x for IPv4", i, et, ip[0])
-		}
-		if !bytes.Equal(ip[16:20], lab.ServerIPv4.AsSlice()) || !bytes.Equal(ip[12:15], lab.ClientIPv4.AsSlice()[:3]) ||
-			ip[15] < 2 || ip[15] == 255 {
-			t.Fatalf("frame %d: %v -> %v is not client /24 -> server", i, ip[12:16], ip[16:20])
-		}
-		if int(binary.BigEndian.Uint16(ip[2:])) != len(ip) {
-			t.Fatalf("frame %d: IPv4 total length %d for %d bytes", i, binary.BigEndian.Uint16(ip[2:]), len(ip))
-		}
-	}
-}
 
 func TestParseStatCPU(t *testing.T) {
 	// The command name may contain spaces and parentheses.
@@ -259,33 +142,6 @@ COMMIT
 	}
 }
 
-func TestMultiplyNFLOG(t *testing.T) {
-	b, err := os.ReadFile("../../../deploy/firewall/ip6tables.rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := string(b)
-	out, err := multiplyNFLOG(in, 0, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const rule = "-A INPUT -j NFLOG --nflog-group 0 --nflog-prefix \"denied\" --nflog-size 256\n"
-	if c := strings.Count(out, rule); c != 3 {
-		t.Errorf("%d NFLOG rules after multiplying by 3, want 3:\n%s", c, out)
-	}
-	// Everything else is unchanged and in order: removing the two added
-	// copies gives the input back.
-	if strings.Replace(out, rule+rule, "", 1) != in {
-		t.Errorf("multiplying changed more than the NFLOG rule")
-	}
-	if _, err := multiplyNFLOG(in, 5, 2); err == nil {
-		t.Error("a ruleset for group 0 accepted for group 5")
-	}
-	if _, err := multiplyNFLOG("*filter\n-A INPUT -j DROP\nCOMMIT\n", 0, 2); err == nil {
-		t.Error("a ruleset without NFLOG rule accepted")
-	}
-}
-
 func TestParseCommandOutput(t *testing.T) {
 	r, err := parseCommandOutput("starting\nreceived=1000 lost=5 mallocs=31000\n")
 	if err != nil || r != (result{Received: 1000, Lost: 5, HasLost: true, Mallocs: 31000}) {
@@ -343,10 +199,10 @@ func TestParsePoint(t *testing.T) {
 		want Point
 		bad  bool
 	}{
-		{in: "200k:1:600000", want: Point{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: MixTeardown}},
-		{in: "max:8:300k", want: Point{Name: "max pps x8 rules", Rules: 8, Packets: 300_000, Mix: MixTeardown}},
-		{in: "max:1:600000:random", want: Point{Name: "random max pps", Rules: 1, Packets: 600_000, Mix: MixRandom}},
-		{in: "50000:4:1000", want: Point{Name: "50k pps x4 rules", Rate: 50_000, Rules: 4, Packets: 1000, Mix: MixTeardown}},
+		{in: "200k:1:600000", want: Point{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 600_000, Mix: lab.MixTeardown}},
+		{in: "max:8:300k", want: Point{Name: "max pps x8 rules", Rules: 8, Packets: 300_000, Mix: lab.MixTeardown}},
+		{in: "max:1:600000:random", want: Point{Name: "random max pps", Rules: 1, Packets: 600_000, Mix: lab.MixRandom}},
+		{in: "50000:4:1000", want: Point{Name: "50k pps x4 rules", Rate: 50_000, Rules: 4, Packets: 1000, Mix: lab.MixTeardown}},
 		{in: "200k:1", bad: true},
 		{in: "fast:1:100", bad: true},
 		{in: "200k:0:100", bad: true},

@@ -1,4 +1,4 @@
-package bench
+package lab
 
 import (
 	"encoding/binary"
@@ -11,8 +11,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,9 +52,9 @@ func BuildPool(mix Mix, n int, seed uint64) ([]Frame, error) {
 		p := craft.Packet{Proto: craft.ProtoTCP, SrcPort: uint16(1024 + r.IntN(64512)), DstPort: 443,
 			Seq: r.Uint32(), Ack: r.Uint32(), Window: uint16(r.IntN(65536)), ID: uint16(r.Uint32())}
 		if v6 {
-			p.Src, p.Dst = randomHost6(r), lab.ServerIPv6
+			p.Src, p.Dst = randomHost6(r), ServerIPv6
 		} else {
-			p.Src, p.Dst = randomHost4(r), lab.ServerIPv4
+			p.Src, p.Dst = randomHost4(r), ServerIPv4
 		}
 		switch mix {
 		case MixTeardown:
@@ -70,8 +69,8 @@ func BuildPool(mix Mix, n int, seed uint64) ([]Frame, error) {
 			return nil, err
 		}
 		f := make([]byte, 14+len(ip))
-		copy(f[0:6], lab.ServerMAC)
-		copy(f[6:12], lab.ClientMAC)
+		copy(f[0:6], ServerMAC)
+		copy(f[6:12], ClientMAC)
 		et := uint16(unix.ETH_P_IP)
 		if v6 {
 			et = unix.ETH_P_IPV6
@@ -141,17 +140,17 @@ func closedPort(r *rand.Rand) uint16 {
 // randomHost4 is a random address of the client's /24 that is neither the
 // server, the network nor the broadcast address.
 func randomHost4(r *rand.Rand) netip.Addr {
-	a := lab.ClientIPv4.As4()
+	a := ClientIPv4.As4()
 	a[3] = byte(2 + r.IntN(253))
 	return netip.AddrFrom4(a)
 }
 
 // randomHost6 is a random address of the client's /64 other than the server's.
 func randomHost6(r *rand.Rand) netip.Addr {
-	a := lab.ClientIPv6.As16()
+	a := ClientIPv6.As16()
 	for {
 		binary.BigEndian.PutUint64(a[8:], r.Uint64())
-		if x := netip.AddrFrom16(a); x != lab.ServerIPv6 && binary.BigEndian.Uint64(a[8:]) != 0 {
+		if x := netip.AddrFrom16(a); x != ServerIPv6 && binary.BigEndian.Uint64(a[8:]) != 0 {
 			return x
 		}
 	}

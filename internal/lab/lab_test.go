@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 )
 
 func TestParseIptablesSave(t *testing.T) {
@@ -61,18 +62,12 @@ func TestParseNftJSON(t *testing.T) {
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("lab test: set NFDROP_E2E=1 (needs root, creates network namespaces)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("lab test: needs root")
-	}
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "sysctl")
 }
 
 func firewallDir(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "deploy", "firewall")
+	return filepath.Join(e2e.Root(), "deploy", "firewall")
 }
 
 // TestLabCountsCraftedPackets proves the lab itself, independent of the

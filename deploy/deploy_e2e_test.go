@@ -1,18 +1,18 @@
 //go:build linux
 
-package main_test
-
-// End-to-end tests of the deployment story: the real binary, run in a network
-// namespace of its own, as an unprivileged user holding only CAP_NET_ADMIN; TLS and basic
-// auth with the shipped deploy/web-config.yml; clean shutdown, restart and SIGHUP; a group
+// Package deploy_test tests the deployment story end to end: the real binary, run in a
+// network namespace of its own, as an unprivileged user holding only CAP_NET_ADMIN; TLS and
+// basic auth with the shipped web-config.yml; clean shutdown, restart and SIGHUP; a group
 // already bound by another process; the root warning.
 //
 // They need root (to create the namespace and switch users) and run only with
 // NFDROP_E2E=1:
 //
-//	NFDROP_E2E=1 go test -run Deploy -v ./cmd/nfdrop_exporter/
+//	NFDROP_E2E=1 go test -run Deploy -v ./deploy/
 //
-// TestDeployWebConfigExample runs everywhere: it checks the example file offline.
+// TestDeployWebConfigExample and TestDeployFlagsExist run everywhere: they check the
+// shipped files offline.
+package deploy_test
 
 import (
 	"bytes"
@@ -40,7 +40,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -51,7 +52,6 @@ const (
 	deployExampleUser     = "prometheus"
 	deployExamplePassword = "example-only-change-me"
 	deployListen          = "127.0.0.1:9786"
-	deployVersion         = "0.0.0-nfdE"
 	// nobody: an unprivileged user that exists on every Debian system.
 	deployUID     = "65534"
 	capNetAdminHx = "0000000000001000" // 1 << CAP_NET_ADMIN (12), as /proc/PID/status prints it
@@ -79,7 +79,7 @@ var (
 // deployEnv is one test's namespace and the binaries under test.
 type deployEnv struct {
 	ns      string
-	bin     string // the exporter, world-executable
+	bin     string // the exporter, world-executable (e2e.Binary)
 	fcapBin string // a copy with file capability cap_net_admin+ep
 	dir     string // world-readable scratch directory
 	client  *http.Client
@@ -87,19 +87,9 @@ type deployEnv struct {
 
 func deploySetup(t *testing.T) *deployEnv {
 	t.Helper()
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("end-to-end deployment test: set NFDROP_E2E=1 and run as root (creates a network namespace nfdE-*)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end deployment test needs root to create a network namespace and switch users")
-	}
-	for _, tool := range []string{"ip", "setpriv", "iptables", "tcpdump", "setcap", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("NFDROP_E2E=1 but %s is missing: %v (apt-get install iproute2 util-linux iptables tcpdump libcap2-bin)", tool, err)
-		}
-	}
+	e2e.Require(t, "ip", "setpriv", "iptables", "tcpdump", "setcap", "ulogd")
 	// t.TempDir is 0700 and owned by root; the unprivileged exporter must be able to
-	// execute the binary and read the TLS files, so use a directory of our own.
+	// read the TLS files, so use a directory of our own.
 	dir, err := os.MkdirTemp("", "nfdE-e2e-")
 	if err != nil {
 		t.Fatal(err)
@@ -108,14 +98,8 @@ func deploySetup(t *testing.T) *deployEnv {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e := &deployEnv{dir: dir, bin: filepath.Join(dir, "nfdrop_exporter"), fcapBin: filepath.Join(dir, "nfdrop_exporter-fcap")}
+	e := &deployEnv{dir: dir, bin: e2e.Binary(t), fcapBin: filepath.Join(dir, "nfdrop_exporter-fcap")}
 
-	// The release build from the README: version info through ldflags.
-	ldflags := "-X github.com/prometheus/common/version.Version=" + deployVersion +
-		" -X github.com/prometheus/common/version.Revision=e2e -X github.com/prometheus/common/version.Branch=test"
-	if out, err := exec.Command("go", "build", "-ldflags", ldflags, "-o", e.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	data, err := os.ReadFile(e.bin)
 	if err != nil {
 		t.Fatal(err)
@@ -305,6 +289,8 @@ func procStatus(t *testing.T, pid int) map[string]string {
 	return m
 }
 
+func TestMain(m *testing.M) { e2e.Main(m) }
+
 func TestDeployE2E(t *testing.T) {
 	e := deploySetup(t)
 	t.Run("LeastPrivilege", func(t *testing.T) { deployLeastPrivilege(t, e) })
@@ -365,8 +351,8 @@ func deployLeastPrivilege(t *testing.T, e *deployEnv) {
 					t.Errorf("/proc/%d/status %s = %q, want %q", p.cmd.Process.Pid, k, st[k], v)
 				}
 			}
-			if v, ok := s.Value("nfdrop_exporter_build_info", map[string]string{"version": deployVersion}); !ok || v != 1 {
-				t.Errorf("nfdrop_exporter_build_info{version=%q} = %v (present %v), want 1", deployVersion, v, ok)
+			if v, ok := s.Value("nfdrop_exporter_build_info", map[string]string{"version": e2e.Version}); !ok || v != 1 {
+				t.Errorf("nfdrop_exporter_build_info{version=%q} = %v (present %v), want 1", e2e.Version, v, ok)
 			}
 			// The kernel's own views need nothing beyond CAP_NET_ADMIN either:
 			// the nf_tables ruleset (the namespace's one NFLOG rule) and
@@ -461,7 +447,7 @@ func deployCert(t *testing.T, dir string) *x509.Certificate {
 // certificate and key: its relative paths resolve there.
 func deployWebConfigCopy(t *testing.T, dir string) (string, *x509.Certificate) {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "..", "deploy", "web-config.yml"))
+	src, err := os.ReadFile("web-config.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -698,7 +684,7 @@ func deployRestart(t *testing.T, e *deployEnv) {
 		labels map[string]string
 	}{
 		{"nfdrop_messages_lost_total", map[string]string{"group": "0"}},
-		{"nfdrop_exporter_build_info", map[string]string{"version": deployVersion, "revision": "e2e", "branch": "test"}},
+		{"nfdrop_exporter_build_info", map[string]string{"version": e2e.Version, "revision": e2e.Revision, "branch": e2e.Branch}},
 	} {
 		if _, ok := s.Value(want.name, want.labels); !ok {
 			t.Errorf("restarted exporter: no %s%v series", want.name, want.labels)
@@ -791,12 +777,9 @@ func deployGroupBusy(t *testing.T, e *deployEnv) {
 			// group 0), only with its log files moved to a scratch directory.
 			name: "ulogd2 with the stock configuration",
 			start: func(t *testing.T) (*deployProc, func(*testing.T)) {
-				if _, err := exec.LookPath("ulogd"); err != nil {
-					t.Skipf("ulogd2 not installed (apt-get install ulogd2): %v", err)
-				}
 				stock, err := os.ReadFile("/etc/ulogd.conf")
 				if err != nil {
-					t.Skipf("no stock ulogd2 configuration: %v", err)
+					t.Fatalf("no stock ulogd2 configuration (apt-get install ulogd2): %v", err)
 				}
 				dir := t.TempDir()
 				conf := strings.ReplaceAll(string(stock), `logfile="syslog"`, `logfile="`+filepath.Join(dir, "ulogd.log")+`"`)
@@ -852,14 +835,7 @@ func deployGroupBusy(t *testing.T, e *deployEnv) {
 // options file, DaemonSet args, web config comments) exists in the built binary's --help,
 // so renaming a flag cannot silently break a shipped deployment.
 func TestDeployFlagsExist(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skipf("go toolchain not on PATH: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "nfdrop_exporter")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	help, err := exec.Command(bin, "--help").CombinedOutput()
+	help, err := exec.Command(e2e.Binary(t), "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, help)
 	}
@@ -879,7 +855,7 @@ func TestDeployFlagsExist(t *testing.T) {
 		"deploy/web-config.yml":                  {"web.config.file"},
 	}
 	for file, mustUse := range files {
-		data, err := os.ReadFile(filepath.Join("..", "..", file))
+		data, err := os.ReadFile(filepath.Join(e2e.Root(), file))
 		if err != nil {
 			t.Fatal(err)
 		}

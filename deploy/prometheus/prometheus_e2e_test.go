@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package prometheus
 
 import (
 	"context"
@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/cmd/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/internal/e2e/e2elab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 	yaml "go.yaml.in/yaml/v2"
 )
 
@@ -27,7 +29,7 @@ import (
 // Prometheus servers (Debian's package) scraping the real exporter in the
 // lab:
 //
-//	sudo NFDROP_E2E=1 go test -run Prometheus -v ./cmd/nfdrop_exporter/
+//	sudo NFDROP_E2E=1 go test -run Prometheus -v ./deploy/prometheus/
 //
 // Two servers scrape the exporter every second inside the lab's server
 // namespace, one with native histograms enabled (it ingests only their
@@ -48,16 +50,13 @@ import (
 //     would, returns data on both servers; every recording rule has series;
 //     every variable's label_values() finds the lab's value.
 func TestPrometheusE2E(t *testing.T) {
-	e2eEnabled(t)
+	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "prometheus")
 	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("NFDROP_E2E=1 but the prometheus server is missing (apt-get install -y prometheus): %v", err)
-	}
-	bin := exporterBinary(t)
-	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
+	bin := e2e.Binary(t)
+	root := e2e.Root()
 	rulesFile := filepath.Join(root, "deploy", "prometheus", "rules.yml")
 	alertsFile := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
 	dashFile := filepath.Join(root, "dashboards", "nfdrop.json")
@@ -748,7 +747,7 @@ func contains(vs []string, v string) bool {
 //     and accepted): every packet is teardown-shaped with evidence none,
 //     the expression turns true and the alert fires.
 func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
-	bin := ctE2E(t)
+	bin := e2elab.ConntrackBinary(t)
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("NFDROP_E2E=1 but the prometheus server is missing (apt-get install -y prometheus): %v", err)
@@ -767,8 +766,8 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := startCTLab(t, bin, "prom")
-	c.waitReady(true)
+	c := e2elab.StartExporterLab(t, bin, "prom")
+	c.WaitReady(true)
 	s := &promServer{name: "unproven", port: 9092}
 	s.start(t, c.Lab, promBin, rulesFile, alertsFile)
 	defer func() {
@@ -776,7 +775,7 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 			t.Logf("prometheus output:\n%s", s.log.String())
 		}
 	}()
-	s.waitFor(t, `nfdrop_conntrack_up{job="nfdrop"} == 1 and on(job, instance) nfdrop_up{group="0"} == 1`, 30*time.Second, c.exited)
+	s.waitFor(t, `nfdrop_conntrack_up{job="nfdrop"} == 1 and on(job, instance) nfdrop_up{group="0"} == 1`, 30*time.Second, c.Exited)
 
 	expr := alertExpr(t, alertsFile, "NfdropUnprovenTeardownDropsHigh")
 	const alertsQ = `ALERTS{alertname="NfdropUnprovenTeardownDropsHigh"}`
@@ -840,15 +839,15 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 			t.Fatal("late teardown storm did not finish within 180s")
 		}
 	}
-	tt := c.settle(true, 2*time.Second)
-	if tt.evidence["none"] != 0 || tt.evidence["skipped"] != 0 {
-		t.Errorf("real late teardown got evidence %v, want only destroyed/closing/established", tt.evidence)
+	tt := c.Settle(true, 2*time.Second)
+	if tt.Evidence["none"] != 0 || tt.Evidence["skipped"] != 0 {
+		t.Errorf("real late teardown got evidence %v, want only destroyed/closing/established", tt.Evidence)
 	}
 	if maxProven <= 1 {
 		t.Errorf("proven teardown rate5m peaked at %v, want above the test threshold 1/s (the storm must be big enough to fire if proven drops counted)", maxProven)
 	}
 	stormEv := fmt.Sprintf("%v teardown drops from %d real connections (evidence %v); %s peaked at %.3f, %s = %v, %s = %v; alert expr and ALERTS empty in all %d checks",
-		tt.teardown, workers*runs, tt.evidence, provenQ, maxProven, unprovenQ, one(unprovenQ), suspiciousQ, one(suspiciousQ), checks)
+		tt.Teardown, workers*runs, tt.Evidence, provenQ, maxProven, unprovenQ, one(unprovenQ), suspiciousQ, one(suspiciousQ), checks)
 	t.Logf("storm: %s", stormEv)
 	before := tt
 
@@ -859,11 +858,11 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 		"--min-rate", "100", "--max-rate", "200", lab.ServerIPv4.String()); err != nil {
 		t.Fatalf("nmap: %v\n%s", err, out)
 	}
-	scanTT := c.settle(true, 2*time.Second)
-	none := scanTT.evidence["none"] - before.evidence["none"]
-	skipped := scanTT.evidence["skipped"] - before.evidence["skipped"]
+	scanTT := c.Settle(true, 2*time.Second)
+	none := scanTT.Evidence["none"] - before.Evidence["none"]
+	skipped := scanTT.Evidence["skipped"] - before.Evidence["skipped"]
 	if none+skipped != 2001 || none <= 600 {
-		t.Errorf("nmap -sA of 2001 ports added %v drops with evidence none and %v skipped, want 2001 in all and more than 600 none (evidence %v)", none, skipped, scanTT.evidence)
+		t.Errorf("nmap -sA of 2001 ports added %v drops with evidence none and %v skipped, want 2001 in all and more than 600 none (evidence %v)", none, skipped, scanTT.Evidence)
 	}
 	var exprTrue, firing string
 	deadline := time.Now().Add(60 * time.Second)
@@ -892,7 +891,7 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 		t.Logf("EVIDENCE storm: %s", stormEv)
 		t.Logf("EVIDENCE scan: %s", scanEv)
 	}
-	c.stop()
+	c.Stop()
 }
 
 // reachableAlerts lowers NfdropUnprovenTeardownDropsHigh's threshold
