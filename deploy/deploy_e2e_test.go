@@ -40,8 +40,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
 )

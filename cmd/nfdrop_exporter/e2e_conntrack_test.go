@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e/e2elab"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/ti-mo/conntrack"
 )
 

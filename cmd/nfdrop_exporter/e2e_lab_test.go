@@ -13,8 +13,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // The end-to-end lab tests drive the real exporter binary inside a network
@@ -26,7 +26,7 @@ import (
 // What they prove, for iptables and nftables and for IPv4 and IPv6:
 //   - every crafted packet lands in exactly the nfdrop_packets_total series
 //     the classification rules prescribe (all eight labels, exact values, no extra
-//     series), with expectations written by hand in cmd/internal/lab;
+//     series), with expectations written by hand in cmd/nfdrop-lab/lab;
 //   - a clean real TCP connection to 443 produces no drop, a real late
 //     abortive close produces exactly one ACK,RST teardown drop;
 //   - nfdrop_up{group="0"} is 1, and the accounting invariant
@@ -36,7 +36,7 @@ import (
 
 const e2eGroup = "0"
 
-// labTools are what the lab needs (internal/lab): namespaces, both firewalls, conntrack.
+// labTools are what the lab needs (cmd/nfdrop-lab/lab): namespaces, both firewalls, conntrack.
 var labTools = []string{"ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "nft", "conntrack", "sysctl"}
 
 func TestE2ELab(t *testing.T) {
@@ -141,7 +141,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Fatalf("packets counted before any traffic:\n%s", lab.DiffSeries(got, nil))
 	}
 
-	// Expectations, all written by hand in cmd/internal/lab from the
+	// Expectations, all written by hand in cmd/nfdrop-lab/lab from the
 	// classification rules: exact series and sizes, plus at most one series whose count
 	// depends on timing (real FIN/ACK retransmissions) and is therefore
 	// taken from the log rule counter (everything else being exact).

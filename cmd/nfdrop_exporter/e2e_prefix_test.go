@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // TestE2EPrefixNotUTF8 loads real iptables rules whose NFLOG prefixes are

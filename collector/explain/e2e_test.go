@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 )
 
 // TestRealKernel makes the kernel itself write LOG lines and, from an NFLOG

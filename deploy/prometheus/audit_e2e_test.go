@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e/e2elab"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // TestAuditPrometheusE2E runs the shipped alerts on a real Prometheus that

@@ -18,10 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e/e2elab"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 	yaml "go.yaml.in/yaml/v2"
 )
 

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	yaml "go.yaml.in/yaml/v2"
 )
 

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 )
 
 const (

@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"golang.org/x/sys/unix"
 )
 

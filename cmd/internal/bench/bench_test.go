@@ -9,8 +9,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
 )
 
 func TestParseStatCPU(t *testing.T) {

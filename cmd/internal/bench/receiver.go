@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // Receiver kinds.

@@ -120,5 +120,5 @@ func Main(m *testing.M) {
 // (deploy/, dashboards/) from another package's directory.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
 }

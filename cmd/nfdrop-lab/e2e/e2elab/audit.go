@@ -3,8 +3,8 @@
 package e2elab
 
 import (
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 )
 
 // AuditSet returns the crafted set: TCP flag combinations

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 	"golang.org/x/sys/unix"
 )
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 )
 
 func TestBuildPoolTeardownMix(t *testing.T) {

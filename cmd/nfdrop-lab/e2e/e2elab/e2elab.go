@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // Group is the NFLOG group the shipped rulesets log to, which an ExporterLab reads.

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/e2e"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 )
 
 func TestParseIptablesSave(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 	"golang.org/x/sys/unix"
 )
 

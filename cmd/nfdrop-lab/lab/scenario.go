@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/craft"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-	"github.com/nfdrop/nfdrop_exporter/internal/lab/craft"
 )
 
 // Series is the label set of one nfdrop_packets_total series.
