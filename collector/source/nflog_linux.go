@@ -382,21 +382,20 @@ func (l *Live) request(c *socketConn, h Handler, attrs []byte) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	if err := c.setReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return err
+	}
+	// Cleared on every return: a refused request (the conntrack-attributes
+	// probe) must not leave the receive loop a deadline that ends it later.
+	defer c.setReadDeadline(time.Time{})
 	for {
-		if err := c.setReadDeadline(deadline); err != nil {
-			return err
-		}
 		n, err := c.recv(l.buf)
 		if err != nil {
 			return err
 		}
 		ack, err := l.datagram(h, n, sent.Header.Sequence)
-		if err != nil {
+		if err != nil || ack {
 			return err
-		}
-		if ack {
-			return c.setReadDeadline(time.Time{})
 		}
 	}
 }
@@ -490,7 +489,7 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 			}
 			failing = true
 			if err := l.open(h); err != nil {
-				l.logger.Error("re-binding NFLOG group failed", "group", l.group, "err", err, "retry_in", bo.ForAttempt(bo.Attempt()))
+				l.logger.Error("re-binding NFLOG group failed", "err", err, "retry_in", bo.ForAttempt(bo.Attempt()))
 				continue
 			}
 			if ctx.Err() != nil {
@@ -499,7 +498,7 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 				return nil
 			}
 			h.Bound(l.group, true)
-			l.logger.Info("NFLOG group re-bound", "group", l.group)
+			l.logger.Info("NFLOG group re-bound")
 		}
 		err := l.receive(h)
 		switch {
@@ -514,7 +513,7 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 			h.ReceiveError(l.group, ReasonENOBUFS)
 		default:
 			h.ReceiveError(l.group, ReasonOther)
-			l.logger.Error("NFLOG receive failed; re-opening the socket", "group", l.group, "err", err)
+			l.logger.Error("NFLOG receive failed; re-opening the socket", "err", err)
 			l.drain(h)
 			h.Bound(l.group, false)
 			h.Rebind(l.group)
