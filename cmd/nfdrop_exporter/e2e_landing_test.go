@@ -199,7 +199,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 			classRects: document.querySelectorAll("#g0-classes-svg rect").length,
 			evidenceRects: document.querySelectorAll("#g0-evidence-svg rect").length,
 			ports: rows("g0-ports"), flags: rows("g0-flags"),
-			addresses: rows("g0-addresses"), networks: rows("g0-networks"),
+			addresses: rows("g0-addresses"), networks: rows("g0-networks"), reasons: rows("g0-reasons"),
 			error: document.getElementById("nfdrop-summary").hasAttribute("data-error"),
 		};
 	})()`))
@@ -253,6 +253,8 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	}
 	checkRows(t, "ports", dom.Ports, top(m.ports))
 	checkRows(t, "flags", dom.Flags, top(m.flags))
+	// Conntrack's reasons: every drop, joined to its reason or none.
+	checkRows(t, "reasons", dom.Reasons, m.reasons)
 	// Sources: one client address per family, with every non-teardown drop
 	// whose source address was decoded (the crafted set has no malformed
 	// packets), and its /24 and /48.
@@ -298,6 +300,7 @@ type pageDOM struct {
 	Ports         [][]string        `json:"ports"`
 	Flags         [][]string        `json:"flags"`
 	Addresses     [][]string        `json:"addresses"`
+	Reasons       [][]string        `json:"reasons"`
 	Networks      [][]string        `json:"networks"`
 	Error         bool              `json:"error"`
 }
@@ -345,11 +348,15 @@ type metrics struct {
 	classes, evidence            map[string]float64
 	ports, flags                 map[string]float64 // non-teardown
 	nonTeardownByFamily          map[string]float64
+	reasons                      map[string]float64 // drops by conntrack's reason
 }
 
 func metricsView(sc lab.Scrape) metrics {
 	m := metrics{classes: map[string]float64{}, evidence: map[string]float64{}, ports: map[string]float64{},
-		flags: map[string]float64{}, nonTeardownByFamily: map[string]float64{}}
+		flags: map[string]float64{}, nonTeardownByFamily: map[string]float64{}, reasons: map[string]float64{}}
+	for k, n := range sc.Reasons(e2eGroup) {
+		m.reasons[k.Reason] += n
+	}
 	for s, n := range sc.Packets(e2eGroup) {
 		m.packets += n
 		m.classes[s.Class] += n

@@ -265,7 +265,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	}()
 
 	evidence, _ := teardown.(summary.EvidenceSource)
-	sum := summary.New(summary.Config{Collector: coll, Evidence: evidence, Sources: f.landingSources, Exporter: name, Version: version.Version})
+	sum := summary.New(summary.Config{Collector: coll, Evidence: evidence, Reasons: reasons, Sources: f.landingSources, Exporter: name, Version: version.Version})
 	go sum.Run(ctx)
 	server := newServer(newHandler(f, coll, sum, logger, extra...), serverTimeouts)
 	serveErr := make(chan error, 1)

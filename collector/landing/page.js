@@ -71,6 +71,7 @@
       }
       rows(p + "ports", g.ports, countCols);
       rows(p + "flags", g.flags, countCols);
+      if (g.reasons) rows(p + "reasons", g.reasons, countCols);
       if (g.sources) {
         ["addresses", "networks"].forEach(function (lv) {
           var s = g.sources[lv];

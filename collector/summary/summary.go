@@ -115,7 +115,9 @@ type EvidenceSource interface {
 // ReasonSource splits a group's drops by the reason the firewall dropped
 // them. Optional: without one the split is absent from the JSON and the page.
 type ReasonSource interface {
-	Reasons(group uint16) []Count
+	// DropReasons returns the group's drops by reason; ok is false when
+	// there is no split for the group.
+	DropReasons(group uint16) (drops map[string]uint64, ok bool)
 }
 
 // build turns snapshots into the document; rates come from prev (nil: none).
@@ -174,7 +176,9 @@ func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev 
 		}
 		g.Level, g.Verdict = verdict(&g)
 		if s.cfg.Reasons != nil {
-			g.Reasons = s.cfg.Reasons.Reasons(gs.Group)
+			if drops, ok := s.cfg.Reasons.DropReasons(gs.Group); ok {
+				g.Reasons = topCounts(drops, len(drops))
+			}
 		}
 		if gs.Sources != nil {
 			g.Sources = &Sources{Addresses: topOf(gs.Sources.Addresses), Networks: topOf(gs.Sources.Networks)}

@@ -23,7 +23,9 @@ func (f fakeEvidence) EvidenceCounts(g uint16) ([conntrack.NumEvidence]uint64, b
 
 type fakeReasons struct{}
 
-func (fakeReasons) Reasons(uint16) []Count { return []Count{{Name: "invalid", Packets: 3, Share: 1}} }
+func (fakeReasons) DropReasons(uint16) (map[string]uint64, bool) {
+	return map[string]uint64{"invalid_new": 3}, true
+}
 
 // tcp4 is an IPv4 TCP header from src to dst port.
 func tcp4(src [4]byte, flags uint8, sport, dport uint16) *source.Message {
@@ -87,7 +89,7 @@ func TestSummary(t *testing.T) {
 	if g.Level != "look" || g.Verdict != "Teardown-shaped, but conntrack knew no connection for most: could be a scan; see the sources." {
 		t.Errorf("verdict %q %q: half teardown, more unproven than proven", g.Level, g.Verdict)
 	}
-	if len(g.Reasons) != 1 || g.Reasons[0].Name != "invalid" {
+	if len(g.Reasons) != 1 || g.Reasons[0].Name != "invalid_new" || g.Reasons[0].Packets != 3 || g.Reasons[0].Share != 1 {
 		t.Errorf("reasons %+v", g.Reasons)
 	}
 	src := g.Sources
