@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -31,14 +32,7 @@ type testNetns struct {
 
 func kernelNetns(t testing.TB, tag string) *testNetns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and subscribes to conntrack events")
-	}
-	for _, tool := range []string{"ip", "iptables", "sysctl", "conntrack"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 iptables procps conntrack): %v", tool, err)
-		}
-	}
+	e2e.Require(t, "ip", "iptables", "sysctl", "conntrack")
 	n := &testNetns{name: fmt.Sprintf("nfdF-%s-%d", tag, os.Getpid()%100000)}
 	_ = exec.Command("ip", "netns", "del", n.name).Run()
 	n.run(t, "ip", "netns", "add", n.name)

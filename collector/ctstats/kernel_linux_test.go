@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,14 +24,7 @@ import (
 // namespace, the ctnetlink read equals what conntrack -S (summed over CPUs)
 // and /proc/sys/net/netfilter print for that namespace.
 func TestNetlinkMatchesConntrackTool(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	for _, tool := range []string{"ip", "iptables", "conntrack"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 iptables conntrack): %v", tool, err)
-		}
-	}
+	e2e.Require(t, "ip", "iptables", "conntrack")
 	name := fmt.Sprintf("nfdS-%d", os.Getpid()%100000)
 	_ = exec.Command("ip", "netns", "del", name).Run()
 	nsRun(t, "", "ip", "netns", "add", name)
@@ -158,9 +152,7 @@ func sendNullScans(t *testing.T, nsfd, n int) {
 // BenchmarkNetlinkStats measures one scrape's read: a ctnetlink socket, the
 // per-CPU dump and the table statistics.
 func BenchmarkNetlinkStats(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: reads conntrack statistics over ctnetlink")
-	}
+	e2e.Require(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := (Netlink{}).Stats(); err != nil {

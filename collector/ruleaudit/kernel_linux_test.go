@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/promslog"
 	"golang.org/x/sys/unix"
@@ -27,14 +28,7 @@ import (
 // file descriptor of it.
 func kernelNetns(tb testing.TB, tag string, setup ...[]string) int {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates a network namespace with firewall rules")
-	}
-	for _, tool := range []string{"ip", "iptables", "ip6tables-restore", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("needs %s (apt-get install iproute2 iptables nftables): %v", tool, err)
-		}
-	}
+	e2e.Require(tb, "ip", "iptables", "ip6tables-restore", "nft")
 	name := fmt.Sprintf("nfdR-%s-%d", tag, os.Getpid()%100000)
 	_ = exec.Command("ip", "netns", "del", name).Run()
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,12 +56,7 @@ type liveNetns struct {
 
 func needLiveRoot(t testing.TB) {
 	t.Helper()
-	if os.Getenv("NFDROP_E2E") != "1" {
-		t.Skip("set NFDROP_E2E=1 (as root) to run the live NFLOG receive tests")
-	}
-	if os.Geteuid() != 0 {
-		t.Fatal("NFDROP_E2E=1 needs root: network namespaces and NFLOG")
-	}
+	e2e.Require(t, "ip", "iptables")
 }
 
 func newLiveNetns(t testing.TB, group uint16, rules int) *liveNetns {

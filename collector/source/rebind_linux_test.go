@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/prometheus/common/promslog"
 )
 
@@ -62,9 +63,7 @@ func run(t *testing.T, args ...string) {
 // re-bind, deliver the queued packets before it closes the socket, bind
 // again and keep counting, so that packets + lost equals the rule's counter.
 func TestLiveRebindsAfterReceiveError(t *testing.T) {
-	if os.Getenv("NFDROP_E2E") != "1" || os.Geteuid() != 0 {
-		t.Skip("needs root and NFDROP_E2E=1 (binds a real NFLOG group in a network namespace)")
-	}
+	e2e.Require(t, "ip", "iptables")
 	ns := fmt.Sprintf("nfdL-rebind-%d", os.Getpid())
 	run(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
