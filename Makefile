@@ -102,6 +102,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
 	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
+	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./collector/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./collector/explain/
 
 clean:
 	rm -rf $(BIN)
