@@ -784,6 +784,10 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 		unprovenQ   = `instance_group:nfdrop_teardown_evidence_unproven:rate5m{group="0"}`
 		suspiciousQ = `instance_group:nfdrop_packets_suspicious:rate5m{group="0"}`
 	)
+	// The recording rules exist from their first evaluation on (zero-filled).
+	for _, q := range []string{provenQ, unprovenQ, suspiciousQ} {
+		s.waitFor(t, q, 30*time.Second, c.Exited)
+	}
 	one := func(q string) float64 {
 		r := s.query(t, q)
 		if len(r) != 1 {
