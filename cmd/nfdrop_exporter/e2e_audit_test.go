@@ -138,34 +138,12 @@ func conntrackInvalid(t *testing.T, l *lab.Lab) float64 {
 }
 
 func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
-	l, err := lab.New(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	if err := l.Apply(rs, fwDir); err != nil {
-		t.Fatal(err)
-	}
+	l := e2elab.NewLab(t, prefix, rs, fwDir)
 	wantRules := map[lab.Ruleset]float64{lab.Iptables: 2, lab.Nftables: 1}[rs] // iptables: one per family
 
-	var logs lab.SyncBuffer
 	// max-age 0: every scrape reads the kernel, so that the test needs no sleeps.
-	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786",
+	exp, exited, _ := e2elab.StartExporter(t, l, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786",
 		"--collector.rule-audit.max-age=0s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- exp.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", logs.String())
-		}
-	}()
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	ctx := context.Background()
 	scrape := func() lab.Scrape {
@@ -341,18 +319,7 @@ func TestAuditLegacyE2E(t *testing.T) {
 	if _, err := l.Run(l.Server, "iptables-legacy", "-A", "INPUT", "-p", "udp", "-j", "NFLOG", "--nflog-group", "0"); err != nil {
 		t.Fatal(err)
 	}
-	var logs lab.SyncBuffer
-	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786", "--collector.rule-audit.max-age=0s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- exp.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", logs.String())
-		}
-	}()
+	_, exited, logs := e2elab.StartExporter(t, l, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786", "--collector.rule-audit.max-age=0s")
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	ctx := context.Background()
 	g0 := map[string]string{"group": "0"}

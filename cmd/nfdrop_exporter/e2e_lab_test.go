@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
@@ -80,18 +81,7 @@ type part struct {
 }
 
 func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...part) {
-	l, err := lab.New(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	if err := l.Apply(rs, fwDir); err != nil {
-		t.Fatal(err)
-	}
+	l := e2elab.NewLab(t, prefix, rs, fwDir)
 	if err := l.PrepareTCP(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,18 +89,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Fatalf("fresh lab: log rule counter %d, %v; want 0", n, err)
 	}
 
-	var logs lab.SyncBuffer
-	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group="+e2eGroup, "--web.listen-address=127.0.0.1:9786", "--log.level=debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- exp.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", logs.String())
-		}
-	}()
+	exp, exited, _ := e2elab.StartExporter(t, l, bin, "--nflog.group="+e2eGroup, "--web.listen-address=127.0.0.1:9786", "--log.level=debug")
 
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	url := "http://127.0.0.1:9786/metrics"
@@ -118,7 +97,10 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 
 	// The exporter must be bound before the first packet (accounting
 	// identity): wait for nfdrop_up{group="0"} == 1.
-	var sc lab.Scrape
+	var (
+		sc  lab.Scrape
+		err error
+	)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {

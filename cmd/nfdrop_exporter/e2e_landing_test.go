@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/nfdrop/nfdrop_exporter/collector/summary"
 )
@@ -48,18 +49,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.New(fmt.Sprintf("nflp%d", os.Getpid()%100000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	if err := l.Apply(lab.Nftables, fwDir); err != nil {
-		t.Fatal(err)
-	}
+	l := e2elab.NewLab(t, fmt.Sprintf("nflp%d", os.Getpid()%100000), lab.Nftables, fwDir)
 	if err := l.PrepareTCP(); err != nil {
 		t.Fatal(err)
 	}

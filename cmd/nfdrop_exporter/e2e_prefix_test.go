@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
@@ -56,19 +57,8 @@ func TestE2EPrefixNotUTF8(t *testing.T) {
 		want[w] = float64(r.sends)
 	}
 
-	var logs lab.SyncBuffer
-	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group=7", "--nflog.group=8",
+	exp, exited, logs := e2elab.StartExporter(t, l, bin, "--nflog.group=7", "--nflog.group=8",
 		"--no-conntrack.correlate", "--web.listen-address=127.0.0.1:9786")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- exp.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", logs.String())
-		}
-	}()
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()

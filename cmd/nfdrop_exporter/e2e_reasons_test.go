@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
@@ -75,34 +76,15 @@ func runReasonsE2E(t *testing.T, bin, fwDir, prefix string, group int, v6 bool) 
 	}
 	g := fmt.Sprint(group)
 
-	l, err := lab.New(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	if err := l.Apply(lab.Iptables, dir); err != nil {
-		t.Fatal(err)
-	}
-	var logs lab.SyncBuffer
-	exp, err := l.Start(l.Server, &logs, &logs, bin, append(args, "--web.listen-address=127.0.0.1:9786", "--log.level=debug")...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- exp.Wait() }()
-	defer func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", logs.String())
-		}
-	}()
+	l := e2elab.NewLab(t, prefix, lab.Iptables, dir)
+	exp, exited, _ := e2elab.StartExporter(t, l, bin, append(args, "--web.listen-address=127.0.0.1:9786", "--log.level=debug")...)
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()
-	var sc lab.Scrape
+	var (
+		sc  lab.Scrape
+		err error
+	)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {

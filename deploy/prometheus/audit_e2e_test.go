@@ -38,18 +38,7 @@ func TestAuditPrometheusE2E(t *testing.T) {
 
 	for i, rs := range []lab.Ruleset{lab.Iptables, lab.Nftables} {
 		t.Run(string(rs), func(t *testing.T) {
-			l, err := lab.New(fmt.Sprintf("nfaup%d-%d", os.Getpid()%100000, i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := l.Close(); err != nil {
-					t.Errorf("lab close: %v", err)
-				}
-			})
-			if err := l.Apply(rs, fwDir); err != nil {
-				t.Fatal(err)
-			}
+			l := e2elab.NewLab(t, fmt.Sprintf("nfaup%d-%d", os.Getpid()%100000, i), rs, fwDir)
 			var expLog lab.SyncBuffer
 			// The default cache (max-age 5s): the alert sees what operators get.
 			exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")

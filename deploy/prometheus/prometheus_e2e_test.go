@@ -61,18 +61,7 @@ func TestPrometheusE2E(t *testing.T) {
 	alertsFile := filepath.Join(root, "deploy", "prometheus", "alerts.yml")
 	dashFile := filepath.Join(root, "dashboards", "nfdrop.json")
 
-	l, err := lab.New(fmt.Sprintf("nfprom%d", os.Getpid()%100000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
-	if err := l.Apply(lab.Iptables, filepath.Join(root, "deploy", "firewall")); err != nil {
-		t.Fatal(err)
-	}
+	l := e2elab.NewLab(t, fmt.Sprintf("nfprom%d", os.Getpid()%100000), lab.Iptables, filepath.Join(root, "deploy", "firewall"))
 	if err := l.PrepareTCP(); err != nil {
 		t.Fatal(err)
 	}

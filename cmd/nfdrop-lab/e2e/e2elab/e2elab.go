@@ -49,7 +49,40 @@ func StartExporterLab(t *testing.T, bin, tag string, args ...string) *ExporterLa
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.New(fmt.Sprintf("nfdF-%s%d", tag, os.Getpid()%100000))
+	l := NewLab(t, fmt.Sprintf("nfdF-%s%d", tag, os.Getpid()%100000), lab.Iptables, fwDir)
+	if err := l.PrepareTCP(); err != nil {
+		t.Fatal(err)
+	}
+	c := &ExporterLab{Lab: l, T: t, URL: "http://127.0.0.1:9786/metrics"}
+	args = append([]string{"--nflog.group=" + Group, "--web.listen-address=127.0.0.1:9786", "--log.level=debug"}, args...)
+	c.Exp, c.Exited, c.Logs = StartExporter(t, l, bin, args...)
+	return c
+}
+
+// StartExporter starts the exporter bin with args in l's server namespace;
+// exited receives its exit status, and its output is logged if the test fails.
+func StartExporter(t testing.TB, l *lab.Lab, bin string, args ...string) (exp *exec.Cmd, exited chan error, logs *lab.SyncBuffer) {
+	t.Helper()
+	logs = &lab.SyncBuffer{}
+	exp, err := l.Start(l.Server, logs, logs, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- exp.Wait() }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("exporter output:\n%s", logs.String())
+		}
+	})
+	return exp, exited, logs
+}
+
+// NewLab creates the lab named prefix with the ruleset rs of fwDir applied,
+// and removes it when the test ends.
+func NewLab(t testing.TB, prefix string, rs lab.Ruleset, fwDir string) *lab.Lab {
+	t.Helper()
+	l, err := lab.New(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,27 +91,13 @@ func StartExporterLab(t *testing.T, bin, tag string, args ...string) *ExporterLa
 			t.Errorf("lab close: %v", err)
 		}
 	})
-	if err := l.Apply(lab.Iptables, fwDir); err != nil {
+	if err := l.Apply(rs, fwDir); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.PrepareTCP(); err != nil {
-		t.Fatal(err)
-	}
-	c := &ExporterLab{Lab: l, T: t, Exited: make(chan error, 1), Logs: &lab.SyncBuffer{}, URL: "http://127.0.0.1:9786/metrics"}
-	args = append([]string{"--nflog.group=" + Group, "--web.listen-address=127.0.0.1:9786", "--log.level=debug"}, args...)
-	c.Exp, err = l.Start(l.Server, c.Logs, c.Logs, bin, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.Exited <- c.Exp.Wait() }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("exporter output:\n%s", c.Logs.String())
-		}
-	})
-	return c
+	return l
 }
 
+// Scrape reads the exporter's metrics.
 func (c *ExporterLab) Scrape() lab.Scrape {
 	c.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
