@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -285,17 +284,7 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 		t.Errorf("after restoring: nfdrop_log_rule_packets_total %v, kernel %v", got, want)
 	}
 
-	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exporter exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Error("exporter did not exit within 10s of SIGTERM")
-	}
+	e2elab.StopExporter(t, exp, exited)
 }
 
 // TestAuditLegacyE2E: an iptables-legacy NFLOG rule is invisible to

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -95,30 +94,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()
 
-	// The exporter must be bound before the first packet (accounting
-	// identity): wait for nfdrop_up{group="0"} == 1.
-	var (
-		sc  lab.Scrape
-		err error
-	)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("exporter exited before becoming ready: %v", err)
-		default:
-		}
-		sc, err = lab.FetchMetrics(ctx, client, url)
-		if err == nil {
-			if up, ok := sc.Value("nfdrop_up", map[string]string{"group": e2eGroup}); ok && up == 1 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter not ready (nfdrop_up{group=%q} != 1) after 10s; last error: %v", e2eGroup, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	sc := e2elab.WaitUp(t, l, exited, e2eGroup)
 	if got := sc.Packets(e2eGroup); len(got) != 0 {
 		t.Fatalf("packets counted before any traffic:\n%s", lab.DiffSeries(got, nil))
 	}
@@ -162,8 +138,9 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 	var got map[lab.Series]float64
 	var lost float64
 	var counter uint64
+	var err error
 	stable := 0
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		counter, err = l.RuleCounter(0)
 		if err != nil {
@@ -231,17 +208,7 @@ func runE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset, parts ...pa
 		t.Logf("%d series exact, %v packets counted, %v lost, log rule counter %d", len(want), lab.Sum(got), lost, counter)
 	}
 
-	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exporter exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("exporter did not exit within 10s of SIGTERM")
-	}
+	e2elab.StopExporter(t, exp, exited)
 }
 
 // histogram returns the histogram of name whose labels include want.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -123,17 +122,7 @@ func TestE2EPrefixNotUTF8(t *testing.T) {
 		t.Errorf("the exporter logged a label error:\n%s", logs.String())
 	}
 
-	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exporter exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("exporter did not exit within 10s of SIGTERM")
-	}
+	e2elab.StopExporter(t, exp, exited)
 }
 
 // nflogRuleCounter sums the packet counters of the server's INPUT NFLOG rules.

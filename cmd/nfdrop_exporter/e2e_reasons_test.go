@@ -81,30 +81,7 @@ func runReasonsE2E(t *testing.T, bin, fwDir, prefix string, group int, v6 bool) 
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()
-	var (
-		sc  lab.Scrape
-		err error
-	)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("exporter exited before becoming ready: %v", err)
-		default:
-		}
-		sc, err = lab.FetchMetrics(ctx, client, url)
-		if err == nil {
-			up0, _ := sc.Value("nfdrop_up", map[string]string{"group": "0"})
-			upG, _ := sc.Value("nfdrop_up", map[string]string{"group": g})
-			if up0 == 1 && upG == 1 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("exporter not ready (nfdrop_up of groups 0 and %s) after 10s; last error: %v", g, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	sc := e2elab.WaitUp(t, l, exited, "0", g)
 	// After the exporter bound its groups: nfnetlink_log is loaded, so it
 	// can be made the default logger.
 	if err := l.EnableConntrackLog(); err != nil {
@@ -127,7 +104,8 @@ func runReasonsE2E(t *testing.T, bin, fwDir, prefix string, group int, v6 bool) 
 	var packets, lost float64
 	var counter uint64
 	stable := 0
-	deadline = time.Now().Add(8 * time.Second)
+	var err error
+	deadline := time.Now().Add(8 * time.Second)
 	for {
 		counter, err = l.RuleCounter(group)
 		if err != nil {
@@ -185,17 +163,7 @@ func runReasonsE2E(t *testing.T, bin, fwDir, prefix string, group int, v6 bool) 
 	if !t.Failed() {
 		t.Logf("group %s %s: drops by (class, reason) %v; conntrack messages %v; sum(packets_total) %v + lost %v == log rule counter %d", g, fam, got, msgs, packets, lost, counter)
 	}
-	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("exporter exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("exporter did not exit within 10s of SIGTERM")
-	}
+	e2elab.StopExporter(t, exp, exited)
 }
 
 func sum[K comparable](m map[K]float64) float64 {

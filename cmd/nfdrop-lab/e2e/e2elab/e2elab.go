@@ -78,6 +78,54 @@ func StartExporter(t testing.TB, l *lab.Lab, bin string, args ...string) (exp *e
 	return exp, exited, logs
 }
 
+// StopExporter sends SIGTERM and expects a clean exit (status 0) within 10 s.
+func StopExporter(t testing.TB, exp *exec.Cmd, exited <-chan error) {
+	t.Helper()
+	if err := exp.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exporter exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("exporter did not exit within 10s of SIGTERM")
+	}
+}
+
+// WaitUp polls the exporter's metrics until nfdrop_up is 1 for every group,
+// and returns that scrape: nothing may be sent before (the accounting
+// identity holds only from the bind on).
+func WaitUp(t testing.TB, l *lab.Lab, exited <-chan error, groups ...string) lab.Scrape {
+	t.Helper()
+	client := lab.HTTPClient(l.Server, 2*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("exporter exited before becoming ready: %v", err)
+		default:
+		}
+		sc, err := lab.FetchMetrics(context.Background(), client, "http://127.0.0.1:9786/metrics")
+		if err == nil {
+			up := 0
+			for _, g := range groups {
+				if v, ok := sc.Value("nfdrop_up", map[string]string{"group": g}); ok && v == 1 {
+					up++
+				}
+			}
+			if up == len(groups) {
+				return sc
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter not ready (nfdrop_up of groups %v) after 10s; last error: %v", groups, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // NewLab creates the lab named prefix with the ruleset rs of fwDir applied,
 // and removes it when the test ends.
 func NewLab(t testing.TB, prefix string, rs lab.Ruleset, fwDir string) *lab.Lab {
@@ -234,17 +282,7 @@ func (c *ExporterLab) Settle(correlating bool, quiet time.Duration) Totals {
 
 func (c *ExporterLab) Stop() {
 	c.T.Helper()
-	if err := c.Exp.Process.Signal(syscall.SIGTERM); err != nil {
-		c.T.Fatal(err)
-	}
-	select {
-	case err := <-c.Exited:
-		if err != nil {
-			c.T.Errorf("exporter exit after SIGTERM: %v, want status 0", err)
-		}
-	case <-time.After(10 * time.Second):
-		c.T.Errorf("exporter did not exit within 10s of SIGTERM")
-	}
+	StopExporter(c.T, c.Exp, c.Exited)
 }
 
 // runTCP runs one real-TCP recipe. The server port can still be held for a
