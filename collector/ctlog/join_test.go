@@ -246,3 +246,20 @@ func TestKeyDistinguishesEveryWord(t *testing.T) {
 		}
 	}
 }
+
+func TestResolverPeriod(t *testing.T) {
+	for _, c := range []struct {
+		groups []uint16
+		window time.Duration
+		want   time.Duration
+	}{
+		{[]uint16{0}, time.Second, 125 * time.Millisecond},
+		{[]uint16{0}, time.Minute, tickEvery},
+		{[]uint16{0}, 10 * time.Millisecond, resolveEvery},
+		{[]uint16{0, 7}, time.Minute, resolveEvery}, // group 7's drops wait: settle them promptly
+	} {
+		if got := newLog(t, c.groups, c.window).period(); got != c.want {
+			t.Errorf("groups %v window %v: period %v, want %v", c.groups, c.window, got, c.want)
+		}
+	}
+}
