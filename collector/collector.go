@@ -158,7 +158,11 @@ func (c *Collector) Packet(m *source.Message) {
 	// Conntrack's own messages are not drops.
 	if r, ok := ctlog.Recognise(m.Prefix); ok {
 		if c.reasons != nil {
-			c.reasons.Message(m.Group, p.Family, p.Proto, r, ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
+			var k uint64
+			if c.reasons.Joining() { // the key is only for the join
+				k = ctlog.Key(family, m.Payload)
+			}
+			c.reasons.Message(m.Group, p.Family, p.Proto, r, k, m.SeqGlobal, m.HasSeqGlobal)
 		}
 		return
 	}
@@ -184,7 +188,7 @@ func (c *Collector) Packet(m *source.Message) {
 		observeSource(gs.sources, p, class, ts)
 	}
 	if c.reasons != nil && c.reasons.Joining() {
-		c.reasons.Drop(m.Group, uint8(class), ctlog.Key(family, m.Payload), m.SeqGlobal, m.HasSeqGlobal)
+		c.reasons.DropPacket(m.Group, uint8(class), family, m.Payload, m.SeqGlobal, m.HasSeqGlobal)
 	}
 }
 

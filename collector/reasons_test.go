@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
+	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/promslog"
@@ -108,4 +110,49 @@ func BenchmarkPacketWithReasons(b *testing.B) {
 		c.Packet(&msgs[(i+1)&8191])
 		i += 2
 	}
+}
+
+// BenchmarkPacketFeatures is the flood's per-packet path (drops on group 0,
+// conntrack silent, as with nf_conntrack_log_invalid=0) with each of this
+// exporter's optional per-packet features on and off: the reasons join and
+// the sources view are both on by default.
+func BenchmarkPacketFeatures(b *testing.B) {
+	for _, mix := range []string{"teardown", "random"} {
+		for _, reasons := range []bool{false, true} {
+			for _, capacity := range []int{0, topsources.DefaultCapacity} {
+				name := fmt.Sprintf("%s/reasons=%v/sources=%v", mix, onOff(reasons), onOff(capacity > 0))
+				b.Run(name, func(b *testing.B) {
+					msgs := sourceMessages(mix, 8192)
+					cfg := Config{Groups: []uint16{0}, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, SourcesCapacity: capacity}
+					if reasons {
+						cfg.Reasons = ctlog.New(ctlog.Config{Groups: []uint16{0}, ReasonsGroup: 0, Join: true, ClassNames: classify.ClassNames(), NoSettings: true})
+					}
+					c, err := New(cfg, promslog.NewNopLogger())
+					if err != nil {
+						b.Fatal(err)
+					}
+					for i := range msgs {
+						msgs[i].SeqGlobal, msgs[i].HasSeqGlobal = uint32(i), true
+						c.Packet(&msgs[i])
+					}
+					b.ReportAllocs()
+					i := 0
+					for b.Loop() {
+						c.Packet(&msgs[i&8191])
+						if i&15 == 15 { // the live reader flushes after each kernel batch
+							c.Flush(0)
+						}
+						i++
+					}
+				})
+			}
+		}
+	}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

@@ -176,3 +176,90 @@ nfdrop_conntrack_logger_info{family="ipv6",logger="NONE"} 1
 	}
 	var _ prometheus.Collector = l
 }
+
+// DropPacket on the reasons group skips the key while no reason is live, and
+// joins exactly as Drop does once one is: before any message, after the
+// newest message went stale, and for a packet with a message.
+func TestDropPacketSharedGroup(t *testing.T) {
+	l := newLog(t, []uint16{0}, time.Second)
+	a, b := pkt(1), pkt(2)
+	l.DropPacket(0, teardown, packet.FamilyIPv4, a, 1, true) // no reason kept yet
+	if l.live() {
+		t.Fatal("live before any message")
+	}
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, Key(packet.FamilyIPv4, a), 2, true)
+	l.DropPacket(0, teardown, packet.FamilyIPv4, a, 3, true) // joined
+	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 4, true) // live, but no message for b
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 5, true)
+	l.clock.Store(int64(2*time.Second + 2*time.Millisecond)) // the message is now older than two windows
+	if l.live() {
+		t.Fatal("live after the newest reason went stale")
+	}
+	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 6, true) // stale: none, as Drop would count it
+	if got := drops(l, 0, teardown, ReasonInvalidNew); got != 1 {
+		t.Errorf("invalid_new drops = %d, want 1", got)
+	}
+	if got := drops(l, 0, teardown, ReasonNone); got != 3 {
+		t.Errorf("none drops = %d, want 3", got)
+	}
+	if got := drops(l, 0, teardown, ReasonInvalidRST); got != 0 {
+		t.Errorf("invalid_rst drops = %d, want 0 (stale)", got)
+	}
+	// A fresh message makes the table live again.
+	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 7, true)
+	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 8, true)
+	if got := drops(l, 0, teardown, ReasonInvalidRST); got != 1 {
+		t.Errorf("invalid_rst drops = %d, want 1", got)
+	}
+}
+
+// Drops on the reasons group with nothing to join allocate nothing and
+// never touch the sequence number other groups wait on when there are none.
+func TestDropPacketAllocatesNothing(t *testing.T) {
+	l := newLog(t, []uint16{0}, time.Second)
+	a := pkt(1)
+	if n := testing.AllocsPerRun(100, func() { l.DropPacket(0, teardown, packet.FamilyIPv4, a, 1, true) }); n != 0 {
+		t.Errorf("%v allocations per drop, want 0", n)
+	}
+	if v := l.lastSeq.Load(); v != 0 {
+		t.Errorf("lastSeq = %#x with no other group, want untouched", v)
+	}
+}
+
+func TestKeyDistinguishesEveryWord(t *testing.T) {
+	base := make([]byte, KeyBytes)
+	base[0], base[9] = 0x45, 6
+	k0 := Key(packet.FamilyIPv4, base)
+	for i := 0; i < KeyBytes; i++ {
+		if i == 8 || i == 10 || i == 11 {
+			continue // masked hop fields
+		}
+		b := append([]byte(nil), base...)
+		b[i] ^= 0x01
+		if Key(packet.FamilyIPv4, b) == k0 {
+			t.Errorf("byte %d does not change the key", i)
+		}
+	}
+	for n := 1; n < KeyBytes; n++ {
+		if Key(packet.FamilyIPv4, base[:n]) == Key(packet.FamilyIPv4, base[:n+1]) {
+			t.Errorf("lengths %d and %d (zero padded) give one key", n, n+1)
+		}
+	}
+}
+
+func TestResolverPeriod(t *testing.T) {
+	for _, c := range []struct {
+		groups []uint16
+		window time.Duration
+		want   time.Duration
+	}{
+		{[]uint16{0}, time.Second, 125 * time.Millisecond},
+		{[]uint16{0}, time.Minute, tickEvery},
+		{[]uint16{0}, 10 * time.Millisecond, resolveEvery},
+		{[]uint16{0, 7}, time.Minute, resolveEvery}, // group 7's drops wait: settle them promptly
+	} {
+		if got := newLog(t, c.groups, c.window).period(); got != c.want {
+			t.Errorf("groups %v window %v: period %v, want %v", c.groups, c.window, got, c.want)
+		}
+	}
+}
