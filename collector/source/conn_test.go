@@ -6,15 +6,20 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var errBroken = errors.New("broken socket")
 
 // fakeConn is a conn over byte slices: recv hands out ready, then fails with
 // failWith (if set), or waits until the read deadline passes; recvQueued
-// hands out queued.
+// hands out queued. send answers the i-th request with an acknowledgement
+// carrying refuse[i] (0, or past its end: accepted).
 type fakeConn struct {
 	mu       sync.Mutex
 	ready    [][]byte
@@ -22,6 +27,9 @@ type fakeConn struct {
 	failWith error
 	expired  chan struct{}
 	closed   bool
+	refuse   []syscall.Errno
+	sent     []netlink.Message
+	deadline time.Time // the read deadline last set
 }
 
 func newFakeConn(ready, queued [][]byte, failWith error) *fakeConn {
@@ -61,6 +69,7 @@ func (f *fakeConn) recvQueued(b []byte) (int, bool, error) {
 func (f *fakeConn) setReadDeadline(t time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.deadline = t
 	if !t.IsZero() && t.Before(time.Now()) {
 		select {
 		case <-f.expired:
@@ -72,6 +81,31 @@ func (f *fakeConn) setReadDeadline(t time.Time) error {
 }
 
 func (f *fakeConn) close() error { f.closed = true; return nil }
+
+func (f *fakeConn) send(m netlink.Message) (netlink.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m.Header.Sequence = uint32(len(f.sent) + 1)
+	var code int32
+	if i := len(f.sent); i < len(f.refuse) {
+		code = -int32(f.refuse[i])
+	}
+	f.sent = append(f.sent, m)
+	f.ready = append(f.ready, nlAck(m.Header.Sequence, code))
+	return m, nil
+}
+
+// nlAck is the kernel's NLMSG_ERROR answer to request seq: code 0 accepts
+// it, -errno refuses it.
+func nlAck(seq uint32, code int32) []byte {
+	b := binary.NativeEndian.AppendUint32(nil, 16+4+16)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLMSG_ERROR)
+	b = binary.NativeEndian.AppendUint16(b, 0)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = binary.NativeEndian.AppendUint32(b, uint32(code))
+	return append(b, make([]byte, 16)...) // the request's header, not read
+}
 
 // nlPacket is one netlink NFULNL_MSG_PACKET message carrying an NFLOG record
 // (nfgenmsg + TLVs in host order).
@@ -190,4 +224,42 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("%d flushes for 2 datagrams", rec.flushes[1])
 		}
 	})
+}
+
+// TestConfigureLeavesNoReadDeadline: each configuration request waits for
+// its acknowledgement under a read deadline, which must be gone once the
+// request is answered, refused included. A deadline left behind (as a
+// refused conntrack-attributes probe once left it) fails the receive loop
+// 5 s after binding: the group is closed and bound again mid-flood, and what
+// the rules log meanwhile is lost without a sequence gap to count it.
+func TestConfigureLeavesNoReadDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		refuse    []syscall.Errno // answers to bind, probe, ...
+		requests  int
+		supported bool
+	}{
+		{"probe accepted", nil, 3, true}, // bind, probe, conntrack attributes off again
+		{"probe refused", []syscall.Errno{0, unix.EOPNOTSUPP}, 2, false},
+		{"module loaded, then refused", []syscall.Errno{0, unix.EAGAIN, unix.EOPNOTSUPP}, 3, false},
+		{"turning them off refused", []syscall.Errno{0, 0, unix.EINVAL}, 3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reported []bool
+			cfg := Config{ProbeConntrackAttrs: &ConntrackAttrsProbe{Group: 4, Report: func(ok bool) { reported = append(reported, ok) }}}
+			l := NewLive(4, cfg, slog.New(slog.DiscardHandler))
+			c := newFakeConn(nil, nil, nil)
+			c.refuse = tc.refuse
+			rec := newRecorder()
+			if err := l.configure(c, rec); err != nil {
+				t.Fatalf("configure: %v", err)
+			}
+			if len(c.sent) != tc.requests || len(reported) != 1 || reported[0] != tc.supported {
+				t.Errorf("%d requests, reported %v; want %d, [%v]", len(c.sent), reported, tc.requests, tc.supported)
+			}
+			if !c.deadline.IsZero() {
+				t.Errorf("configure left the read deadline %s set: the receive loop would fail then and re-bind the group", c.deadline.Format(time.RFC3339Nano))
+			}
+		})
+	}
 }

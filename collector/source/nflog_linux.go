@@ -165,6 +165,8 @@ type conn interface {
 	recvQueued(b []byte) (n int, ok bool, err error)
 	// setReadDeadline makes a waiting or later recv fail once t has passed.
 	setReadDeadline(t time.Time) error
+	// send sends a request and returns it as sent (with its sequence number).
+	send(m netlink.Message) (netlink.Message, error)
 	close() error
 }
 
@@ -240,6 +242,8 @@ func (s *socketConn) recvQueued(b []byte) (int, bool, error) {
 
 func (s *socketConn) setReadDeadline(t time.Time) error { return s.nf.Con.SetReadDeadline(t) }
 
+func (s *socketConn) send(m netlink.Message) (netlink.Message, error) { return s.nf.Con.Send(m) }
+
 // close destroys the kernel's NFLOG instance (NETLINK_URELEASE), which
 // unbinds the group; an explicit UNBIND would race with queued log batches.
 func (s *socketConn) close() error { return s.nf.Close() }
@@ -303,7 +307,7 @@ func (l *Live) openSocket(h Handler) (conn, error) {
 
 // configure binds the group and sets mode, batching and sequence numbers in a
 // single request, so the instance never runs with half its settings.
-func (l *Live) configure(c *socketConn, h Handler) error {
+func (l *Live) configure(c conn, h Handler) error {
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian // NFULA_CFG_* values are network order
 	ae.Bytes(cfgCmd, []byte{cmdBind})
@@ -342,7 +346,7 @@ func (l *Live) configure(c *socketConn, h Handler) error {
 // kernel built with CONFIG_NETFILTER_NETLINK_GLUE_CT), then turns it off
 // again: an INVALID packet never has an entry, so the exporter never relies
 // on it; the answer is only reported.
-func (l *Live) probeConntrackAttrs(c *socketConn, h Handler) {
+func (l *Live) probeConntrackAttrs(c conn, h Handler) {
 	flags := func(f uint16) error {
 		ae := netlink.NewAttributeEncoder()
 		ae.ByteOrder = binary.BigEndian
@@ -370,7 +374,7 @@ func (l *Live) probeConntrackAttrs(c *socketConn, h Handler) {
 // request sends one configuration request for the group and reads until its
 // acknowledgement; log messages that come first are real packets and are
 // handled like any other.
-func (l *Live) request(c *socketConn, h Handler, attrs []byte) error {
+func (l *Live) request(c conn, h Handler, attrs []byte) error {
 	req := netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(nfnlSubsysULOG<<8 | nfulnlMsgConfig),
@@ -378,7 +382,7 @@ func (l *Live) request(c *socketConn, h Handler, attrs []byte) error {
 		},
 		Data: append([]byte{unix.AF_UNSPEC, 0, byte(l.group >> 8), byte(l.group)}, attrs...),
 	}
-	sent, err := c.nf.Con.Send(req)
+	sent, err := c.send(req)
 	if err != nil {
 		return err
 	}
