@@ -46,6 +46,9 @@ func TestGolden(t *testing.T) {
 		{"lab-nft-pcap", []string{"testdata/lab-nft.pcap"}, ""},
 		{"lab-nft-ports", []string{"testdata/lab-nft.log"}, "8080,8443"},
 		{"empty", []string{"testdata/empty.log"}, ""},
+		// written by Debian's ulogd2 2.0.8 (NFLOG → BASE → IFINDEX → IP2STR → PRINTPKT → LOGEMU, and → JSON)
+		{"ulogd", []string{"testdata/ulogd-logemu.log", "testdata/ulogd.json"}, ""},
+		{"repeated", []string{"testdata/repeated.log"}, ""},
 	}
 	for _, tc := range tests {
 		for _, format := range []string{"table", "json"} {
