@@ -121,7 +121,9 @@ func displayName(name string) string {
 func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 	var r io.Reader
 	if name == "-" {
-		r = stdin
+		// A terminal's end of input (Ctrl-D) is not sticky: the next read
+		// would wait for more. Sniffing the format reads more than once.
+		r = &stickyEOF{r: stdin}
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
@@ -415,4 +417,21 @@ func (s *span) observe(k logline.TimeKind, t time.Time, up time.Duration) {
 		s.last[k] = t
 	}
 	s.have[k] = true
+}
+
+// stickyEOF ends at the first end of input for good.
+type stickyEOF struct {
+	r   io.Reader
+	eof bool
+}
+
+func (s *stickyEOF) Read(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		s.eof = true
+	}
+	return n, err
 }

@@ -50,7 +50,7 @@ type InputReport struct {
 	// "journal-json", "ulogd-json", or "text" (bare messages, or no packets).
 	Format   string `json:"format"`
 	Error    string `json:"error,omitempty"` // why the input could not be read (to the end)
-	Lines    uint64 `json:"lines"`  // text lines, or capture records
+	Lines    uint64 `json:"lines"`           // text lines, or capture records
 	Packets  uint64 `json:"packets"`
 	Ignored  uint64 `json:"ignored"`
 	Unparsed uint64 `json:"unparsed"`
