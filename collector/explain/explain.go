@@ -159,12 +159,71 @@ func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 // objects are a few KiB. Longer lines are cut, not dropped.
 const maxLine = 1 << 20
 
+// readText parses lines on this goroutine and counts them on another
+// (pipeline): on two cores the parse and the breakdowns (sketches, port
+// tables) run side by side. Batches are recycled, so the steady state
+// allocates nothing.
 func (a *aggregator) readText(in *input, br *bufio.Reader) error {
+	const nBatches = 4
+	full, free := make(chan *batch, nBatches), make(chan *batch, nBatches)
+	for range nBatches {
+		free <- &batch{recs: make([]parsedRec, 0, batchLines), arena: make([]byte, 0, batchLines*64)}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range full {
+			for i := range b.recs {
+				r := &b.recs[i]
+				a.add(&r.pkt, b.bytes(r.prefix), b.bytes(r.in), b.bytes(r.out), r.n, r.ts)
+			}
+			b.reset()
+			free <- b
+		}
+	}()
+	err := a.parseText(in, br, full, free)
+	close(full)
+	<-done
+	return err
+}
+
+// batch is parsed lines on their way to the counting goroutine.
+type batch struct {
+	recs  []parsedRec
+	arena []byte // prefix and interface names
+}
+
+type parsedRec struct {
+	pkt             packet.Packet
+	prefix, in, out [2]int32 // spans of arena
+	n               uint64
+	ts              time.Time
+}
+
+const batchLines = 512
+
+func (b *batch) keep(v []byte) [2]int32 {
+	s := len(b.arena)
+	b.arena = append(b.arena, v...)
+	return [2]int32{int32(s), int32(len(b.arena))}
+}
+
+func (b *batch) bytes(s [2]int32) []byte { return b.arena[s[0]:s[1]] }
+
+func (b *batch) reset() { b.recs, b.arena = b.recs[:0], b.arena[:0] }
+
+func (a *aggregator) parseText(in *input, br *bufio.Reader, full, free chan *batch) error {
 	var (
 		p    logline.Parser
 		rec  logline.Record
 		long []byte
 	)
+	cur := <-free
+	defer func() {
+		if len(cur.recs) > 0 {
+			full <- cur
+		}
+	}()
 	for {
 		line, err := br.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -185,7 +244,12 @@ func (a *aggregator) readText(in *input, br *bufio.Reader) error {
 				n := uint64(rec.Repeat)
 				in.packets += n
 				in.formats[rec.Format]++
-				a.add(&rec.Packet, rec.Prefix, rec.In, rec.Out, n, a.stamp(&rec))
+				cur.recs = append(cur.recs, parsedRec{pkt: rec.Packet, prefix: cur.keep(rec.Prefix),
+					in: cur.keep(rec.In), out: cur.keep(rec.Out), n: n, ts: a.stamp(&rec)})
+				if len(cur.recs) == batchLines {
+					full <- cur
+					cur = <-free
+				}
 				a.span.observeRecord(&rec)
 			case logline.Unparsed:
 				in.unparsed++

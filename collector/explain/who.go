@@ -2,6 +2,7 @@ package explain
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
@@ -65,60 +66,83 @@ func (t *portTop) add(port uint16, n uint64) {
 	t.port[m], t.n[m] = port, t.n[m]+n
 }
 
-// sourcePorts follows the ports of the sources a sketch monitors: a map from
-// source to a slot, rebuilt with only the monitored sources when it reaches
-// four times the sketch's capacity, so that it stays bounded.
+// sourcePorts remembers the destination ports of the heaviest sources in a
+// fixed table: each source hashes to one slot; a source that finds its slot
+// taken by another wears the incumbent's weight down by its packets and
+// takes the slot once it reaches zero (Misra-Gries per slot), so a heavy
+// source keeps its slot against a long tail of light ones. Fixed memory, no
+// map, nothing allocated per packet.
 type sourcePorts struct {
-	sketch *topsources.Sketch
-	bits4  int
-	bits6  int
-	index  map[netip.Prefix]int32
-	slots  []portTop
+	bits4, bits6 int
+	slots        []portSlot
+	mask         uint64
+}
+
+type portSlot struct {
+	hi, lo uint64 // the masked address; fam tells IPv4 from IPv6
+	fam    uint8
+	weight uint64
+	ports  portTop
 }
 
 func newSourcePorts(s *topsources.Sketch) *sourcePorts {
 	b4, b6 := s.Bits()
-	return &sourcePorts{sketch: s, bits4: b4, bits6: b6, index: make(map[netip.Prefix]int32)}
+	size := 1
+	for size < 2*s.Capacity() {
+		size <<= 1
+	}
+	return &sourcePorts{bits4: b4, bits6: b6, slots: make([]portSlot, size), mask: uint64(size - 1)}
+}
+
+// slotKey masks a to the table's prefix length.
+func (sp *sourcePorts) slotKey(a netip.Addr) (hi, lo uint64, fam uint8) {
+	if a.Is4() {
+		b := a.As4()
+		v := uint64(binary.BigEndian.Uint32(b[:]))
+		return v &^ (1<<(32-sp.bits4) - 1), 0, 4
+	}
+	b := a.As16()
+	hi, lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	switch {
+	case sp.bits6 <= 64:
+		return hi &^ (1<<(64-sp.bits6) - 1), 0, 6
+	case sp.bits6 < 128:
+		return hi, lo &^ (1<<(128-sp.bits6) - 1), 6
+	}
+	return hi, lo, 6
+}
+
+func (sp *sourcePorts) slot(hi, lo uint64) *portSlot {
+	h := hi ^ lo*0x9e3779b97f4a7c15
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return &sp.slots[h&sp.mask]
 }
 
 func (sp *sourcePorts) add(a netip.Addr, port uint16, n uint64) {
-	bits := sp.bits4
-	if a.Is6() {
-		bits = sp.bits6
+	hi, lo, fam := sp.slotKey(a)
+	s := sp.slot(hi, lo)
+	switch {
+	case s.hi == hi && s.lo == lo && s.fam == fam:
+		s.weight += n
+	case s.weight > n:
+		s.weight -= n
+		return
+	default:
+		w := n - s.weight
+		*s = portSlot{hi: hi, lo: lo, fam: fam, weight: max(w, 1)}
 	}
-	k, _ := a.Prefix(bits)
-	i, ok := sp.index[k]
-	if !ok {
-		if len(sp.slots) >= 4*sp.sketch.Capacity() {
-			sp.prune()
-		}
-		i = int32(len(sp.slots))
-		sp.slots = append(sp.slots, portTop{})
-		sp.index[k] = i
-	}
-	sp.slots[i].add(port, n)
-}
-
-// prune keeps the ports of the sources the sketch still monitors.
-func (sp *sourcePorts) prune() {
-	keep := sp.sketch.Top(0)
-	slots := make([]portTop, 0, cap(sp.slots))
-	index := make(map[netip.Prefix]int32, len(keep))
-	for _, e := range keep {
-		if i, ok := sp.index[e.Prefix]; ok {
-			index[e.Prefix] = int32(len(slots))
-			slots = append(slots, sp.slots[i])
-		}
-	}
-	sp.slots, sp.index = slots, index
+	s.ports.add(port, n)
 }
 
 func (sp *sourcePorts) top(p netip.Prefix) []PortCount {
-	i, ok := sp.index[p]
-	if !ok {
+	hi, lo, fam := sp.slotKey(p.Addr())
+	s := sp.slot(hi, lo)
+	if s.hi != hi || s.lo != lo || s.fam != fam || s.weight == 0 {
 		return []PortCount{}
 	}
-	t := &sp.slots[i]
+	t := &s.ports
 	out := make([]PortCount, 0, t.used)
 	for j := 0; j < int(t.used); j++ {
 		out = append(out, PortCount{Port: t.port[j], Packets: t.n[j]})
@@ -149,6 +173,7 @@ type who struct {
 	ifaces    map[string]*uint64            // "in\x00out"; at most maxInterfaces keys
 	ifOther   uint64                        // packets of interfaces past the cap
 	ifKey     []byte
+	lastIf    *uint64 // the counter of ifKey
 }
 
 func newWho() *who {
@@ -193,16 +218,24 @@ func (w *who) observe(p *packet.Packet, class classify.Class, prefix uint8, in, 
 		}
 		w.dports[pp][p.DstPort] += n
 	}
+	// Lines of one log mostly share their interfaces: skip the map then.
+	if w.lastIf != nil && len(in)+1+len(out) == len(w.ifKey) && string(w.ifKey[:len(in)]) == string(in) && string(w.ifKey[len(in)+1:]) == string(out) {
+		*w.lastIf += n
+		return
+	}
 	w.ifKey = append(append(append(w.ifKey[:0], in...), 0), out...)
 	// a lookup by string(bytes) does not allocate; only a new key does
 	if c, ok := w.ifaces[string(w.ifKey)]; ok {
 		*c += n
+		w.lastIf = c
 	} else if len(w.ifaces) < maxInterfaces {
 		c := new(uint64)
 		*c = n
 		w.ifaces[string(w.ifKey)] = c
+		w.lastIf = c
 	} else {
 		w.ifOther += n
+		w.lastIf = nil
 	}
 }
 
@@ -228,7 +261,8 @@ type Source struct {
 	Error   uint64            `json:"error"`   // packets - error <= true count <= packets
 	Classes map[string]uint64 `json:"classes"` // class -> packets counted since the source entered the list
 	// Ports are the source's most frequent destination ports, at most four
-	// (a small Space-Saving summary: approximate when it saw more).
+	// (a small summary per source: approximate when the source used more
+	// ports, or shared its table slot with other sources).
 	Ports     []PortCount `json:"ports"`
 	FirstSeen string      `json:"first_seen"` // on the report's clock (time_span.clock); "" when the input has no times
 	LastSeen  string      `json:"last_seen"`
