@@ -373,6 +373,9 @@ tokens:
 	case addrV6 && !addrV4:
 		pk.Family = packet.FamilyIPv6
 	}
+	if pk.Family == packet.FamilyIPv4 && addrV6 || pk.Family == packet.FamilyIPv6 && addrV4 {
+		pk.Src = [16]byte{} // an address of the other family: no source
+	}
 
 	if truncated && !sawProto {
 		pk.Err = packet.ErrTruncatedIPHeader
