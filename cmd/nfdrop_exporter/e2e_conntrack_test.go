@@ -53,7 +53,7 @@ func ctE2E(t *testing.T) string {
 		}
 	}
 	bin := exporterBinary(t)
-	if out, _ := exec.Command(bin, "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
+	if out, _ := exec.Command(bin, "serve", "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
 		t.Fatal("the binary has no --conntrack.correlate flag: wire addConntrackFlags/build (conntrack_flags.go) into main.go")
 	}
 	return bin

@@ -831,7 +831,7 @@ func TestDeployFlagsExist(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	help, err := exec.Command(bin, "--help").CombinedOutput()
+	help, err := exec.Command(bin, "serve", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, help)
 	}
