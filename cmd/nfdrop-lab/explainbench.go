@@ -49,8 +49,8 @@ func runExplainBench(cfg explainBenchConfig) error {
 	}
 	mb := float64(st.Size()) / 1e6
 	fmt.Printf("file %s: %.0f MB, %d lines\n\n", cfg.file, mb, lines)
-	fmt.Println("| run | program | seconds | lines/s | MB/s | peak RSS | load average (1 min) |")
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Println("| run | program | seconds | lines/s | MB/s | CPU seconds (user+sys) | peak RSS | load average (1 min) |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for i := 1; i <= cfg.reps; i++ {
 		for _, p := range []struct {
 			name string
@@ -60,12 +60,12 @@ func runExplainBench(cfg explainBenchConfig) error {
 			{"mawk '/DPT=/ {n++}'", []string{mawk, "/DPT=/ {n++} END {print n}", cfg.file}},
 		} {
 			load := loadAverage()
-			secs, rss, err := timeV(p.args)
+			secs, cpu, rss, err := timeV(p.args)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			fmt.Printf("| %d | %s | %.2f | %.2f M | %.0f | %d MiB | %s |\n", i, p.name, secs,
-				float64(lines)/secs/1e6, mb/secs, rss>>10, load)
+			fmt.Printf("| %d | %s | %.2f | %.2f M | %.0f | %.2f | %d MiB | %s |\n", i, p.name, secs,
+				float64(lines)/secs/1e6, mb/secs, cpu, rss>>10, load)
 		}
 	}
 	return nil
@@ -146,24 +146,32 @@ func buildBenchFile(path string, size int64, seeds []string) (uint64, error) {
 	return n, f.Close()
 }
 
-var maxRSSRE = regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`)
+var (
+	maxRSSRE = regexp.MustCompile(`Maximum resident set size \(kbytes\): (\d+)`)
+	cpuRE    = regexp.MustCompile(`(?:User|System) time \(seconds\): ([0-9.]+)`)
+)
 
-// timeV runs a command under /usr/bin/time -v: wall seconds and peak RSS in KiB.
-func timeV(args []string) (float64, int64, error) {
+// timeV runs a command under /usr/bin/time -v: wall seconds, CPU seconds
+// (user + system) and peak RSS in KiB.
+func timeV(args []string) (secs, cpu float64, rssKiB int64, err error) {
 	cmd := exec.Command("/usr/bin/time", append([]string{"-v"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = nil, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, 0, fmt.Errorf("%v\n%s", err, stderr.String())
+		return 0, 0, 0, fmt.Errorf("%v\n%s", err, stderr.String())
 	}
-	secs := time.Since(start).Seconds()
+	secs = time.Since(start).Seconds()
 	m := maxRSSRE.FindStringSubmatch(stderr.String())
 	if m == nil {
-		return 0, 0, errors.New("no peak RSS in /usr/bin/time -v output")
+		return 0, 0, 0, errors.New("no peak RSS in /usr/bin/time -v output")
 	}
-	kb, _ := strconv.ParseInt(m[1], 10, 64)
-	return secs, kb, nil
+	rssKiB, _ = strconv.ParseInt(m[1], 10, 64)
+	for _, c := range cpuRE.FindAllStringSubmatch(stderr.String(), -1) {
+		v, _ := strconv.ParseFloat(c[1], 64)
+		cpu += v
+	}
+	return secs, cpu, rssKiB, nil
 }
 
 func loadAverage() string {
