@@ -199,7 +199,7 @@ func whoSentence(r *Report) []string {
 		}
 		names = append(names, fmt.Sprintf("%s (%s)", s.Source, share(s.Packets, r.NonTeardown.Packets)))
 	}
-	out := []string{fmt.Sprintf("The %s drops that are not teardown came most from %s", thousands(r.NonTeardown.Packets), and(names))}
+	out := []string{fmt.Sprintf("The %s drops that are not teardown came mostly from %s", thousands(r.NonTeardown.Packets), and(names))}
 	if len(r.TopNetworks) > 0 && len(r.TopNetworks) < len(r.TopSources) || len(r.TopNetworks) > 0 && r.TopNetworks[0].Packets > r.TopSources[0].Packets {
 		n := r.TopNetworks[0]
 		out[0] += fmt.Sprintf("; the busiest network is %s (%s)", n.Source, share(n.Packets, r.NonTeardown.Packets))
