@@ -184,6 +184,13 @@ func TestExplainOwnFlags(t *testing.T) {
 			t.Errorf("%v: want one sentence naming explain's flags, got:\n%s", args, out)
 		}
 	}
+	for _, args := range [][]string{{"explain", "--format=xml"}, {"explain", "--ports=22,http"}, {"explain", "--max-prefixes=x"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+			t.Errorf("%v: exit %v, want status 2 and one line, got:\n%s", args, err, out)
+		}
+	}
 	serveHelp, err := exec.Command(bin, "serve", "--help").CombinedOutput()
 	if err != nil || !strings.Contains(string(serveHelp), "--nflog.group") || !strings.Contains(string(serveHelp), "--web.listen-address") {
 		t.Errorf("serve --help: %v, does not list the serving flags:\n%s", err, serveHelp)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -127,7 +128,11 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 	cmd, err := app.Parse(args)
 	if err != nil {
 		if len(args) > 0 && args[0] == "explain" {
-			fmt.Fprintf(stderr, "%s explain: %v; explain takes only --format, --ports and --max-prefixes (see %s explain --help)\n", name, err, name)
+			if strings.Contains(err.Error(), "unknown") {
+				fmt.Fprintf(stderr, "%s explain: %v; explain takes only --format, --ports and --max-prefixes (see %s explain --help)\n", name, err, name)
+			} else {
+				fmt.Fprintf(stderr, "%s explain: %v; see %s explain --help\n", name, err, name)
+			}
 			return 2
 		}
 		fmt.Fprintf(stderr, "%s: %v; see --help\n", name, err)
