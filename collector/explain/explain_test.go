@@ -49,6 +49,9 @@ func TestGolden(t *testing.T) {
 		// written by Debian's ulogd2 2.0.8 (NFLOG → BASE → IFINDEX → IP2STR → PRINTPKT → LOGEMU, and → JSON)
 		{"ulogd", []string{"testdata/ulogd-logemu.log", "testdata/ulogd.json"}, ""},
 		{"repeated", []string{"testdata/repeated.log"}, ""},
+		// the lab's crafted set and real late teardown, as ulogd2 wrote them (TestE2EUlogd2)
+		{"lab-ulogd-logemu", []string{"testdata/lab-ulogd-logemu.log"}, ""},
+		{"lab-ulogd-json", []string{"testdata/lab-ulogd.json"}, ""},
 	}
 	for _, tc := range tests {
 		for _, format := range []string{"table", "json"} {

@@ -104,3 +104,27 @@ func runOn(t *testing.T, text string) (*Report, error) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestUlogdFilesAgree: ulogd2's LOGEMU and JSON files of the same packets
+// (written side by side in the lab) classify alike, series by series.
+func TestUlogdFilesAgree(t *testing.T) {
+	emu, err := runJSON(t, "testdata/lab-ulogd-logemu.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := runJSON(t, "testdata/lab-ulogd.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if emu.Inputs[0].Format != "ulogd-logemu" || js.Inputs[0].Format != "ulogd-json" || emu.Total == 0 || emu.Unparsed+js.Unparsed+emu.Ignored+js.Ignored != 0 {
+		t.Fatalf("logemu %+v, json %+v", emu.Inputs, js.Inputs)
+	}
+	e, _ := json.Marshal(emu.Series)
+	j, _ := json.Marshal(js.Series)
+	if !bytes.Equal(e, j) {
+		t.Errorf("series differ:\nlogemu %s\njson   %s", e, j)
+	}
+	if emu.TopSources[0].Source != js.TopSources[0].Source || emu.TopSources[0].Packets != js.TopSources[0].Packets {
+		t.Errorf("top sources differ: %+v / %+v", emu.TopSources[0], js.TopSources[0])
+	}
+}
