@@ -473,6 +473,11 @@ func classWords(c map[string]uint64) string {
 func portWordsList(p []PortCount) string {
 	var out []string
 	for _, pc := range p {
+		if pc.Error > 0 {
+			// taken over from another port: between the guaranteed count and the count
+			out = append(out, fmt.Sprintf("%d (%s-%s)", pc.Port, thousands(pc.Packets-pc.Error), thousands(pc.Packets)))
+			continue
+		}
 		out = append(out, fmt.Sprintf("%d (%s)", pc.Port, thousands(pc.Packets)))
 	}
 	return orDash(strings.Join(out, ", "))

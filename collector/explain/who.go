@@ -44,6 +44,7 @@ var groupNames = [numGroups]string{"non_teardown", "teardown"}
 type portTop struct {
 	port [portsPerSource]uint16
 	n    [portsPerSource]uint64
+	err  [portsPerSource]uint64 // inherited on take-over: n - err <= true count <= n
 	used uint8
 }
 
@@ -59,11 +60,11 @@ func (t *portTop) add(port uint16, n uint64) {
 		}
 	}
 	if int(t.used) < portsPerSource {
-		t.port[t.used], t.n[t.used] = port, n
+		t.port[t.used], t.n[t.used], t.err[t.used] = port, n, 0
 		t.used++
 		return
 	}
-	t.port[m], t.n[m] = port, t.n[m]+n
+	t.port[m], t.n[m], t.err[m] = port, t.n[m]+n, t.n[m]
 }
 
 // sourcePorts remembers the destination ports of the heaviest sources in a
@@ -145,7 +146,7 @@ func (sp *sourcePorts) top(p netip.Prefix) []PortCount {
 	t := &s.ports
 	out := make([]PortCount, 0, t.used)
 	for j := 0; j < int(t.used); j++ {
-		out = append(out, PortCount{Port: t.port[j], Packets: t.n[j]})
+		out = append(out, PortCount{Port: t.port[j], Packets: t.n[j], Error: t.err[j]})
 	}
 	sortPorts(out)
 	return out
@@ -243,6 +244,7 @@ func (w *who) observe(p *packet.Packet, class classify.Class, prefix uint8, in, 
 type PortCount struct {
 	Port    uint16 `json:"port"`
 	Packets uint64 `json:"packets"`
+	Error   uint64 `json:"error"` // packets - error <= true count <= packets
 }
 
 func sortPorts(p []PortCount) {
