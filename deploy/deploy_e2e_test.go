@@ -835,7 +835,7 @@ func deployGroupBusy(t *testing.T, e *deployEnv) {
 // options file, DaemonSet args, web config comments) exists in the built binary's --help,
 // so renaming a flag cannot silently break a shipped deployment.
 func TestDeployFlagsExist(t *testing.T) {
-	help, err := exec.Command(e2e.Binary(t), "--help").CombinedOutput()
+	help, err := exec.Command(e2e.Binary(t), "serve", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--help: %v\n%s", err, help)
 	}

@@ -56,6 +56,13 @@ func main() {
 	bFormat := bench.Flag("format", "Output: markdown tables or the full JSON report.").Default("table").Enum("table", "json")
 	bPerf := bench.Flag("perf-dir", "Record a perf profile (perf record -g) of every exporter run into this directory.").String()
 
+	eb := app.Command("explain-bench", "Measure nfdrop_exporter explain on a large kern.log built from real kernel LOG lines (source addresses and ports varied), next to mawk '/DPT=/ {n++}' on the same file: lines/s, MB/s, peak RSS, load average.")
+	ebExporter := eb.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
+	ebFile := eb.Flag("file", "The file to build, or reuse when it is at least --size.").Default("/tmp/nfdrop-explain-bench.log").String()
+	ebSize := eb.Flag("size", "Size of the file.").Default("600MB").Bytes()
+	ebSeeds := eb.Flag("seed", "File of real kernel LOG lines to build from, repeatable (default: collector/explain/testdata/lab-*.log).").Strings()
+	ebReps := eb.Flag("reps", "Runs of each program.").Default("3").Int()
+
 	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))
 	switch cmd {
 	case "demo":
@@ -64,6 +71,15 @@ func main() {
 			visitors: *visitors, realTCP: *realTCP, wait: *wait, verbose: *verbose, reasons: *reasons,
 		})
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
+			os.Exit(1)
+		}
+	case "explain-bench":
+		seeds := *ebSeeds
+		if len(seeds) == 0 {
+			seeds = defaultSeeds()
+		}
+		if err := runExplainBench(explainBenchConfig{exporter: *ebExporter, file: *ebFile, size: int64(*ebSize), seeds: seeds, reps: *ebReps}); err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
 			os.Exit(1)
 		}

@@ -20,7 +20,7 @@ type auditFlags struct {
 	ctStats     bool
 }
 
-func addAuditFlags(app *kingpin.Application) *auditFlags {
+func addAuditFlags(app *kingpin.CmdClause) *auditFlags {
 	f := &auditFlags{}
 	app.Flag("collector.rule-audit", "Read the nf_tables rules that log to the bound groups at scrape time (nfdrop_log_rules, nfdrop_log_rule_packets_total). iptables-legacy rules are invisible to nf_tables: switch it off there.").Default("true").BoolVar(&f.ruleAudit)
 	app.Flag("collector.rule-audit.max-age", "How long one read of the ruleset serves scrapes.").Default(ruleaudit.DefaultMaxAge.String()).DurationVar(&f.ruleMaxAge)

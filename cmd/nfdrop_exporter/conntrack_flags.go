@@ -23,7 +23,7 @@ type conntrackFlags struct {
 	receiveBuffer units.Base2Bytes
 }
 
-func addConntrackFlags(app *kingpin.Application) *conntrackFlags {
+func addConntrackFlags(app *kingpin.CmdClause) *conntrackFlags {
 	f := &conntrackFlags{}
 	app.Flag("conntrack.correlate", "Add conntrack evidence to teardown-shaped drops (nfdrop_teardown_evidence_total): listen to conntrack DESTROY events and look flows up. Needs CAP_NET_ADMIN; if conntrack is unavailable the exporter warns once and counts the evidence as skipped.").Default("true").BoolVar(&f.correlate)
 	app.Flag("conntrack.window", "How long an ended TCP flow is remembered: a late packet up to this long after conntrack destroyed its flow gets evidence \"destroyed\".").Default(conntrack.DefaultWindow.String()).DurationVar(&f.window)

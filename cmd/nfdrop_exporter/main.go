@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -66,29 +67,48 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	app := kingpin.New(name, "Prometheus exporter that classifies the packets a Linux firewall drops (read from NFLOG groups).")
 	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
-	serve := app.Command("serve", "Read NFLOG groups and serve metrics (the default).").Default()
-	app.Flag("nflog.group", "NFLOG group to read (iptables --nflog-group, nft 'log group'); repeat for several.").Default("0").StringsVar(&f.groups)
-	app.Flag("nflog.copy-range", "Bytes of each packet the kernel copies to the exporter; enough for IPv6 with extension headers and TCP.").Default("256").Uint32Var(&f.copyRange)
-	app.Flag("nflog.queue-threshold", "Messages the kernel batches before sending (qthreshold); 0 keeps the kernel default of 100.").Default("1000").Uint32Var(&f.queueThreshold)
-	app.Flag("nflog.flush-timeout", "Longest a logged packet waits in a kernel batch (10ms steps).").Default("10ms").DurationVar(&f.flushTimeout)
-	app.Flag("nflog.batch-size", "Kernel batch buffer per group (nlbufsiz, at most 128KiB); larger batches cost less CPU per packet.").Default("128KiB").BytesVar(&f.batchSize)
-	app.Flag("nflog.socket.receive-buffer", "Socket receive buffer (SO_RCVBUFFORCE): how long a burst the kernel can hold while the exporter is busy.").Default("32MiB").BytesVar(&f.receiveBuffer)
-	app.Flag("nflog.replay-file", "Replay an NFLOG pcap (tcpdump -i nflog:N -w FILE) instead of binding; for tests.").Hidden().StringVar(&f.replayFile)
-	app.Flag("debug.cpu-profile", "Write a CPU profile of the whole run to this file at exit; for the profile-guided build (cmd/nfdrop_exporter/default.pgo).").Hidden().StringVar(&f.cpuProfile)
-	app.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(classify.DefaultPorts).StringVar(&f.ports)
-	app.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(classify.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
-	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
-	app.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
-	app.Flag("web.landing-page.sources", "Show the heaviest sources of non-teardown drops on the landing page and in "+summary.Path+" (a fixed-size sketch per group; addresses are never metric labels). --no-web.landing-page.sources turns the view and its per-packet cost off.").Default("true").BoolVar(&f.landingSources)
-	app.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
-	f.conntrack = addConntrackFlags(app)
-	f.reasons = addReasonsFlags(app)
-	f.audit = addAuditFlags(app)
-	f.web = kingpinflag.AddFlags(app, ":9786")
-	f.log = &promslog.Config{}
-	promslogflag.AddFlags(app, f.log)
+	// The serving flags belong to serve, the default command, so that
+	// explain neither lists nor accepts them; "nfdrop_exporter --flag ..."
+	// without a command still serves (see defaultCommand).
+	serve := app.Command("serve", "Read NFLOG groups and serve metrics (the default command: its flags may be given without it; serve --help lists them).").Default()
+	serve.Flag("nflog.group", "NFLOG group to read (iptables --nflog-group, nft 'log group'); repeat for several.").Default("0").StringsVar(&f.groups)
+	serve.Flag("nflog.copy-range", "Bytes of each packet the kernel copies to the exporter; enough for IPv6 with extension headers and TCP.").Default("256").Uint32Var(&f.copyRange)
+	serve.Flag("nflog.queue-threshold", "Messages the kernel batches before sending (qthreshold); 0 keeps the kernel default of 100.").Default("1000").Uint32Var(&f.queueThreshold)
+	serve.Flag("nflog.flush-timeout", "Longest a logged packet waits in a kernel batch (10ms steps).").Default("10ms").DurationVar(&f.flushTimeout)
+	serve.Flag("nflog.batch-size", "Kernel batch buffer per group (nlbufsiz, at most 128KiB); larger batches cost less CPU per packet.").Default("128KiB").BytesVar(&f.batchSize)
+	serve.Flag("nflog.socket.receive-buffer", "Socket receive buffer (SO_RCVBUFFORCE): how long a burst the kernel can hold while the exporter is busy.").Default("32MiB").BytesVar(&f.receiveBuffer)
+	serve.Flag("nflog.replay-file", "Replay an NFLOG pcap (tcpdump -i nflog:N -w FILE) instead of binding; for tests.").Hidden().StringVar(&f.replayFile)
+	serve.Flag("debug.cpu-profile", "Write a CPU profile of the whole run to this file at exit; for the profile-guided build (cmd/nfdrop_exporter/default.pgo).").Hidden().StringVar(&f.cpuProfile)
+	serve.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(classify.DefaultPorts).StringVar(&f.ports)
+	serve.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(classify.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
+	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
+	serve.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
+	serve.Flag("web.landing-page.sources", "Show the heaviest sources of non-teardown drops on the landing page and in "+summary.Path+" (a fixed-size sketch per group; addresses are never metric labels). --no-web.landing-page.sources turns the view and its per-packet cost off.").Default("true").BoolVar(&f.landingSources)
+	serve.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
+	f.conntrack = addConntrackFlags(serve)
+	f.reasons = addReasonsFlags(serve)
+	f.audit = addAuditFlags(serve)
+	f.web = kingpinflag.AddFlags(serve, ":9786")
+	f.log = &promslog.Config{Level: promslog.NewLevel(), Format: promslog.NewFormat()}
+	serve.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).Default("info").HintOptions(promslog.LevelFlagOptions...).SetValue(f.log.Level)
+	serve.Flag(promslogflag.FormatFlagName, promslogflag.FormatFlagHelp).Default("logfmt").HintOptions(promslog.FormatFlagOptions...).SetValue(f.log.Format)
 	explain := addExplainCommand(app, &f.explain)
 	return app, serve, explain
+}
+
+// defaultCommand puts "serve" in front of arguments that name no command,
+// so that the serving flags work without it, as they always have.
+// kingpin only reads flags of the default command once it is on the line.
+func defaultCommand(args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	switch args[0] {
+	case "serve", "explain", "help", "--help", "-h", "--help-long", "--help-man", "--version",
+		"--completion-bash", "--completion-script-bash", "--completion-script-zsh":
+		return args
+	}
+	return append([]string{"serve"}, args...)
 }
 
 // exitRequest carries kingpin's exit code (after --help or --version) out of Parse.
@@ -108,8 +128,17 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 			code = int(c)
 		}
 	}()
+	args = defaultCommand(args)
 	cmd, err := app.Parse(args)
 	if err != nil {
+		if len(args) > 0 && args[0] == "explain" {
+			if strings.Contains(err.Error(), "unknown") {
+				fmt.Fprintf(stderr, "%s explain: %v; explain takes only --format, --ports and --max-prefixes (see %s explain --help)\n", name, err, name)
+			} else {
+				fmt.Fprintf(stderr, "%s explain: %v; see %s explain --help\n", name, err, name)
+			}
+			return 2
+		}
 		fmt.Fprintf(stderr, "%s: %v; see --help\n", name, err)
 		return 2
 	}

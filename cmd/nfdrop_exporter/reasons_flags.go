@@ -26,7 +26,7 @@ type reasonsFlags struct {
 	added  bool // group 0 is read only because of --conntrack.reasons.bind
 }
 
-func addReasonsFlags(app *kingpin.Application) *reasonsFlags {
+func addReasonsFlags(app *kingpin.CmdClause) *reasonsFlags {
 	f := &reasonsFlags{}
 	app.Flag("conntrack.reasons", "Join every drop to conntrack's reason for the same packet (nfdrop_drop_reasons_total), from the messages conntrack logs to NFLOG group 0 when net.netfilter.nf_conntrack_log_invalid is set; needs group 0 to be read. Conntrack's messages are never counted as drops either way.").Default("true").BoolVar(&f.join)
 	app.Flag("conntrack.reasons.bind", "Also bind NFLOG group 0, where conntrack writes its messages, when --nflog.group does not include it (the drop rule logs to another group). The exporter exits if another process (ulogd2) holds group 0.").BoolVar(&f.bind)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ type Options struct {
 	Ports       string   // --ports, the --collector.ports list; "" = classify.DefaultPorts
 	MaxPrefixes int      // distinct prefix label values before "(other)"; 0 = classify.DefaultMaxPrefixes
 	Files       []string // no file or "-" = stdin
+	Width       int      // the verdict wraps at this many columns; 0 = 80
 }
 
 // maxExamples is how many unparsed lines are shown, with their line numbers.
@@ -71,19 +73,33 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	var failed []string
 	for _, name := range files {
-		if err := a.readInput(name, stdin); err != nil {
-			fmt.Fprintf(stderr, "explain: %s: %v\n", displayName(name), err)
-			failed = append(failed, displayName(name))
+		in := &input{name: displayName(name), format: "text"}
+		a.inputs = append(a.inputs, in)
+		if err := a.readInput(in, name, stdin); err != nil {
+			in.err = err
+			fmt.Fprintf(stderr, "explain: %s: %v\n", in.name, err)
+			failed = append(failed, in.name)
 		}
 	}
 	rep := a.report()
-	if opts.Format == "json" {
+	width := opts.Width
+	if width <= 0 {
+		width = 80
+	}
+	switch {
+	case opts.Format == "json":
 		err = writeJSON(stdout, rep)
-	} else {
-		err = writeTable(stdout, rep)
+	case len(failed) == len(files) && rep.Total == 0:
+		// nothing was read: no empty table, just what went wrong
+		_, err = fmt.Fprintln(stdout, wrap(rep.Verdict, width))
+	default:
+		err = writeTable(stdout, rep, width)
 	}
 	if err != nil {
 		return err
+	}
+	if len(failed) == len(files) {
+		return fmt.Errorf("no input could be read (%s)", strings.Join(failed, ", "))
 	}
 	if len(failed) > 0 {
 		// the reasons are on stderr already, next to each input's name
@@ -102,10 +118,12 @@ func displayName(name string) string {
 // readInput opens one input and reads it as a capture or as text, by its
 // first bytes (gzip-compressed inputs, such as rotated kern.log.2.gz, are
 // decompressed first).
-func (a *aggregator) readInput(name string, stdin io.Reader) error {
+func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 	var r io.Reader
 	if name == "-" {
-		r = stdin
+		// A terminal's end of input (Ctrl-D) is not sticky: the next read
+		// would wait for more. Sniffing the format reads more than once.
+		r = &stickyEOF{r: stdin}
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
@@ -125,8 +143,6 @@ func (a *aggregator) readInput(name string, stdin io.Reader) error {
 		br = bufio.NewReaderSize(zr, 1<<16)
 		magic, _ = br.Peek(4)
 	}
-	in := &input{name: displayName(name)}
-	a.inputs = append(a.inputs, in)
 	cr, err := capture.Open(br)
 	switch {
 	case err == nil:
@@ -142,50 +158,6 @@ func (a *aggregator) readInput(name string, stdin io.Reader) error {
 // maxLine bounds one text line; the kernel's own limit is 1 KiB, journal JSON
 // objects are a few KiB. Longer lines are cut, not dropped.
 const maxLine = 1 << 20
-
-func (a *aggregator) readText(in *input, br *bufio.Reader) error {
-	var (
-		p    logline.Parser
-		rec  logline.Record
-		long []byte
-	)
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			long = append(long[:0], line...)
-			for err == bufio.ErrBufferFull {
-				line, err = br.ReadSlice('\n')
-				if len(long) < maxLine {
-					long = append(long, line[:min(len(line), maxLine-len(long))]...)
-				}
-			}
-			line = long
-		}
-		if len(line) > 0 {
-			in.lines++
-			st, reason := p.Parse(line, &rec)
-			switch st {
-			case logline.OK:
-				in.packets++
-				a.add(&rec.Packet, rec.Prefix)
-				a.span.observeRecord(&rec)
-			case logline.Unparsed:
-				in.unparsed++
-				a.unparsed(in, in.lines, reason.String(), line)
-			case logline.NotKernel:
-				in.notKernel++
-			default:
-				in.ignored++
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
 
 func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 	lt := pr.LinkType()
@@ -206,7 +178,7 @@ func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 			return fmt.Errorf("record %d: %w", in.lines+1, err)
 		}
 		in.lines++
-		var prefix []byte
+		var prefix, inDev, outDev []byte
 		if lt == capture.LinkTypeNFLOG {
 			if err := source.ParseNFLOGRecord(data, &m); err != nil {
 				in.unparsed++
@@ -219,6 +191,7 @@ func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 				// the record time is libpcap's read time, up to a batch late
 				ts = time.Unix(0, m.TimestampNs)
 			}
+			inDev, outDev = a.ifNames(data)
 		} else {
 			ip, fam, ok := frame(lt, data)
 			if !ok {
@@ -228,7 +201,7 @@ func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 			packet.Decode(ip, fam, &pkt)
 		}
 		in.packets++
-		a.add(&pkt, prefix)
+		a.add(&pkt, prefix, inDev, outDev, 1, ts)
 		a.span.observe(logline.TimeWall, ts, 0)
 	}
 }
@@ -243,6 +216,23 @@ type input struct {
 	unparsed uint64
 	// notKernel: lines with the LOG head that another program wrote
 	notKernel uint64
+	formats   [logline.NumFormats]uint64 // packets' lines by wrapper
+	err       error                      // why the input could not be read (to the end)
+}
+
+// formatName is the input's format: a capture's, else the wrapper most of
+// its packet lines came in.
+func (in *input) formatName() string {
+	if in.format != "text" {
+		return in.format
+	}
+	best := logline.FormatBare
+	for f, n := range in.formats {
+		if n > in.formats[best] {
+			best = logline.Format(f)
+		}
+	}
+	return best.String()
 }
 
 type example struct {
@@ -262,6 +252,8 @@ type aggregator struct {
 	inputs     []*input
 	examples   []example
 	span       span
+	who        [numGroups]*who
+	ifBuf      [2][16]byte // "if<index>" names of NFLOG captures
 }
 
 // newAggregator needs maxPrefixes checked by classify.CheckMaxPrefixes.
@@ -270,13 +262,42 @@ func newAggregator(c *classify.Classifier, maxPrefixes int) *aggregator {
 		classifier: c,
 		prefixes:   classify.NewPrefixTable(maxPrefixes),
 		counts:     make(map[classify.Key]uint64),
+		who:        [numGroups]*who{newWho(), newWho()},
 	}
 }
 
-func (a *aggregator) add(p *packet.Packet, rawPrefix []byte) {
+// add counts n packets like p, logged with rawPrefix on interfaces in/out at ts.
+func (a *aggregator) add(p *packet.Packet, rawPrefix, in, out []byte, n uint64, ts time.Time) {
 	prefix := a.prefixes.Index(classify.TrimPrefix(rawPrefix))
-	a.counts[a.classifier.Key(p).WithPrefix(prefix)]++
+	k := a.classifier.Key(p)
+	a.counts[k.WithPrefix(prefix)] += n
+	g := groupOther
+	if k.Class() == classify.ClassTeardown {
+		g = groupTeardown
+	}
+	a.who[g].observe(p, k.Class(), prefix, in, out, n, ts)
 }
+
+// syslogEpoch moves a year-less syslog time (year 0) to the year 2000, the
+// same calendar 2000 years on, so that it fits the sketch's nanoseconds.
+var syslogEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+
+// stamp is the record's time for first/last seen, on its own clock: the
+// report shows them on the clock of its time span.
+func (a *aggregator) stamp(r *logline.Record) time.Time {
+	switch r.TimeKind {
+	case logline.TimeWall:
+		return r.Time
+	case logline.TimeNoYear:
+		return time.Unix(r.Time.Unix()+syslogEpoch, int64(r.Time.Nanosecond())).In(r.Time.Location())
+	case logline.TimeUptime:
+		return time.Unix(0, int64(r.Uptime))
+	}
+	return noTime
+}
+
+// noTime marks a line without a time; renderStamp writes it as "".
+var noTime = time.Unix(0, math.MinInt64)
 
 func (a *aggregator) unparsed(in *input, line uint64, reason string, text []byte) {
 	if len(a.examples) >= maxExamples {
@@ -350,4 +371,21 @@ func (s *span) observe(k logline.TimeKind, t time.Time, up time.Duration) {
 		s.last[k] = t
 	}
 	s.have[k] = true
+}
+
+// stickyEOF ends at the first end of input for good.
+type stickyEOF struct {
+	r   io.Reader
+	eof bool
+}
+
+func (s *stickyEOF) Read(p []byte) (int, error) {
+	if s.eof {
+		return 0, io.EOF
+	}
+	n, err := s.r.Read(p)
+	if err == io.EOF {
+		s.eof = true
+	}
+	return n, err
 }

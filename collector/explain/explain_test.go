@@ -46,6 +46,12 @@ func TestGolden(t *testing.T) {
 		{"lab-nft-pcap", []string{"testdata/lab-nft.pcap"}, ""},
 		{"lab-nft-ports", []string{"testdata/lab-nft.log"}, "8080,8443"},
 		{"empty", []string{"testdata/empty.log"}, ""},
+		// written by Debian's ulogd2 2.0.8 (NFLOG → BASE → IFINDEX → IP2STR → PRINTPKT → LOGEMU, and → JSON)
+		{"ulogd", []string{"testdata/ulogd-logemu.log", "testdata/ulogd.json"}, ""},
+		{"repeated", []string{"testdata/repeated.log"}, ""},
+		// the lab's crafted set and real late teardown, as ulogd2 wrote them (TestE2EUlogd2)
+		{"lab-ulogd-logemu", []string{"testdata/lab-ulogd-logemu.log"}, ""},
+		{"lab-ulogd-json", []string{"testdata/lab-ulogd.json"}, ""},
 	}
 	for _, tc := range tests {
 		for _, format := range []string{"table", "json"} {

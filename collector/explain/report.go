@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/logline"
@@ -29,14 +31,26 @@ type Report struct {
 	Prefixes      []PrefixCount     `json:"prefixes"`
 	TimeSpan      *TimeSpan         `json:"time_span"`
 	UnparsedLines []UnparsedLine    `json:"unparsed_lines"`
-	Verdict       string            `json:"verdict"`
+	// Who sent the drops, teardown-shaped ones apart: the heaviest exact
+	// source addresses and /24 (IPv4) or /48 (IPv6) networks, largest first.
+	TopSources          []Source  `json:"top_sources"`           // drops other than teardown
+	TopNetworks         []Source  `json:"top_networks"`          // drops other than teardown
+	TopTeardownSources  []Source  `json:"top_teardown_sources"`  // teardown-shaped drops
+	TopTeardownNetworks []Source  `json:"top_teardown_networks"` // teardown-shaped drops
+	NonTeardown         Breakdown `json:"non_teardown"`
+	Teardown            Breakdown `json:"teardown"`
+	Verdict             string    `json:"verdict"`
 }
 
 // InputReport is one input file's contribution.
 type InputReport struct {
-	Name     string `json:"name"`
-	Format   string `json:"format"` // "text", "pcap" or "pcapng"
-	Lines    uint64 `json:"lines"`  // text lines, or capture records
+	Name string `json:"name"`
+	// Format is "pcap" or "pcapng" for a capture, else the wrapper of most
+	// of its packet lines: "syslog", "ulogd-logemu", "dmesg", "kmsg",
+	// "journal-json", "ulogd-json", or "text" (bare messages, or no packets).
+	Format   string `json:"format"`
+	Error    string `json:"error,omitempty"` // why the input could not be read (to the end)
+	Lines    uint64 `json:"lines"`           // text lines, or capture records
 	Packets  uint64 `json:"packets"`
 	Ignored  uint64 `json:"ignored"`
 	Unparsed uint64 `json:"unparsed"`
@@ -88,7 +102,12 @@ func (a *aggregator) report() *Report {
 		r.Classes[c.String()] = 0
 	}
 	for _, in := range a.inputs {
-		r.Inputs = append(r.Inputs, InputReport{in.name, in.format, in.lines, in.packets, in.ignored, in.unparsed, in.notKernel})
+		ir := InputReport{Name: in.name, Format: in.formatName(), Lines: in.lines, Packets: in.packets,
+			Ignored: in.ignored, Unparsed: in.unparsed, NotKernel: in.notKernel}
+		if in.err != nil {
+			ir.Error = in.err.Error()
+		}
+		r.Inputs = append(r.Inputs, ir)
 		r.Total += in.packets
 		r.Unparsed += in.unparsed
 		r.Ignored += in.ignored
@@ -119,13 +138,11 @@ func (a *aggregator) report() *Report {
 			r.Prefixes = append(r.Prefixes, PrefixCount{names[i], n})
 		}
 	}
-	slices.SortStableFunc(r.Prefixes, func(x, y PrefixCount) int {
-		if c := cmp.Compare(y.Count, x.Count); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.Prefix, y.Prefix)
-	})
+	sortPrefixes(r.Prefixes)
 	r.TimeSpan = a.span.report()
+	clock := a.span.clock()
+	r.TopSources, r.TopNetworks, r.NonTeardown = a.who[groupOther].report(names, clock)
+	r.TopTeardownSources, r.TopTeardownNetworks, r.Teardown = a.who[groupTeardown].report(names, clock)
 	for _, e := range a.examples {
 		r.UnparsedLines = append(r.UnparsedLines, UnparsedLine{e.input, e.line, e.reason, e.text})
 	}
@@ -145,6 +162,35 @@ func (a *aggregator) report() *Report {
 	return r
 }
 
+func sortPrefixes(p []PrefixCount) {
+	slices.SortStableFunc(p, func(x, y PrefixCount) int {
+		if c := cmp.Compare(y.Count, x.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.Prefix, y.Prefix)
+	})
+}
+
+// clock renders a stamp (aggregator.stamp) on the clock it was taken on,
+// which its value tells: lines of one input may carry different clocks.
+func (s *span) clock() clockOf {
+	return renderStamp
+}
+
+func renderStamp(t time.Time) string {
+	switch ns := t.UnixNano(); {
+	case ns == math.MinInt64:
+		return ""
+	case t.Year() < 1971: // uptime: seconds since boot
+		return strconv.FormatFloat(time.Duration(ns).Seconds(), 'f', 6, 64)
+	case t.Year() == 2000: // a year-less syslog time
+		return t.Format(syslogLayout)
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+const syslogLayout = "Jan _2 15:04:05.999999"
+
 func (s Series) key() string {
 	return strings.Join([]string{s.Class, s.Prefix, s.Family, s.Proto, s.Port, s.Side, s.Flags}, "\x00")
 }
@@ -159,8 +205,7 @@ func (s *span) report() *TimeSpan {
 		if k == logline.TimeWall {
 			ts.Clock, ts.First, ts.Last = "wall", f.Format(time.RFC3339Nano), l.Format(time.RFC3339Nano)
 		} else {
-			const layout = "Jan _2 15:04:05.999999"
-			ts.Clock, ts.First, ts.Last = "syslog", f.Format(layout), l.Format(layout)
+			ts.Clock, ts.First, ts.Last = "syslog", f.Format(syslogLayout), l.Format(syslogLayout)
 		}
 		return ts
 	}
@@ -219,7 +264,8 @@ func orDash(s string) string {
 // maxRowsPerClass bounds the breakdown table; the JSON series list is complete.
 const maxRowsPerClass = 10
 
-func writeTable(w io.Writer, r *Report) error {
+// writeTable writes the report for a terminal; the verdict wraps at width.
+func writeTable(w io.Writer, r *Report, width int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Packets classified: %s    lines not understood: %s    other lines ignored: %s\n",
 		thousands(r.Total), thousands(r.Unparsed), thousands(r.Ignored))
@@ -228,7 +274,7 @@ func writeTable(w io.Writer, r *Report) error {
 	}
 	for _, in := range r.Inputs {
 		unit := "lines"
-		if in.Format != "text" {
+		if in.Format == "pcap" || in.Format == "pcapng" {
 			unit = "records"
 		}
 		fmt.Fprintf(&b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored",
@@ -308,15 +354,131 @@ func writeTable(w io.Writer, r *Report) error {
 		}
 		tw.Flush()
 	}
+	writeWho(&b, "Drops other than teardown", r.NonTeardown, r.TopSources, r.TopNetworks, r.Total)
+	writeWho(&b, "Teardown-shaped drops", r.Teardown, r.TopTeardownSources, r.TopTeardownNetworks, r.Total)
 	if r.Unparsed > 0 {
 		fmt.Fprintf(&b, "\nLines not understood: %s (first %d shown)\n", thousands(r.Unparsed), len(r.UnparsedLines))
 		for _, u := range r.UnparsedLines {
 			fmt.Fprintf(&b, "  %s:%d: %s: %s\n", escape([]byte(u.Input)), u.Line, u.Reason, u.Text) // Text is escaped already
 		}
 	}
-	b.WriteString("\nVerdict: ")
-	b.WriteString(r.Verdict)
+	b.WriteString("\n")
+	b.WriteString(wrap("Verdict: "+r.Verdict, width))
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// wrap breaks s into lines of at most width columns at spaces (a longer
+// word stays whole).
+func wrap(s string, width int) string {
+	if width < 20 {
+		width = 20
+	}
+	var b strings.Builder
+	col := 0
+	for i, word := range strings.Fields(s) {
+		n := utf8.RuneCountInString(word)
+		if i > 0 {
+			if col+1+n > width {
+				b.WriteByte('\n')
+				col = 0
+			} else {
+				b.WriteByte(' ')
+				col++
+			}
+		}
+		b.WriteString(word)
+		col += n
+	}
+	return b.String()
+}
+
+// writeWho writes one group's sources, ports, interfaces and prefixes.
+func writeWho(b *strings.Builder, title string, g Breakdown, addrs, nets []Source, total uint64) {
+	if g.Packets == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n%s: %s packets (%s of all)\n", title, thousands(g.Packets), share(g.Packets, total))
+	for _, l := range []struct {
+		name    string
+		list    []Source
+		acc     Accuracy
+		exactly string
+	}{
+		{"Top sources", addrs, g.Sources, ""},
+		{fmt.Sprintf("Top networks (/%d, /%d)", g.Networks.PrefixLengthIPv4, g.Networks.PrefixLengthIPv6), nets, g.Networks, ""},
+	} {
+		if len(l.list) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "  %s, %s:\n", l.name, accuracyWords(l.acc))
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "    SOURCE\tPACKETS\tSHARE\tCLASSES\tDST PORTS\tFIRST SEEN\tLAST SEEN")
+		for _, s := range l.list {
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Source, thousands(s.Packets), share(s.Packets, g.Packets),
+				classWords(s.Classes), portWordsList(s.Ports), orDash(s.FirstSeen), orDash(s.LastSeen))
+		}
+		tw.Flush()
+	}
+	if len(g.DstPorts.Entries) > 0 {
+		var ps []string
+		for _, p := range g.DstPorts.Entries {
+			ps = append(ps, fmt.Sprintf("%s/%d %s", p.Proto, p.Port, thousands(p.Packets)))
+		}
+		fmt.Fprintf(b, "  Top destination ports (exact): %s\n", strings.Join(ps, ", "))
+	}
+	if len(g.Interfaces.Entries) > 0 {
+		var is []string
+		for _, i := range g.Interfaces.Entries {
+			is = append(is, fmt.Sprintf("IN=%s OUT=%s %s", escape([]byte(i.In)), escape([]byte(i.Out)), thousands(i.Packets)))
+		}
+		ex := "exact"
+		if !g.Interfaces.Exact {
+			ex = fmt.Sprintf("%s packets on interfaces past the first %d not listed", thousands(g.Interfaces.Other), maxInterfaces)
+		}
+		fmt.Fprintf(b, "  Interfaces (%s): %s\n", ex, strings.Join(is, ", "))
+	}
+	if len(g.Prefixes.Entries) > 0 {
+		var ps []string
+		for i, p := range g.Prefixes.Entries {
+			if i == 10 {
+				ps = append(ps, fmt.Sprintf("(%d more)", len(g.Prefixes.Entries)-i))
+				break
+			}
+			ps = append(ps, fmt.Sprintf("%q %s", p.Prefix, thousands(p.Count)))
+		}
+		fmt.Fprintf(b, "  Log prefixes (exact): %s\n", strings.Join(ps, ", "))
+	}
+}
+
+func accuracyWords(a Accuracy) string {
+	if a.Exact {
+		return "exact"
+	}
+	return fmt.Sprintf("approximate (more than %d sources: a count may be over by up to its error, at most %s; no source not listed has more)",
+		a.Capacity, thousands(a.ErrorBound))
+}
+
+func classWords(c map[string]uint64) string {
+	var out []string
+	for _, cl := range classify.ReportOrder {
+		if n := c[cl.String()]; n > 0 {
+			out = append(out, fmt.Sprintf("%s %s", cl, thousands(n)))
+		}
+	}
+	return orDash(strings.Join(out, ", "))
+}
+
+func portWordsList(p []PortCount) string {
+	var out []string
+	for _, pc := range p {
+		if pc.Error > 0 {
+			// taken over from another port: between the guaranteed count and the count
+			out = append(out, fmt.Sprintf("%d (%s-%s)", pc.Port, thousands(pc.Packets-pc.Error), thousands(pc.Packets)))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d (%s)", pc.Port, thousands(pc.Packets)))
+	}
+	return orDash(strings.Join(out, ", "))
 }

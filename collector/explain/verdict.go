@@ -14,6 +14,15 @@ import (
 func verdict(r *Report) string {
 	var parts []string
 	if r.Total == 0 {
+		var failed []string
+		for _, in := range r.Inputs {
+			if in.Error != "" {
+				failed = append(failed, in.Name+" ("+in.Error+")")
+			}
+		}
+		if len(failed) == len(r.Inputs) && len(failed) > 0 {
+			return "Nothing was read: " + strings.Join(failed, "; ") + "."
+		}
 		s := "No dropped packets were found in the input."
 		if r.Unparsed > 0 {
 			s += " " + unreadable(r.Unparsed)
@@ -45,8 +54,9 @@ func verdict(r *Report) string {
 		}
 		parts = append(parts, lead+describe(r, c.class)+".")
 	}
+	parts = append(parts, whoSentence(r)...)
 	for _, in := range r.Inputs {
-		if in.Format == "text" && in.Packets > 0 {
+		if in.Format != "pcap" && in.Format != "pcapng" && in.Format != "ulogd-json" && in.Format != "ulogd-logemu" && in.Packets > 0 {
 			parts = append(parts, "These counts come from LOG lines: a LOG rule is usually rate-limited (e.g. limit 15/min), so they are a sample of the drops, not their number; nfdrop_exporter counts every packet through NFLOG.")
 			break
 		}
@@ -174,4 +184,29 @@ func unreadable(n uint64) string {
 		return "1 line looks like a firewall log line but could not be read (see above)."
 	}
 	return thousands(n) + " lines look like firewall log lines but could not be read (see above)."
+}
+
+// whoSentence names the heaviest sources of the drops that are not
+// teardown: the ones worth a look.
+func whoSentence(r *Report) []string {
+	if r.NonTeardown.Packets == 0 || len(r.TopSources) == 0 {
+		return nil
+	}
+	var names []string
+	for i, s := range r.TopSources {
+		if i == 3 {
+			break
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", s.Source, share(s.Packets, r.NonTeardown.Packets)))
+	}
+	out := []string{fmt.Sprintf("The %s drops that are not teardown came mostly from %s", thousands(r.NonTeardown.Packets), and(names))}
+	if len(r.TopNetworks) > 0 && len(r.TopNetworks) < len(r.TopSources) || len(r.TopNetworks) > 0 && r.TopNetworks[0].Packets > r.TopSources[0].Packets {
+		n := r.TopNetworks[0]
+		out[0] += fmt.Sprintf("; the busiest network is %s (%s)", n.Source, share(n.Packets, r.NonTeardown.Packets))
+	}
+	if !r.NonTeardown.Sources.Exact {
+		out[0] += " (approximate counts)"
+	}
+	out[0] += "."
+	return out
 }

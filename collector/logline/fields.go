@@ -172,6 +172,14 @@ func parseMessage(msg []byte, r *Record) (Status, Reason) {
 		return NotFirewall, ReasonNone
 	}
 	r.Prefix = msg[:k]
+	// findIN guarantees "IN=<name> OUT=" here
+	in := msg[k+len(inKey):]
+	in = in[:bytes.IndexByte(in, ' ')]
+	out := msg[k+len(inKey)+len(in)+len(outKey):]
+	if e := bytes.IndexByte(out, ' '); e >= 0 {
+		out = out[:e]
+	}
+	r.In, r.Out = in, out
 	pk := &r.Packet
 	*pk = packet.Packet{}
 
@@ -183,10 +191,12 @@ func parseMessage(msg []byte, r *Record) (Status, Reason) {
 		sawProto        bool
 		proto           uint8
 		fragOff         uint32
+		fragNext        bool // ulogd2 writes IPv6 "FRAG: <offset> ID: <id>"
 		truncated       bool // "TRUNCATED": the IP header itself was not there
 		incomplete      bool // "INCOMPLETE [n bytes]" after PROTO=: L4 header cut
 		sawSPT, sawDPT  bool
 		inFlags, sawEnd bool // between RES= and URGP=, URGP= seen
+		sawRES          bool
 		flags           uint8
 		esp, unknownExt bool // IPv6 walk stopped at ESP / an unknown header
 		arp             bool
@@ -203,11 +213,7 @@ func parseMessage(msg []byte, r *Record) (Status, Reason) {
 			val = val[:e]
 		}
 		sawSrc = true
-		if bytes.IndexByte(val, ':') >= 0 {
-			addrV6 = true
-		} else if bytes.IndexByte(val, '.') >= 0 {
-			addrV4 = true
-		}
+		addrV4, addrV6 = setSrc(pk, val)
 		if k := bytes.Index(b, lenKey); k >= 0 {
 			b = b[k+1:]
 		}
@@ -237,11 +243,24 @@ tokens:
 			continue
 		}
 		endsAtFlowLabel = false
+		if fragNext {
+			fragNext = false
+			n, ok := atou(tok, 65535)
+			if !ok {
+				return Unparsed, ReasonBadNumber
+			}
+			fragOff = n
+			continue
+		}
 		eq := bytes.IndexByte(tok, '=')
 		if eq < 0 {
 			// bare word
 			if inFlags {
 				f, ok := tcpFlag(tok)
+				if !ok && !sawRES {
+					// no RES=: a word that is no flag means a cut line
+					return Unparsed, ReasonNoFlags
+				}
 				if !ok {
 					return Unparsed, ReasonBadFlag
 				}
@@ -255,6 +274,8 @@ tokens:
 					return Unparsed, ReasonBadNumber
 				}
 				fragOff = n
+			case string(tok) == "FRAG:" && !sawProto:
+				fragNext = true
 			case string(tok) == "TRUNCATED" && !sawProto:
 				truncated = true
 			case string(tok) == "INCOMPLETE" && sawProto:
@@ -276,11 +297,7 @@ tokens:
 			switch string(key) {
 			case "SRC":
 				sawSrc = true
-				if bytes.IndexByte(val, ':') >= 0 {
-					addrV6 = true
-				} else if bytes.IndexByte(val, '.') >= 0 {
-					addrV4 = true
-				}
+				addrV4, addrV6 = setSrc(pk, val)
 			case "LEN":
 				if !sawLen {
 					n, ok := atou(val, 65535+40)
@@ -328,10 +345,15 @@ tokens:
 				if sawSPT && proto != protoTCP {
 					break tokens
 				}
+				// ulogd2's PRINTPKT writes the flag words after WINDOW=
+				// with no RES= in front; the kernel writes none before RES=.
+				if proto == protoTCP && !sawEnd {
+					inFlags = true
+				}
 			}
 		case "RES":
 			if proto == protoTCP && !sawEnd {
-				inFlags = true
+				inFlags, sawRES = true, true
 			}
 		case "URGP":
 			if inFlags {
@@ -350,6 +372,9 @@ tokens:
 		pk.Family = packet.FamilyIPv4
 	case addrV6 && !addrV4:
 		pk.Family = packet.FamilyIPv6
+	}
+	if pk.Family == packet.FamilyIPv4 && addrV6 || pk.Family == packet.FamilyIPv6 && addrV4 {
+		pk.Src = [16]byte{} // an address of the other family: no source
 	}
 
 	if truncated && !sawProto {

@@ -11,6 +11,7 @@ func (p *Parser) stripHeader(b []byte, r *Record) (msg []byte, other bool) {
 	// /dev/kmsg: "PRI,SEQ,USEC,FLAGS[,...];message"
 	if n, us, ok := kmsgHeader(b); ok {
 		r.TimeKind, r.Uptime = TimeUptime, time.Duration(us)*time.Microsecond
+		r.Format = FormatKmsg
 		return b[n:], false
 	}
 	// dmesg -r / raw printk level: "<4>"
@@ -32,23 +33,28 @@ func (p *Parser) stripHeader(b []byte, r *Record) (msg []byte, other bool) {
 		r.TimeKind, r.Time = TimeWall, t
 		// dmesg --time-format=iso writes a comma before the fraction and no host
 		b, syslogStamp = b[n:], !(len(b) > 19 && b[19] == ',')
+		r.Format = FormatDmesg
 	} else if n, t, ok := p.syslogTime(b); ok {
 		r.TimeKind, r.Time = TimeNoYear, t
 		b, syslogStamp = b[n:], true
 	} else if n, t, ok := ctimeBracket(b); ok { // dmesg -T
 		r.TimeKind, r.Time = TimeWall, t
 		b = b[n:]
+		r.Format = FormatDmesg
 	} else if n, d, ok := uptimeBracket(b); ok { // dmesg, journalctl -o short-monotonic
 		r.TimeKind, r.Uptime = TimeUptime, d
 		b = b[n:]
+		r.Format = FormatDmesg
 	}
 	b = b[skipSpace(b, 0):]
 	if syslogStamp {
 		// "host tag: " always follows a syslog timestamp.
 		_, rest := token(b)
 		b = rest
+		r.Format = FormatLOGEMU // ulogd2 writes no tag
 		if tok, rest := token(b); isTag(tok) {
 			b, other = rest, !isKernelTag(tok)
+			r.Format = FormatSyslog
 		}
 	} else if host, rest := token(b); len(host) > 0 && !isTag(host) {
 		// journalctl -o short-monotonic: "[ 12.3] host kernel: msg"

@@ -80,11 +80,49 @@ const (
 	TimeWall            // a complete wall-clock time
 )
 
-// Record is the result of parsing one LOG line. Prefix aliases the line (or
-// the parser's JSON buffer) and is valid until the next Parse call.
+// Format is the wrapper a line came in, so that a report names its input's
+// real format.
+type Format uint8
+
+const (
+	FormatBare        Format = iota // the kernel message alone, or a shape not recognised
+	FormatSyslog                    // a syslog file: "Nov 25 13:34:54 host kernel: ..." (or an ISO time)
+	FormatLOGEMU                    // ulogd2's LOGEMU file: a syslog time and host, no tag
+	FormatDmesg                     // dmesg / journalctl -k with a bracketed uptime or ctime
+	FormatKmsg                      // /dev/kmsg records
+	FormatJournalJSON               // journalctl -o json
+	FormatUlogdJSON                 // ulogd2's JSON output plugin
+	NumFormats
+)
+
+var formatNames = [NumFormats]string{
+	FormatBare:        "text",
+	FormatSyslog:      "syslog",
+	FormatLOGEMU:      "ulogd-logemu",
+	FormatDmesg:       "dmesg",
+	FormatKmsg:        "kmsg",
+	FormatJournalJSON: "journal-json",
+	FormatUlogdJSON:   "ulogd-json",
+}
+
+func (f Format) String() string {
+	if f < NumFormats {
+		return formatNames[f]
+	}
+	return "unknown"
+}
+
+// Record is the result of parsing one LOG line. Prefix, In and Out alias the
+// line (or the parser's JSON buffer) and are valid until the next Parse call.
 type Record struct {
-	Packet   packet.Packet
-	Prefix   []byte // the rule's log prefix, untrimmed; may be empty
+	Packet packet.Packet // Src is filled from SRC= (zero when the line has none)
+	Prefix []byte        // the rule's log prefix, untrimmed; may be empty
+	In     []byte        // input interface (IN=), empty when none
+	Out    []byte        // output interface (OUT=), empty when none
+	// Repeat is how many packets the line stands for: N for rsyslog's
+	// "message repeated N times: [...]", else 1.
+	Repeat   uint32
+	Format   Format
 	TimeKind TimeKind
 	Time     time.Time     // TimeNoYear, TimeWall
 	Uptime   time.Duration // TimeUptime
@@ -105,7 +143,9 @@ type Parser struct {
 // unspecified. Reason is ReasonNone unless the status is Unparsed.
 func (p *Parser) Parse(line []byte, r *Record) (Status, Reason) {
 	line = trimEOL(line)
-	r.Prefix = nil
+	r.Prefix, r.In, r.Out = nil, nil, nil
+	r.Repeat = 1
+	r.Format = FormatBare
 	r.TimeKind = TimeNone
 	r.Time = time.Time{}
 	r.Uptime = 0
@@ -117,21 +157,62 @@ func (p *Parser) Parse(line []byte, r *Record) (Status, Reason) {
 			return NotFirewall, ReasonNone
 		}
 		if !ok {
+			// no MESSAGE: ulogd2's JSON output has the packet's fields instead
+			if st, reason, isUlogd := p.ulogdJSON(line[i:], r); isUlogd {
+				r.Format = FormatUlogdJSON
+				return st, reason
+			}
 			if looksLikeFirewall(line) {
 				return Unparsed, ReasonBadJSON
 			}
 			return NotFirewall, ReasonNone
 		}
+		r.Format = FormatJournalJSON
 		if !kernel {
 			return notKernel(msg)
 		}
-		return parseMessage(msg, r)
+		return parseMessage(p.repeated(msg, r), r)
 	}
 	msg, other := p.stripHeader(line, r)
 	if other {
 		return notKernel(msg)
 	}
-	return parseMessage(msg, r)
+	return parseMessage(p.repeated(msg, r), r)
+}
+
+var repeatedKey = []byte("message repeated ")
+
+// repeated unwraps rsyslog's duplicate suppression, "message repeated N
+// times: [ msg]": the line stands for N packets. The kernel's uptime
+// bracket may follow inside.
+func (p *Parser) repeated(msg []byte, r *Record) []byte {
+	if len(msg) < len(repeatedKey) || string(msg[:len(repeatedKey)]) != string(repeatedKey) {
+		return msg
+	}
+	b := msg[len(repeatedKey):]
+	j := 0
+	for j < len(b) && isDigit(b[j]) {
+		j++
+	}
+	n, ok := atou(b[:j], 1<<31)
+	const times = " times: ["
+	if !ok || n == 0 || len(b) < j+len(times) || string(b[j:j+len(times)]) != times {
+		return msg
+	}
+	b = b[j+len(times):]
+	if len(b) > 0 && b[len(b)-1] == ']' {
+		b = b[:len(b)-1]
+	}
+	b = b[skipSpace(b, 0):]
+	if k, d, ok := uptimeBracket(b); ok {
+		if r.TimeKind == TimeNone {
+			r.TimeKind, r.Uptime = TimeUptime, d
+		}
+		b = b[k:]
+		b = b[skipSpace(b, 0):]
+	}
+	r.Repeat = n
+	return b
 }
 
 // notKernel sorts a line another program wrote: NotKernel when it has the

@@ -328,7 +328,12 @@ func FuzzParseLine(f *testing.F) {
 		`{"MESSAGE":[105,112,32,73,78,61,32,79,85,84,61],"__REALTIME_TIMESTAMP":"1"}`,
 		`{"MESSAGE":"\ud83d\ude00 IN=a OUT= PROTO=TCP"}`,
 		"4,1,2,-;x IN=a OUT= SRC=1.2.3.4 TTL=1 PROTO=UDP SPT=1 DPT=2",
-		"[Wed Nov 25 13:34:54 2026] x IN=a OUT= FLOWLBL=1"} {
+		"[Wed Nov 25 13:34:54 2026] x IN=a OUT= FLOWLBL=1",
+		`{"oob.prefix": "d", "oob.family": 10, "ip.protocol": 6, "ip6.payloadlen": 40, "src_port": 1, "dest_port": 2, "tcp.syn": 1, "oob.in": "lo", "oob.out": "", "src_ip": "::1", "oob.time.sec": 1}`,
+		`{"oob.family": 2, "ip.protocol": 17, "ip.totlen": 28, "ip.fragoff": 16385, "src_ip": "1.2.3.4"}`,
+		"Dec  1 22:59:05 vm denied6 IN=lo OUT= MAC= SRC=::1 DST=::1 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=1 FRAG: 8 ID: 0000abcd PROTO=TCP",
+		"Dec  1 22:59:02 vm d IN=lo OUT= MAC= SRC=127.0.0.1 DST=127.0.0.1 LEN=40 TOS=00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=2 DPT=9 SEQ=1 ACK=2 WINDOW=512 URG ACK PSH FIN URGP=0 MARK=0x0 ",
+		"Nov 25 13:35:24 web1 kernel: message repeated 5 times: [ [ 1.2] D: IN=eth0 OUT= SRC=1.2.3.4 LEN=40 TTL=1 PROTO=UDP SPT=1 DPT=2]"} {
 		f.Add([]byte(s))
 	}
 	var p Parser

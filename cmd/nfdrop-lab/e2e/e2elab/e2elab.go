@@ -27,7 +27,7 @@ func ConntrackBinary(t *testing.T) string {
 	t.Helper()
 	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "nmap")
 	bin := e2e.Binary(t)
-	if out, _ := exec.Command(bin, "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
+	if out, _ := exec.Command(bin, "serve", "--help").CombinedOutput(); !strings.Contains(string(out), "--[no-]conntrack.correlate") {
 		t.Fatal("the binary has no --conntrack.correlate flag: wire addConntrackFlags/build (conntrack_flags.go) into main.go")
 	}
 	return bin
