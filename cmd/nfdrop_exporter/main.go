@@ -103,6 +103,11 @@ func defaultCommand(args []string) []string {
 	if len(args) == 0 {
 		return args
 	}
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+		// Operators look for the serving flags under --help: list every
+		// command with its flags, as --help-long does.
+		return []string{"--help-long"}
+	}
 	switch args[0] {
 	case "serve", "explain", "help", "--help", "-h", "--help-long", "--help-man", "--version",
 		"--completion-bash", "--completion-script-bash", "--completion-script-zsh":

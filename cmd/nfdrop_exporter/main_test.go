@@ -262,13 +262,22 @@ func TestFlagErrors(t *testing.T) {
 const replayArg = "--nflog.replay-file=testdata/replay.pcap"
 
 func TestVersionAndHelp(t *testing.T) {
-	for _, args := range [][]string{{"--version"}, {"--help"}, {"explain", "--help"}} {
-		out, err := exec.Command(e2e.Binary(t), args...).CombinedOutput()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--version"}, "nfdrop_exporter, version"},
+		// A bare --help lists the serving flags too, not only the commands.
+		{[]string{"--help"}, "--nflog.group"},
+		{[]string{"-h"}, "--web.listen-address"},
+		{[]string{"explain", "--help"}, "--format"},
+	} {
+		out, err := exec.Command(e2e.Binary(t), tc.args...).CombinedOutput()
 		if err != nil {
-			t.Errorf("%v: %v\n%s", args, err, out)
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
 		}
-		if len(out) == 0 {
-			t.Errorf("%v printed nothing", args)
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v printed no %q:\n%s", tc.args, tc.want, out)
 		}
 	}
 }
