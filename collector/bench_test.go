@@ -173,7 +173,8 @@ func BenchmarkPacketParts(b *testing.B) {
 			m := &msgs[i&8191]
 			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
 			k := c.classifier.Key(&p)
-			gs.counters.inc(k.WithPrefix(c.prefixIndex(gs, m.Prefix)), k.Class())
+			idx, _, _ := c.prefixOf(gs, m.Prefix)
+			gs.counters.inc(k.WithPrefix(idx), k.Class())
 			i++
 		}
 	})

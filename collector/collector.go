@@ -74,7 +74,9 @@ type groupState struct {
 	last      int64         // newest packet's time, not yet published
 	rawPrefix [128]byte     // the last prefix seen, untrimmed, if it fits (NFLOG allows 127 bytes)...
 	rawLen    int           // ...and its length (-1: none yet)
-	prefixIdx uint8         // ...and its label index
+	prefixIdx uint8         // ...and its label index, or
+	prefixCT  bool          // ...whether it is conntrack's own message prefix,
+	ctReason  ctlog.Reason  // ...and then conntrack's reason
 }
 
 // New validates cfg and builds the collector.
@@ -155,8 +157,9 @@ func (c *Collector) Packet(m *source.Message) {
 	p := &gs.pkt
 	family := classify.FamilyHint(m)
 	packet.Decode(m.Payload, family, p)
+	idx, r, isCT := c.prefixOf(gs, m.Prefix)
 	// Conntrack's own messages are not drops.
-	if r, ok := ctlog.Recognise(m.Prefix); ok {
+	if isCT {
 		if c.reasons != nil {
 			var k uint64
 			if c.reasons.Joining() { // the key is only for the join
@@ -171,7 +174,7 @@ func (c *Collector) Packet(m *source.Message) {
 	}
 	k := c.classifier.Key(p)
 	class := k.Class()
-	gs.counters.inc(k.WithPrefix(c.prefixIndex(gs, m.Prefix)), class)
+	gs.counters.inc(k.WithPrefix(idx), class)
 	if p.Err == packet.ErrNone {
 		gs.sizes[class].observe(p.Length)
 	}
@@ -201,20 +204,24 @@ func (c *Collector) group(g uint16) *groupState {
 	return c.groups[g]
 }
 
-// prefixIndex is the label index of a message's prefix. A group is nearly
-// always fed by one rule, so the last raw prefix and its index are kept: the
-// trim and the search of the prefix table only run when the prefix changes,
-// and the comparison is of raw bytes, so it never allocates.
-func (c *Collector) prefixIndex(gs *groupState, raw []byte) uint8 {
+// prefixOf reads a message's prefix: conntrack's reason if the prefix is
+// one of conntrack's own messages (isCT), else its label index. A group is
+// nearly always fed by one rule, so the last raw prefix and what it is are
+// kept: recognising, trimming and searching the prefix table only run when
+// the prefix changes, and the comparison is of raw bytes, so it never
+// allocates. Conntrack's prefixes never enter the prefix table.
+func (c *Collector) prefixOf(gs *groupState, raw []byte) (idx uint8, r ctlog.Reason, isCT bool) {
 	if len(raw) == gs.rawLen && sameBytes(raw, gs.rawPrefix[:gs.rawLen]) {
-		return gs.prefixIdx
+		return gs.prefixIdx, gs.ctReason, gs.prefixCT
 	}
-	i := c.prefixes.Index(classify.TrimPrefix(raw))
+	if r, isCT = ctlog.Recognise(raw); !isCT {
+		idx = c.prefixes.Index(classify.TrimPrefix(raw))
+	}
 	if len(raw) <= len(gs.rawPrefix) { // an index never changes, (other) included: the table only grows
 		gs.rawLen = copy(gs.rawPrefix[:], raw)
-		gs.prefixIdx = i
+		gs.prefixIdx, gs.ctReason, gs.prefixCT = idx, r, isCT
 	}
-	return i
+	return idx, r, isCT
 }
 
 // sameBytes reports whether a and b, of equal length, are equal. Rule
