@@ -162,25 +162,9 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 		return v
 	}
 	g0 := map[string]string{"group": "0"}
-	// poll scrapes until ok(scrape) or 10 s pass.
 	poll := func(what string, ok func(lab.Scrape) bool) lab.Scrape {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			select {
-			case err := <-exited:
-				t.Fatalf("exporter exited: %v", err)
-			default:
-			}
-			s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
-			if err == nil && ok(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 10s (last error %v)", what, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		return e2elab.Poll(t, l, exited, what, ok)
 	}
 	s := poll("nfdrop_up{group=\"0\"} == 1", func(s lab.Scrape) bool { v, ok := s.Value("nfdrop_up", g0); return ok && v == 1 })
 
@@ -251,18 +235,7 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 		rs, got, kernel, wantTotal, invalidAfter-invalidBefore, wantInvalid, k, invalidAfter)
 
 	// The rule vanishes (a firewall reload without it), then comes back.
-	switch rs {
-	case lab.Iptables:
-		for _, tool := range []string{"iptables", "ip6tables"} {
-			if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
-				t.Fatal(err)
-			}
-		}
-	case lab.Nftables:
-		if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e2elab.FlushLogRule(t, l, rs)
 	s = scrape()
 	if got := value(s, "nfdrop_log_rules", g0); got != 0 {
 		t.Errorf("after flushing the rule: nfdrop_log_rules = %v, want 0", got)
@@ -309,25 +282,11 @@ func TestAuditLegacyE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, exited, logs := e2elab.StartExporter(t, l, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786", "--collector.rule-audit.max-age=0s")
-	client := lab.HTTPClient(l.Server, 2*time.Second)
 	ctx := context.Background()
 	g0 := map[string]string{"group": "0"}
 	poll := func(what string, ok func(lab.Scrape) bool) lab.Scrape {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			select {
-			case err := <-exited:
-				t.Fatalf("exporter exited: %v", err)
-			default:
-			}
-			s, err := lab.FetchMetrics(ctx, client, "http://127.0.0.1:9786/metrics")
-			if err == nil && ok(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 10s (last error %v)", what, err)
-			}
-		}
+		return e2elab.Poll(t, l, exited, what, ok)
 	}
 	s := poll("bound", func(s lab.Scrape) bool { v, ok := s.Value("nfdrop_up", g0); return ok && v == 1 })
 	if v, ok := s.Value("nfdrop_log_rules", g0); !ok || v != 0 {

@@ -77,18 +77,7 @@ func TestAuditPrometheusE2E(t *testing.T) {
 			}
 
 			flushed := time.Now()
-			switch rs {
-			case lab.Iptables:
-				for _, tool := range []string{"iptables", "ip6tables"} {
-					if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
-						t.Fatal(err)
-					}
-				}
-			case lab.Nftables:
-				if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
-					t.Fatal(err)
-				}
-			}
+			e2elab.FlushLogRule(t, l, rs)
 			p.waitFor(t, missing, 30*time.Second, exited)
 			p.waitFor(t, pending, 30*time.Second, exited)
 			r := p.query(t, missing)

@@ -99,30 +99,54 @@ func StopExporter(t testing.TB, exp *exec.Cmd, exited <-chan error) {
 // identity holds only from the bind on).
 func WaitUp(t testing.TB, l *lab.Lab, exited <-chan error, groups ...string) lab.Scrape {
 	t.Helper()
+	return Poll(t, l, exited, fmt.Sprintf("nfdrop_up of groups %v", groups), func(sc lab.Scrape) bool {
+		for _, g := range groups {
+			if v, ok := sc.Value("nfdrop_up", map[string]string{"group": g}); !ok || v != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Poll scrapes the exporter in l's server namespace until ok holds, for at
+// most 10 s, and returns that scrape; what names the condition in a failure.
+func Poll(t testing.TB, l *lab.Lab, exited <-chan error, what string, ok func(lab.Scrape) bool) lab.Scrape {
+	t.Helper()
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
 		case err := <-exited:
-			t.Fatalf("exporter exited before becoming ready: %v", err)
+			t.Fatalf("exporter exited before %s: %v", what, err)
 		default:
 		}
 		sc, err := lab.FetchMetrics(context.Background(), client, "http://127.0.0.1:9786/metrics")
-		if err == nil {
-			up := 0
-			for _, g := range groups {
-				if v, ok := sc.Value("nfdrop_up", map[string]string{"group": g}); ok && v == 1 {
-					up++
-				}
-			}
-			if up == len(groups) {
-				return sc
-			}
+		if err == nil && ok(sc) {
+			return sc
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("exporter not ready (nfdrop_up of groups %v) after 10s; last error: %v", groups, err)
+			t.Fatalf("%s: not within 10s (last error %v)", what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// FlushLogRule removes every rule of the INPUT chain of ruleset rs, the
+// NFLOG rule with them: what a firewall reload that forgets it leaves.
+func FlushLogRule(t testing.TB, l *lab.Lab, rs lab.Ruleset) {
+	t.Helper()
+	switch rs {
+	case lab.Iptables:
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			if _, err := l.Run(l.Server, tool, "-F", "INPUT"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	case lab.Nftables:
+		if _, err := l.Run(l.Server, "nft", "flush", "chain", "inet", "nfdrop_filter", "input"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
