@@ -29,6 +29,18 @@ var ReportOrder = [NumClasses]Class{ClassTeardown, ClassHandshake, ClassProbe, C
 func ClassNames() []string { return classNames[:] }
 
 // String returns the class label value.
+// NamedCounts maps per-class counts (indexed by Class) to class label values,
+// leaving out zero counts and indices that are no class.
+func NamedCounts(byClass []uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for cl, n := range byClass {
+		if n > 0 && cl < int(NumClasses) {
+			out[Class(cl).String()] = n
+		}
+	}
+	return out
+}
+
 func (c Class) String() string {
 	if c < NumClasses {
 		return classNames[c]

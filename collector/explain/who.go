@@ -383,17 +383,7 @@ func accuracyOf(t topsources.Top) Accuracy {
 func sourcesOf(t topsources.Top, sp *sourcePorts, clock clockOf) []Source {
 	out := make([]Source, 0, len(t.Entries))
 	for _, e := range t.Entries {
-		src := e.Prefix.String()
-		if e.Prefix.IsSingleIP() {
-			src = e.Prefix.Addr().String()
-		}
-		classes := map[string]uint64{}
-		for cl, n := range e.Classes {
-			if n > 0 && cl < int(classify.NumClasses) {
-				classes[classify.Class(cl).String()] = n
-			}
-		}
-		out = append(out, Source{Source: src, Packets: e.Count, Error: e.Error, Classes: classes,
+		out = append(out, Source{Source: e.Source(), Packets: e.Count, Error: e.Error, Classes: classify.NamedCounts(e.Classes[:]),
 			Ports: sp.top(e.Prefix), FirstSeen: clock(e.First), LastSeen: clock(e.Last)})
 	}
 	return out

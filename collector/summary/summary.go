@@ -237,17 +237,7 @@ func topOf(t topsources.Top) Top {
 		ErrorBound: t.ErrorBound, Capacity: t.Capacity, Entries: make([]Source, 0, len(t.Entries)),
 	}
 	for _, e := range t.Entries {
-		src := e.Prefix.String()
-		if e.Prefix.IsSingleIP() {
-			src = e.Prefix.Addr().String()
-		}
-		classes := map[string]uint64{}
-		for cl, n := range e.Classes {
-			if n > 0 && cl < int(classify.NumClasses) {
-				classes[classify.Class(cl).String()] = n
-			}
-		}
-		out.Entries = append(out.Entries, Source{Source: src, Packets: e.Count, Error: e.Error, Classes: classes,
+		out.Entries = append(out.Entries, Source{Source: e.Source(), Packets: e.Count, Error: e.Error, Classes: classify.NamedCounts(e.Classes[:]),
 			FirstSeen: e.First.UTC(), LastSeen: e.Last.UTC()})
 	}
 	return out

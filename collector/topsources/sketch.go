@@ -50,6 +50,15 @@ type Entry struct {
 	First, Last time.Time
 }
 
+// Source names the entry: the address of an exact-address entry, else the
+// network in CIDR notation.
+func (e *Entry) Source() string {
+	if e.Prefix.IsSingleIP() {
+		return e.Prefix.Addr().String()
+	}
+	return e.Prefix.String()
+}
+
 // key is an address masked to the sketch's prefix length, big-endian in two
 // halves (an IPv4 address in the top 32 bits of hi); fam keeps an IPv4 address
 // apart from its IPv4-mapped IPv6 form.
