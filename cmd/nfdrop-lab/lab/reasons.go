@@ -96,12 +96,8 @@ func ExpectedReasons(v6 bool) map[ReasonKey]float64 {
 // RunReasons sends the reasons scenario for one family; progress, if not
 // nil, is called before each item.
 func (l *Lab) RunReasons(ctx context.Context, v6 bool, progress func(ReasonSend)) error {
-	var snd *craft.Sender
-	if err := InNetns(l.Client, func() error {
-		var err error
-		snd, err = craft.NewSender(ClientIf, ServerMAC)
-		return err
-	}); err != nil {
+	snd, err := l.clientSender()
+	if err != nil {
 		return err
 	}
 	defer snd.Close()

@@ -119,17 +119,23 @@ func (s Scenario) Packets() int {
 	return n
 }
 
+// clientSender opens a packet crafter on the client's interface, addressed
+// to the server's MAC.
+func (l *Lab) clientSender() (snd *craft.Sender, err error) {
+	err = InNetns(l.Client, func() error {
+		snd, err = craft.NewSender(ClientIf, ServerMAC)
+		return err
+	})
+	return snd, err
+}
+
 // RunScenario sends the scenario: crafted packets first (rate packets per second,
 // 0 = as fast as possible), then the real TCP runs. progress, if not nil,
 // is called before each item.
 func (l *Lab) RunScenario(ctx context.Context, s Scenario, rate float64, settle time.Duration, progress func(string)) error {
 	if len(s.Sends) > 0 {
-		var snd *craft.Sender
-		if err := InNetns(l.Client, func() error {
-			var err error
-			snd, err = craft.NewSender(ClientIf, ServerMAC)
-			return err
-		}); err != nil {
+		snd, err := l.clientSender()
+		if err != nil {
 			return err
 		}
 		defer snd.Close()
