@@ -346,10 +346,6 @@ type span struct {
 	lastUp      time.Duration
 }
 
-func (s *span) observeRecord(r *logline.Record) {
-	s.observe(r.TimeKind, r.Time, r.Uptime)
-}
-
 func (s *span) observe(k logline.TimeKind, t time.Time, up time.Duration) {
 	if k == logline.TimeNone || int(k) >= len(s.have) {
 		return
