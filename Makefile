@@ -97,13 +97,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzDecodeEvent -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzEventDatagram -fuzztime=30s ./collector/conntrack/
 	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
-	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./collector/logline/
+	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./cmd/nfdrop_exporter/internal/logline/
 	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
 	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
 	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
-	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./collector/explain/
-	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./collector/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
 
 clean:
 	rm -rf $(BIN)

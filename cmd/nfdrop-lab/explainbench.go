@@ -188,7 +188,7 @@ func defaultSeeds() []string {
 	for _, base := range []string{".", filepath.Dir(os.Args[0])} {
 		for d := base; ; d = filepath.Dir(d) {
 			for _, f := range []string{"lab-iptables.log", "lab-nft.log"} {
-				p := filepath.Join(d, "collector", "explain", "testdata", f)
+				p := filepath.Join(d, "cmd", "nfdrop_exporter", "internal", "explain", "testdata", f)
 				if _, err := os.Stat(p); err == nil {
 					out = append(out, p)
 				}

@@ -60,7 +60,7 @@ func main() {
 	ebExporter := eb.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
 	ebFile := eb.Flag("file", "The file to build, or reuse when it is at least --size.").Default("/tmp/nfdrop-explain-bench.log").String()
 	ebSize := eb.Flag("size", "Size of the file.").Default("600MB").Bytes()
-	ebSeeds := eb.Flag("seed", "File of real kernel LOG lines to build from, repeatable (default: collector/explain/testdata/lab-*.log).").Strings()
+	ebSeeds := eb.Flag("seed", "File of real kernel LOG lines to build from, repeatable (default: cmd/nfdrop_exporter/internal/explain/testdata/lab-*.log).").Strings()
 	ebReps := eb.Flag("reps", "Runs of each program.").Default("3").Int()
 
 	cmd := kingpin.MustParse(app.Parse(os.Args[1:]))

@@ -28,7 +28,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
-	"github.com/nfdrop/nfdrop_exporter/collector/summary"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 )
 
 // TestE2ELandingPageBrowser runs the exporter in the lab behind basic auth,

@@ -18,7 +18,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
-	"github.com/nfdrop/nfdrop_exporter/collector/explain"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/explain"
 )
 
 // ulogd2's NFLOG groups in the lab: one per output stack (an NFLOG group

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-	"github.com/nfdrop/nfdrop_exporter/collector/explain"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/explain"
 )
 
 type explainFlags struct {

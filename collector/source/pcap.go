@@ -25,6 +25,36 @@ func ParseNFLOGRecord(data []byte, m *Message) error {
 	return parseAttrs(data[4:], writtenSwapped(data[4:]), m, nil)
 }
 
+// NFULA_IFINDEX_INDEV and NFULA_IFINDEX_OUTDEV: the interfaces a logged
+// packet came in on and was to leave by.
+const (
+	attrIndev  = 4
+	attrOutdev = 5
+)
+
+// NFLOGRecordInterfaces returns the input and output interface indexes of an
+// NFLOG record as ParseNFLOGRecord reads it (0 when absent). They are not
+// part of Message: the exporter's counters never use them.
+func NFLOGRecordInterfaces(data []byte) (in, out uint32) {
+	if len(data) < 4 {
+		return 0, 0
+	}
+	a := nlmsg.NewAttrs(data[4:])
+	a.Swapped = writtenSwapped(data[4:])
+	for a.Next() {
+		if len(a.Data) < 4 {
+			continue
+		}
+		switch a.Type {
+		case attrIndev:
+			in = binary.BigEndian.Uint32(a.Data)
+		case attrOutdev:
+			out = binary.BigEndian.Uint32(a.Data)
+		}
+	}
+	return in, out
+}
+
 // writtenSwapped tells whether the TLV headers of an NFLOG record were
 // written in the other byte order than the host's. Every NFULA_* type is
 // below 256, so a first type field that reads 256 or more is swapped (libpcap

@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/summary"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/logline"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/logline"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 

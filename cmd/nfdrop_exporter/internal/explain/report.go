@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-	"github.com/nfdrop/nfdrop_exporter/collector/logline"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/logline"
 )
 
 // Report is the JSON document (schema in doc.go). Field names and meanings

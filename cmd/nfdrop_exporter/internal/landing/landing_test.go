@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/collector"
-	"github.com/nfdrop/nfdrop_exporter/collector/summary"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 	"github.com/prometheus/common/promslog"
 	"github.com/prometheus/exporter-toolkit/web"
 )

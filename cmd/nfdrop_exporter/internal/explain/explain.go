@@ -22,7 +22,7 @@ import (
 
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-	"github.com/nfdrop/nfdrop_exporter/collector/logline"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/logline"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 )
