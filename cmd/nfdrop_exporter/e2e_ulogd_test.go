@@ -195,7 +195,7 @@ sync=1
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join("..", "..", "collector", "explain", "testdata", "lab-"+filepath.Base(f)), b, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join("internal", "explain", "testdata", "lab-"+filepath.Base(f)), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
