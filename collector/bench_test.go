@@ -152,7 +152,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
+			packet.Decode(m.Payload, m.FamilyHint(), &p)
 			i++
 		}
 	})
@@ -161,7 +161,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
+			packet.Decode(m.Payload, m.FamilyHint(), &p)
 			c.classifier.Key(&p)
 			i++
 		}
@@ -171,7 +171,7 @@ func BenchmarkPacketParts(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			m := &msgs[i&8191]
-			packet.Decode(m.Payload, classify.FamilyHint(m), &p)
+			packet.Decode(m.Payload, m.FamilyHint(), &p)
 			k := c.classifier.Key(&p)
 			idx, _, _ := c.prefixOf(gs, m.Prefix)
 			gs.counters.inc(k.WithPrefix(idx), k.Class())

@@ -1,85 +1,77 @@
-// Package collector turns NFLOG messages into Prometheus metrics: it decodes
-// each packet, classifies it with package classify, counts it in an
-// allocation-free table and emits the counts at scrape time.
+// Package collector is the live pipeline and the exporter's Prometheus side:
+// it decodes each dropped packet a source hands it, classifies it with
+// package classify, counts it in an allocation-free table, passes
+// teardown-shaped drops to the conntrack tracker and every drop to the
+// reasons join, and at scrape time emits its own counts and those of the
+// parts it builds (conntrack evidence and statistics, conntrack's log
+// messages, the rule audit, the netfilter settings). It is the only package
+// of the pipeline that imports the Prometheus client library: the others
+// count and return snapshots.
 package collector
 
 import (
 	"encoding/binary"
+	"errors"
 	"log/slog"
-	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
+	"github.com/nfdrop/nfdrop_exporter/collector/ctstats"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/nfdrop/nfdrop_exporter/collector/ruleaudit"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
-	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is everything the collector needs; main builds it from flags.
 type Config struct {
-	Groups      []uint16
+	Groups      []classify.Group
 	Ports       classify.Ports
 	MaxPrefixes int
-	// Teardown, if set, receives every teardown-shaped packet (for conntrack
-	// correlation). It must not block.
-	Teardown TeardownSink
 	// SourcesCapacity, if positive, keeps a top-sources sketch of that many
 	// counters per group over the sources of non-teardown drops (Snapshot).
 	SourcesCapacity int
-	// Reasons counts conntrack's own log messages and joins drops to their
-	// reasons. Conntrack's messages are never
-	// counted as drops, with or without it.
-	Reasons *ctlog.Log
-}
-
-// TeardownSink receives teardown-shaped drops. tsNs is when the kernel logged
-// the packet, in unix nanoseconds. Observe and Flush run on the group's reader
-// goroutine and must return quickly; Flush follows the last Observe of each
-// datagram.
-type TeardownSink interface {
-	Observe(group uint16, p *packet.Packet, tsNs int64)
-	Flush(group uint16)
+	// Conntrack, if set, adds conntrack evidence to teardown-shaped drops;
+	// its Groups are the collector's.
+	Conntrack *conntrack.Config
+	// Reasons, if set, counts conntrack's own log messages and, with Join,
+	// joins drops to their reasons; its Groups are the collector's.
+	// Conntrack's messages are never counted as drops, with or without it.
+	Reasons *ctlog.Config
+	// RuleAudit, if set, reads the nf_tables log rules of the groups at
+	// scrape time; its Groups are the collector's NFLOG groups.
+	RuleAudit *ruleaudit.Config
+	// ConntrackStats, if set, reads conntrack's statistics at scrape time.
+	ConntrackStats ctstats.Reader
+	// KernelSettings exposes the netfilter sysctls of the exporter's network
+	// namespace; off when the packets did not come from this kernel (a
+	// replayed capture).
+	KernelSettings bool
+	// SysctlDir is where the sysctls are read; "" = /proc/sys/net/netfilter.
+	SysctlDir string
 }
 
 // Collector implements prometheus.Collector and source.Handler.
 type Collector struct {
+	cfg        Config
 	logger     *slog.Logger
 	classifier *classify.Classifier
 	prefixes   *classify.PrefixTable
-	teardown   TeardownSink
-	reasons    *ctlog.Log
-	groups     map[uint16]*groupState // read-only after New: no lock on lookup
-	order      []*groupState
+	groups     map[classify.Group]*group // read-only after New: no lock on lookup
+	order      []*group
+
+	tracker  *conntrack.Tracker // nil: no teardown evidence
+	reasons  *ctlog.Log         // nil: conntrack's messages are not counted
+	auditor  *ruleaudit.Auditor // nil: no rule audit
+	ctstats  *ctstats.Poller    // nil: no conntrack statistics
+	delays   []prometheus.Histogram
+	describe []*prometheus.Desc // every family Collect may emit
 }
 
-// groupState holds one group's counters. Only the group's reader writes them.
-type groupState struct {
-	group        uint16
-	label        string
-	counters     *counterTable
-	sizes        [classify.NumClasses]*sizeHistogram
-	lost         atomic.Uint64
-	rebinds      atomic.Uint64
-	recvErrors   [source.NumReasons]atomic.Uint64
-	decodeErrors [packet.NumErrors]atomic.Uint64
-	lastPacket   atomic.Int64 // unix nanoseconds; 0 = none yet; published by Flush
-	up           atomic.Bool
-	sources      *topsources.Sources // nil: the sources view is off
-
-	// Owned by the group's reader goroutine.
-	pkt       packet.Packet // scratch, reused per packet
-	last      int64         // newest packet's time, not yet published
-	rawPrefix [128]byte     // the last prefix seen, untrimmed, if it fits (NFLOG allows 127 bytes)...
-	rawLen    int           // ...and its length (-1: none yet)
-	prefixIdx uint8         // ...and its label index, or
-	prefixCT  bool          // ...whether it is conntrack's own message prefix,
-	ctReason  ctlog.Reason  // ...and then conntrack's reason
-}
-
-// New validates cfg and builds the collector.
+// New validates cfg and builds the collector and its parts; Start starts
+// the parts that run on their own.
 func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 	if err := classify.CheckGroups(cfg.Groups); err != nil {
 		return nil, err
@@ -91,117 +83,187 @@ func New(cfg Config, logger *slog.Logger) (*Collector, error) {
 		cfg.Ports = classify.MustParsePorts(classify.DefaultPorts)
 	}
 	c := &Collector{
+		cfg:        cfg,
 		logger:     logger,
 		classifier: classify.NewClassifier(cfg.Ports),
 		prefixes:   classify.NewPrefixTable(cfg.MaxPrefixes),
-		teardown:   cfg.Teardown,
-		reasons:    cfg.Reasons,
-		groups:     map[uint16]*groupState{},
+		groups:     map[classify.Group]*group{},
 	}
-	for _, g := range cfg.Groups {
-		gs := &groupState{group: g, label: strconv.Itoa(int(g)), counters: newCounterTable(counterSlots), rawLen: -1}
-		if cfg.SourcesCapacity > 0 {
-			s, err := topsources.NewSources(cfg.SourcesCapacity)
-			if err != nil {
-				return nil, err
-			}
-			gs.sources = s
+	for _, id := range cfg.Groups {
+		g, err := newGroup(id, cfg.SourcesCapacity)
+		if err != nil {
+			return nil, err
 		}
-		for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
-			gs.sizes[cl] = newSizeHistogram(packetSizeOpts(gs.label, cl.String()))
-		}
-		c.groups[g] = gs
-		c.order = append(c.order, gs)
+		c.groups[id] = g
+		c.order = append(c.order, g)
+	}
+	if err := c.buildParts(); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// buildParts builds the optional parts and hands each group its share.
+func (c *Collector) buildParts() error {
+	cfg := &c.cfg
+	if cfg.Conntrack != nil {
+		ct := *cfg.Conntrack
+		ct.Groups = cfg.Groups
+		ct.NewDelay = func(g classify.Group) conntrack.Observer {
+			h := prometheus.NewHistogram(teardownDelayOpts(g.String()))
+			c.delays = append(c.delays, h)
+			return h
+		}
+		t, err := conntrack.New(ct, c.logger.With("component", "conntrack"))
+		if err != nil {
+			return err
+		}
+		c.tracker = t
+		for _, g := range c.order {
+			if r := t.Reader(g.id); r != nil { // a nil *GroupReader must not become a non-nil interface
+				g.teardown = r
+			}
+		}
+	}
+	if cfg.Reasons != nil {
+		rc := *cfg.Reasons
+		rc.Groups = cfg.Groups
+		c.reasons = ctlog.New(rc)
+		for _, g := range c.order {
+			g.reasons = c.reasons.Group(g.id)
+			g.joining = g.reasons != nil && g.reasons.Joining()
+		}
+	}
+	if cfg.RuleAudit != nil {
+		ac := *cfg.RuleAudit
+		ac.Groups = nil
+		for _, g := range cfg.Groups {
+			if _, ok := g.NFLOG(); ok {
+				ac.Groups = append(ac.Groups, g)
+			}
+		}
+		if ac.Reader == nil {
+			return errors.New("the rule audit needs a reader of the ruleset")
+		}
+		ac.LastPacket = c.LastPacket
+		c.auditor = ruleaudit.New(ac, c.logger.With("collector", "rule-audit"))
+	}
+	if cfg.ConntrackStats != nil {
+		c.ctstats = ctstats.NewPoller(cfg.ConntrackStats, c.logger.With("collector", "conntrack-stats"))
+	}
+	c.describe = c.families()
+	return nil
+}
+
+// Start starts the parts that run on their own: the conntrack tracker's
+// event listener and the reasons join's resolver.
+func (c *Collector) Start() {
+	if c.tracker != nil {
+		c.tracker.Start()
+	}
+	if c.reasons != nil {
+		c.reasons.Start()
+	}
+}
+
+// Stop stops what Start started.
+func (c *Collector) Stop() {
+	if c.tracker != nil {
+		c.tracker.Stop()
+	}
+	if c.reasons != nil {
+		c.reasons.Stop()
+	}
 }
 
 // Classifier returns the collector's classifier (shared with explain).
 func (c *Collector) Classifier() *classify.Classifier { return c.classifier }
 
 // Bound implements source.Handler.
-func (c *Collector) Bound(group uint16, up bool) {
-	if gs := c.groups[group]; gs != nil {
-		gs.up.Store(up)
+func (c *Collector) Bound(id classify.Group, up bool) {
+	if g := c.groups[id]; g != nil {
+		g.up.Store(up)
 	}
 }
 
 // Lost implements source.Handler.
-func (c *Collector) Lost(group uint16, n uint64) {
-	if gs := c.groups[group]; gs != nil {
-		gs.lost.Add(n)
+func (c *Collector) Lost(id classify.Group, n uint64) {
+	if g := c.groups[id]; g != nil {
+		g.lost.Add(n)
 	}
 }
 
 // Rebind implements source.Handler.
-func (c *Collector) Rebind(group uint16) {
-	if gs := c.groups[group]; gs != nil {
-		gs.rebinds.Add(1)
+func (c *Collector) Rebind(id classify.Group) {
+	if g := c.groups[id]; g != nil {
+		g.rebinds.Add(1)
 	}
 }
 
 // ReceiveError implements source.Handler.
-func (c *Collector) ReceiveError(group uint16, r source.ErrorReason) {
-	if gs := c.groups[group]; gs != nil {
-		gs.recvErrors[r%source.NumReasons].Add(1)
+func (c *Collector) ReceiveError(id classify.Group, r source.ErrorReason) {
+	if g := c.groups[id]; g != nil {
+		g.recvErrors[r%source.NumReasons].Add(1)
 	}
 }
 
-// Packet implements source.Handler: the per-packet path. It decodes, classifies,
-// counts and observes without allocating or taking a lock.
+// Packet implements source.Handler: the per-packet path. It looks the group
+// up once, then decodes, classifies, counts and hands the drop to the
+// group's evidence reader and reasons join, without allocating or taking a
+// lock.
 func (c *Collector) Packet(m *source.Message) {
-	gs := c.group(m.Group)
-	if gs == nil {
+	g := c.group(m.Group)
+	if g == nil {
 		return
 	}
-	p := &gs.pkt
-	family := classify.FamilyHint(m)
+	p := &g.pkt
+	family := m.FamilyHint()
 	packet.Decode(m.Payload, family, p)
-	idx, r, isCT := c.prefixOf(gs, m.Prefix)
+	idx, r, isCT := c.prefixOf(g, m.Prefix)
 	// Conntrack's own messages are not drops.
 	if isCT {
-		if c.reasons != nil {
+		if g.reasons != nil {
 			var k uint64
-			if c.reasons.Joining() { // the key is only for the join
+			if g.joining { // the key is only for the join
 				k = ctlog.Key(family, m.Payload)
 			}
-			c.reasons.Message(m.Group, p.Family, p.Proto, r, k, m.SeqGlobal, m.HasSeqGlobal)
+			g.reasons.Message(p.Family, p.Proto, r, k, m.SeqGlobal, m.HasSeqGlobal)
 		}
 		return
 	}
 	if p.Err != packet.ErrNone {
-		gs.decodeErrors[p.Err%packet.NumErrors].Add(1)
+		g.decodeErrors[p.Err%packet.NumErrors].Add(1)
 	}
 	k := c.classifier.Key(p)
 	class := k.Class()
-	gs.counters.inc(k.WithPrefix(idx), class)
+	g.counters.inc(k.WithPrefix(idx), class)
 	if p.Err == packet.ErrNone {
-		gs.sizes[class].observe(p.Length)
+		g.sizes[class].observe(p.Length)
 	}
 	ts := m.TimestampNs
 	if !m.HasTimestamp {
 		ts = time.Now().UnixNano()
 	}
-	gs.last = ts
+	g.last = ts
 	if class == classify.ClassTeardown {
-		if c.teardown != nil {
-			c.teardown.Observe(m.Group, p, ts)
+		if g.teardown != nil {
+			g.teardown.Observe(p, ts)
 		}
-	} else if gs.sources != nil {
-		observeSource(gs.sources, p, class, ts)
+	} else if g.sources != nil {
+		observeSource(g.sources, p, class, ts)
 	}
-	if c.reasons != nil && c.reasons.Joining() {
-		c.reasons.DropPacket(m.Group, uint8(class), family, m.Payload, m.SeqGlobal, m.HasSeqGlobal)
+	if g.joining {
+		g.reasons.DropPacket(uint8(class), family, m.Payload, m.SeqGlobal, m.HasSeqGlobal)
 	}
 }
 
-// group returns the state of an NFLOG group, nil if it is not configured.
-// Each reader serves one group: the map is skipped when there is only one.
-func (c *Collector) group(g uint16) *groupState {
-	if gs := c.order[0]; len(c.order) == 1 && gs.group == g {
-		return gs
+// group returns the record of a group, nil if it is not configured. Each
+// reader serves one group: the map is skipped when there is only one.
+func (c *Collector) group(id classify.Group) *group {
+	if g := c.order[0]; len(c.order) == 1 && g.id == id {
+		return g
 	}
-	return c.groups[g]
+	return c.groups[id]
 }
 
 // prefixOf reads a message's prefix: conntrack's reason if the prefix is
@@ -210,16 +272,16 @@ func (c *Collector) group(g uint16) *groupState {
 // kept: recognising, trimming and searching the prefix table only run when
 // the prefix changes, and the comparison is of raw bytes, so it never
 // allocates. Conntrack's prefixes never enter the prefix table.
-func (c *Collector) prefixOf(gs *groupState, raw []byte) (idx uint8, r ctlog.Reason, isCT bool) {
-	if len(raw) == gs.rawLen && sameBytes(raw, gs.rawPrefix[:gs.rawLen]) {
-		return gs.prefixIdx, gs.ctReason, gs.prefixCT
+func (c *Collector) prefixOf(g *group, raw []byte) (idx uint8, r ctlog.Reason, isCT bool) {
+	if len(raw) == g.rawLen && sameBytes(raw, g.rawPrefix[:g.rawLen]) {
+		return g.prefixIdx, g.ctReason, g.prefixCT
 	}
 	if r, isCT = ctlog.Recognise(raw); !isCT {
 		idx = c.prefixes.Index(classify.TrimPrefix(raw))
 	}
-	if len(raw) <= len(gs.rawPrefix) { // an index never changes, (other) included: the table only grows
-		gs.rawLen = copy(gs.rawPrefix[:], raw)
-		gs.prefixIdx, gs.ctReason, gs.prefixCT = idx, r, isCT
+	if len(raw) <= len(g.rawPrefix) { // an index never changes, (other) included: the table only grows
+		g.rawLen = copy(g.rawPrefix[:], raw)
+		g.prefixIdx, g.ctReason, g.prefixCT = idx, r, isCT
 	}
 	return idx, r, isCT
 }
@@ -237,99 +299,32 @@ func sameBytes(a, b []byte) bool {
 
 // Flush implements source.Handler: at the end of a datagram it publishes the
 // newest packet's time (once per datagram rather than with an atomic store per
-// packet) and ends the datagram for the teardown sink.
-func (c *Collector) Flush(group uint16) {
-	gs := c.group(group)
-	if gs == nil {
+// packet) and ends the datagram for the sketch and the evidence reader.
+func (c *Collector) Flush(id classify.Group) {
+	g := c.group(id)
+	if g == nil {
 		return
 	}
-	if gs.last != 0 {
-		gs.lastPacket.Store(gs.last)
+	if g.last != 0 {
+		g.lastPacket.Store(g.last)
 	}
-	if gs.sources != nil {
-		gs.sources.Flush()
+	if g.sources != nil {
+		g.sources.Flush()
 	}
-	if c.teardown != nil {
-		c.teardown.Flush(group)
+	if g.teardown != nil {
+		g.teardown.Flush()
 	}
 }
 
 // LastPacket returns the time of the group's newest packet as Flush
-// published it; zero when none has arrived or the group is not bound.
-func (c *Collector) LastPacket(group uint16) time.Time {
-	gs := c.group(group)
-	if gs == nil {
+// published it; zero when none has arrived or the group is not read.
+func (c *Collector) LastPacket(id classify.Group) time.Time {
+	g := c.groups[id]
+	if g == nil {
 		return time.Time{}
 	}
-	if ns := gs.lastPacket.Load(); ns != 0 {
+	if ns := g.lastPacket.Load(); ns != 0 {
 		return time.Unix(0, ns)
 	}
 	return time.Time{}
-}
-
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{packetsDesc, lostDesc, rebindsDesc, receiveErrorsDesc, decodeErrorsDesc, lastPacketDesc, upDesc} {
-		ch <- d
-	}
-	for _, gs := range c.order {
-		for _, h := range gs.sizes {
-			h.Describe(ch)
-		}
-	}
-}
-
-// Collect implements prometheus.Collector: it emits the counter table as const
-// metrics. Health series exist at 0 from the start. A series that cannot be
-// built is reported as an invalid metric and the others are still emitted, so
-// one bad label value never takes a group's nfdrop_up or another group away.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	names := c.prefixes.Names()
-	ports := c.classifier.Ports()
-	for _, gs := range c.order {
-		g := gs.label
-		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, b2f(gs.up.Load()), g)
-		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(gs.lost.Load()), g)
-		ch <- prometheus.MustNewConstMetric(rebindsDesc, prometheus.CounterValue, float64(gs.rebinds.Load()), g)
-		for r := source.ErrorReason(0); r < source.NumReasons; r++ {
-			ch <- prometheus.MustNewConstMetric(receiveErrorsDesc, prometheus.CounterValue, float64(gs.recvErrors[r].Load()), g, r.String())
-		}
-		for e := packet.Error(1); e < packet.NumErrors; e++ {
-			ch <- prometheus.MustNewConstMetric(decodeErrorsDesc, prometheus.CounterValue, float64(gs.decodeErrors[e].Load()), g, e.String())
-		}
-		if ns := gs.lastPacket.Load(); ns != 0 {
-			ch <- prometheus.MustNewConstMetric(lastPacketDesc, prometheus.GaugeValue, float64(ns)/1e9, g)
-		}
-		series := func(k classify.Key, n uint64, created int64) {
-			values := k.Labels(ports).Values(g, prefixName(names, k))
-			var (
-				m   prometheus.Metric
-				err error
-			)
-			if created != 0 {
-				m, err = prometheus.NewConstMetricWithCreatedTimestamp(packetsDesc, prometheus.CounterValue, float64(n), time.Unix(0, created), values...)
-			} else {
-				m, err = prometheus.NewConstMetric(packetsDesc, prometheus.CounterValue, float64(n), values...)
-			}
-			if err != nil {
-				m = prometheus.NewInvalidMetric(packetsDesc, err)
-			}
-			ch <- m
-		}
-		gs.eachSeries(series)
-		for _, h := range gs.sizes {
-			m, err := h.metric()
-			if err != nil {
-				m = prometheus.NewInvalidMetric(h.desc, err)
-			}
-			ch <- m
-		}
-	}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -35,7 +35,7 @@ func ipv6UDP(sport, dport uint16) []byte {
 	return b
 }
 
-func newTestCollector(t testing.TB, groups ...uint16) *Collector {
+func newTestCollector(t testing.TB, groups ...classify.Group) *Collector {
 	t.Helper()
 	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2}, promslog.NewNopLogger())
 	if err != nil {
@@ -44,7 +44,7 @@ func newTestCollector(t testing.TB, groups ...uint16) *Collector {
 	return c
 }
 
-func msg(group uint16, family uint8, prefix string, payload []byte) *source.Message {
+func msg(group classify.Group, family uint8, prefix string, payload []byte) *source.Message {
 	return &source.Message{Group: group, Family: family, Prefix: []byte(prefix), Payload: payload,
 		TimestampNs: time.Unix(1700000000, 500000000).UnixNano(), HasTimestamp: true}
 }
@@ -184,9 +184,10 @@ func TestCounterTableOverflowKeepsEveryPacket(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
 		{},
-		{Groups: []uint16{1, 1}, MaxPrefixes: 1},
-		{Groups: []uint16{1}, MaxPrefixes: 0},
-		{Groups: []uint16{1}, MaxPrefixes: 255},
+		{Groups: []classify.Group{1, 1}, MaxPrefixes: 1},
+		{Groups: []classify.Group{1}, MaxPrefixes: 0},
+		{Groups: []classify.Group{1}, MaxPrefixes: 255},
+		{Groups: []classify.Group{classify.GroupEBPF + 1}, MaxPrefixes: 1},
 	} {
 		if _, err := New(cfg, promslog.NewNopLogger()); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
@@ -214,27 +215,31 @@ func TestPacketPathAllocatesNothing(t *testing.T) {
 	}
 }
 
-// recordingSink is a TeardownSink that records what the collector hands it.
+// recordingSink records what the collector hands a group's teardown reader.
 type recordingSink struct {
 	calls []string
 }
 
-func (s *recordingSink) Observe(group uint16, p *packet.Packet, tsNs int64) {
-	s.calls = append(s.calls, fmt.Sprintf("observe g=%d %d->%d flags=%#x ts=%d", group, p.SrcPort, p.DstPort, p.TCPFlags, tsNs))
+// recordingReader is one group's teardownReader, recording into a sink.
+type recordingReader struct {
+	group classify.Group
+	sink  *recordingSink
 }
 
-func (s *recordingSink) Flush(group uint16) {
-	s.calls = append(s.calls, fmt.Sprintf("flush g=%d", group))
+func (r *recordingReader) Observe(p *packet.Packet, tsNs int64) {
+	r.sink.calls = append(r.sink.calls, fmt.Sprintf("observe g=%s %d->%d flags=%#x ts=%d", r.group, p.SrcPort, p.DstPort, p.TCPFlags, tsNs))
+}
+
+func (r *recordingReader) Flush() {
+	r.sink.calls = append(r.sink.calls, fmt.Sprintf("flush g=%s", r.group))
 }
 
 // TestCollectorTeardownSink: only teardown-shaped drops reach the sink, with
 // the NFLOG timestamp, and the sink's Flush follows the datagram's last one.
 func TestCollectorTeardownSink(t *testing.T) {
 	sink := &recordingSink{}
-	c, err := New(Config{Groups: []uint16{3}, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, Teardown: sink}, promslog.NewNopLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newTestCollector(t, 3)
+	c.groups[3].teardown = &recordingReader{group: 3, sink: sink}
 	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagFIN|packet.FlagACK, 51000, 443))) // teardown
 	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagSYN, 51001, 443)))                // handshake
 	c.Packet(msg(3, 2, "", ipv4TCP(packet.FlagRST, 51002, 443)))                // teardown

@@ -52,7 +52,7 @@ func gatherPackets(t *testing.T, c *Collector) (series []string, up []string) {
 // must come out as UTF-8, and the scrape must still carry every other
 // series, the other group's nfdrop_up included.
 func TestCollectorPrefixNotUTF8KeepsEverySeries(t *testing.T) {
-	c, err := New(Config{Groups: []uint16{1, 2}, MaxPrefixes: 4}, promslog.NewNopLogger())
+	c, err := New(Config{Groups: []classify.Group{1, 2}, MaxPrefixes: 4}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestCollectorPrefixNotUTF8KeepsEverySeries(t *testing.T) {
 // merge with the overflow of prefixes past max-prefixes, which would make two
 // series with one label set (a failed scrape) or lose counts.
 func TestCollectorReservesOtherPrefix(t *testing.T) {
-	c, err := New(Config{Groups: []uint16{1}, MaxPrefixes: 2}, promslog.NewNopLogger())
+	c, err := New(Config{Groups: []classify.Group{1}, MaxPrefixes: 2}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,5 +101,40 @@ func TestCollectorReservesOtherPrefix(t *testing.T) {
 	}
 	if strings.Join(up, ",") != "1" {
 		t.Errorf("nfdrop_up for groups %q, want 1", up)
+	}
+}
+
+// TestPrefixFirstSeenDuringScrape: a packet with a new prefix that arrives
+// while a scrape is under way is shown under its own prefix, never as
+// (other): the scrape is held at its first metric, the packet counted, and
+// the scrape finished.
+func TestPrefixFirstSeenDuringScrape(t *testing.T) {
+	c := newTestCollector(t, 5)
+	c.Packet(msg(5, 2, "first", ipv4TCP(packet.FlagRST, 40000, 443)))
+	ch := make(chan prometheus.Metric)
+	go func() { c.Collect(ch); close(ch) }()
+	metrics := []prometheus.Metric{<-ch} // the scrape has started
+	c.Packet(msg(5, 2, "second", ipv4TCP(packet.FlagRST, 40001, 443)))
+	for m := range ch {
+		metrics = append(metrics, m)
+	}
+	var prefixes []string
+	for _, m := range metrics {
+		if !strings.Contains(m.Desc().String(), `"nfdrop_packets_total"`) {
+			continue
+		}
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range d.GetLabel() {
+			if l.GetName() == classify.LabelPrefix {
+				prefixes = append(prefixes, l.GetValue())
+			}
+		}
+	}
+	sort.Strings(prefixes)
+	if strings.Join(prefixes, ",") != "first,second" {
+		t.Errorf("prefixes of the scrape = %q, want first and second", prefixes)
 	}
 }

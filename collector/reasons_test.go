@@ -15,20 +15,19 @@ import (
 	"github.com/prometheus/common/promslog"
 )
 
-func newReasonsCollector(t testing.TB, groups ...uint16) (*Collector, *ctlog.Log) {
+func newReasonsCollector(t testing.TB, groups ...classify.Group) *Collector {
 	t.Helper()
-	l := ctlog.New(ctlog.Config{Groups: groups, ReasonsGroup: 0, Join: true, ClassNames: classify.ClassNames(), NoSettings: true})
-	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 4, Reasons: l}, promslog.NewNopLogger())
+	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 4, Reasons: &ctlog.Config{ReasonsGroup: 0, Join: true}}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, l
+	return c
 }
 
 // Conntrack's message and the drop rule's message for the same packet on
 // one group: one drop, joined to conntrack's reason.
 func TestConntrackMessagesAreNotDrops(t *testing.T) {
-	c, l := newReasonsCollector(t, 0)
+	c := newReasonsCollector(t, 0)
 	fin := buildIP(false, 6, 40000, 443, packet.FlagFIN|packet.FlagACK, 0)
 	null := buildIP(false, 6, 40001, 443, 0, 0)
 	syn := buildIP(false, 6, 40002, 22, packet.FlagSYN, 0)
@@ -67,12 +66,12 @@ nfdrop_drop_reasons_total{class="teardown",group="0",reason="invalid_new"} 2
 nfdrop_conntrack_log_messages_total{family="ipv4",group="0",proto="tcp",reason="invalid_flags"} 1
 nfdrop_conntrack_log_messages_total{family="ipv4",group="0",proto="tcp",reason="invalid_new"} 2
 `
-	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_drop_reasons_total", "nfdrop_conntrack_log_messages_total"); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "nfdrop_drop_reasons_total", "nfdrop_conntrack_log_messages_total"); err != nil {
 		t.Error(err)
 	}
 }
 
-// sumOf sums a counter family of the collector.
+// sumOf sums a counter or gauge family of the collector.
 func sumOf(t *testing.T, c *Collector, name string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
@@ -85,7 +84,7 @@ func sumOf(t *testing.T, c *Collector, name string) float64 {
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
-				s += m.GetCounter().GetValue()
+				s += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -106,7 +105,7 @@ func BenchmarkPacketWithReasons(b *testing.B) {
 		d.SeqGlobal, d.HasSeqGlobal = uint32(2*i+1), true
 		msgs = append(msgs, ct, d)
 	}
-	c, _ := newReasonsCollector(b, 0)
+	c := newReasonsCollector(b, 0)
 	for i := range msgs {
 		c.Packet(&msgs[i])
 	}
@@ -130,9 +129,9 @@ func BenchmarkPacketFeatures(b *testing.B) {
 				name := fmt.Sprintf("%s/reasons=%v/sources=%v", mix, onOff(reasons), onOff(capacity > 0))
 				b.Run(name, func(b *testing.B) {
 					msgs := sourceMessages(mix, 8192)
-					cfg := Config{Groups: []uint16{0}, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, SourcesCapacity: capacity}
+					cfg := Config{Groups: []classify.Group{0}, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, SourcesCapacity: capacity}
 					if reasons {
-						cfg.Reasons = ctlog.New(ctlog.Config{Groups: []uint16{0}, ReasonsGroup: 0, Join: true, ClassNames: classify.ClassNames(), NoSettings: true})
+						cfg.Reasons = &ctlog.Config{ReasonsGroup: 0, Join: true}
 					}
 					c, err := New(cfg, promslog.NewNopLogger())
 					if err != nil {
@@ -162,4 +161,61 @@ func onOff(on bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// TestReasonsWithoutJoin: without the reasons group read, conntrack's
+// messages are counted and no drop is joined.
+func TestReasonsWithoutJoin(t *testing.T) {
+	c, err := New(Config{Groups: []classify.Group{5}, MaxPrefixes: 2, Reasons: &ctlog.Config{ReasonsGroup: 0, Join: true}}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msg(5, 10, "nf_ct_proto_6: invalid new ", buildIP(true, 6, 40000, 443, packet.FlagFIN|packet.FlagACK, 0))
+	c.Packet(m)
+	want := `
+# HELP nfdrop_conntrack_log_messages_total Conntrack's own log messages (nf_conntrack_log_invalid) read from a group, by the packet's family and protocol and conntrack's reason. They are not drops and are not in nfdrop_packets_total.
+# TYPE nfdrop_conntrack_log_messages_total counter
+nfdrop_conntrack_log_messages_total{family="ipv6",group="5",proto="tcp",reason="invalid_new"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "nfdrop_conntrack_log_messages_total", "nfdrop_drop_reasons_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReasonsSettings: conntrack's logging settings of the namespace, shown
+// only when the packets come from this kernel.
+func TestReasonsSettings(t *testing.T) {
+	dir := fakeSysctls(t, map[string]string{"nf_conntrack_log_invalid": "6", "nf_log/2": "nfnetlink_log", "nf_log/10": "NONE"})
+	for _, kernel := range []bool{true, false} {
+		c, err := New(Config{Groups: []classify.Group{0}, MaxPrefixes: 2, Reasons: &ctlog.Config{}, KernelSettings: kernel, SysctlDir: dir}, promslog.NewNopLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `
+# HELP nfdrop_conntrack_log_invalid net.netfilter.nf_conntrack_log_invalid of the exporter's network namespace: the protocol number whose INVALID packets conntrack logs (6 TCP, 255 all, 0 none).
+# TYPE nfdrop_conntrack_log_invalid gauge
+nfdrop_conntrack_log_invalid 6
+# HELP nfdrop_conntrack_logger_info The default logger of a family in the exporter's network namespace (net.netfilter.nf_log.2 for ipv4, nf_log.10 for ipv6); conntrack's messages reach NFLOG group 0 only when it is nfnetlink_log.
+# TYPE nfdrop_conntrack_logger_info gauge
+nfdrop_conntrack_logger_info{family="ipv4",logger="nfnetlink_log"} 1
+nfdrop_conntrack_logger_info{family="ipv6",logger="NONE"} 1
+`
+		if !kernel {
+			want = ""
+		}
+		if err := testutil.CollectAndCompare(c, strings.NewReader(want), "nfdrop_conntrack_log_invalid", "nfdrop_conntrack_logger_info", "nfdrop_conntrack_nflog_attributes_supported"); err != nil {
+			t.Errorf("kernel settings %v: %v", kernel, err)
+		}
+		c.SetConntrackAttrs(false)
+		if n := testutil.CollectAndCount(c, "nfdrop_conntrack_nflog_attributes_supported"); n != boolCount(kernel) {
+			t.Errorf("kernel settings %v: %d attribute series once probed", kernel, n)
+		}
+	}
+}
+
+func boolCount(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

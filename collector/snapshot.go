@@ -2,6 +2,7 @@ package collector
 
 import (
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 )
@@ -10,9 +11,9 @@ import (
 // JSON (package summary), and the hook that feeds the top-sources sketch.
 // A view reads the same counters a scrape reads, and costs no more.
 
-// GroupSnapshot is one NFLOG group's state at the time of Snapshot.
+// GroupSnapshot is one group's state at the time of Snapshot.
 type GroupSnapshot struct {
-	Group      uint16
+	Group      classify.Group
 	Up         bool
 	LastPacket int64 // unix nanoseconds; 0 = no packet yet
 	Lost       uint64
@@ -38,16 +39,15 @@ type SourcesSnapshot struct {
 // heaviest sources per level (k = 0: no sources, for callers that only need
 // the counts). Safe to call from any goroutine.
 func (c *Collector) Snapshot(k int) []GroupSnapshot {
-	names := c.prefixes.Names()
 	ports := c.classifier.Ports()
 	out := make([]GroupSnapshot, 0, len(c.order))
-	for _, gs := range c.order {
-		s := GroupSnapshot{Group: gs.group, Up: gs.up.Load(), LastPacket: gs.lastPacket.Load(), Lost: gs.lost.Load()}
-		gs.eachSeries(func(key classify.Key, n uint64, _ int64) {
-			s.Series = append(s.Series, SeriesCount{Labels: key.Labels(ports), Prefix: prefixName(names, key), Packets: n})
+	for _, g := range c.order {
+		s := GroupSnapshot{Group: g.id, Up: g.up.Load(), LastPacket: g.lastPacket.Load(), Lost: g.lost.Load()}
+		g.eachSeries(func(key classify.Key, n uint64, _ int64) {
+			s.Series = append(s.Series, SeriesCount{Labels: key.Labels(ports), Prefix: c.prefixes.Name(key.Prefix()), Packets: n})
 		})
-		if gs.sources != nil && k > 0 {
-			a, n := gs.sources.Snapshot(k)
+		if g.sources != nil && k > 0 {
+			a, n := g.sources.Snapshot(k)
 			s.Sources = &SourcesSnapshot{Addresses: a, Networks: n}
 		}
 		out = append(out, s)
@@ -71,21 +71,38 @@ func observeSource(s *topsources.Sources, p *packet.Packet, class classify.Class
 	}
 }
 
-// eachSeries calls f for every packet counter of the group, the overflow
-// series included: what a scrape emits as nfdrop_packets_total.
-func (gs *groupState) eachSeries(f func(k classify.Key, n uint64, created int64)) {
-	gs.counters.each(f)
-	for cl := classify.Class(0); cl < classify.NumClasses; cl++ {
-		if n := gs.counters.overflow[cl].Load(); n > 0 {
-			f(classify.OverflowKey(cl), n, 0)
-		}
+// EvidenceCounts returns a group's teardown evidence counts; ok is false
+// when there is no conntrack evidence or the group is not read.
+func (c *Collector) EvidenceCounts(id classify.Group) (counts [conntrack.NumEvidence]uint64, ok bool) {
+	if c.tracker == nil {
+		return counts, false
 	}
+	return c.tracker.EvidenceCounts(id)
 }
 
-// prefixName is the prefix label value of a series key.
-func prefixName(names []string, k classify.Key) string {
-	if i := int(k.Prefix()); i < len(names) {
-		return names[i]
+// DropReasons returns a group's drops by conntrack's reason; ok is false
+// when drops are not joined to reasons or the group is not read.
+func (c *Collector) DropReasons(id classify.Group) (drops map[string]uint64, ok bool) {
+	if c.reasons == nil {
+		return nil, false
 	}
-	return classify.OtherPrefix
+	return c.reasons.DropReasons(id)
+}
+
+// LogRules returns how many nf_tables rules log to the group, read at most
+// --collector.rule-audit.max-age ago; ok is false when the rule audit is
+// off, the read failed, or the group is no NFLOG group.
+func (c *Collector) LogRules(id classify.Group) (n int, ok bool) {
+	if c.auditor == nil {
+		return 0, false
+	}
+	return c.auditor.LogRules(id)
+}
+
+// SetConntrackAttrs records whether the kernel accepts NFLOG conntrack
+// attributes on conntrack's group, once the source probed it.
+func (c *Collector) SetConntrackAttrs(supported bool) {
+	if c.reasons != nil {
+		c.reasons.SetConntrackAttrs(supported)
+	}
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/promslog"
 )
 
-func newSourcesCollector(t testing.TB, capacity int, groups ...uint16) *Collector {
+func newSourcesCollector(t testing.TB, capacity int, groups ...classify.Group) *Collector {
 	t.Helper()
 	c, err := New(Config{Groups: groups, Ports: classify.MustParsePorts(classify.DefaultPorts), MaxPrefixes: 2, SourcesCapacity: capacity}, promslog.NewNopLogger())
 	if err != nil {
@@ -126,7 +126,7 @@ func teardownOnly(t testing.TB, msgs []source.Message) []source.Message {
 	out := make([]source.Message, 0, len(msgs))
 	for len(out) < len(msgs) {
 		for i := range msgs {
-			packet.Decode(msgs[i].Payload, classify.FamilyHint(&msgs[i]), &p)
+			packet.Decode(msgs[i].Payload, msgs[i].FamilyHint(), &p)
 			if c.classifier.Key(&p).Class() == classify.ClassTeardown && len(out) < len(msgs) {
 				out = append(out, msgs[i])
 			}

@@ -17,10 +17,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/ctstats"
-	"github.com/nfdrop/nfdrop_exporter/collector/ruleaudit"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/promslog"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/families"
+
 	yaml "go.yaml.in/yaml/v2"
 )
 
@@ -657,7 +655,7 @@ var recordRE = regexp.MustCompile(`(?m)^\s*- record:\s*(\S+)\s*$`)
 // rule the dashboard reads is defined in rules.yml.
 func TestMetricsExist(t *testing.T) {
 	exposed, source := exposition(t)
-	audit := auditFamilies()
+	audit := auditFamilies(t)
 	t.Logf("exposition: %s", source)
 	rules, err := os.ReadFile(rulesFile)
 	if err != nil {
@@ -741,23 +739,12 @@ func TestMetricsExist(t *testing.T) {
 	})
 }
 
-// auditFamilies are the families of the collectors that read the kernel's
-// ruleset and conntrack statistics: a replay has none of them, so they come
-// from the collectors' own Describe.
-func auditFamilies() map[string]bool {
-	names := map[string]bool{}
-	for _, c := range []prometheus.Collector{
-		ruleaudit.New(ruleaudit.Config{Groups: []uint16{0}}, promslog.NewNopLogger()),
-		ctstats.New(ctstats.Netlink{}, promslog.NewNopLogger()),
-	} {
-		ch := make(chan *prometheus.Desc, 16)
-		c.Describe(ch)
-		close(ch)
-		for d := range ch {
-			if m := fqNameRE.FindStringSubmatch(d.String()); m != nil {
-				names[m[1]] = true
-			}
-		}
+// auditFamilies are the families of the parts that read the kernel's
+// ruleset and conntrack statistics: a replay has none of them.
+func auditFamilies(t *testing.T) map[string]bool {
+	names := families.Of(t, families.RuleAudit|families.ConntrackStats)
+	for n := range families.Of(t, 0) {
+		delete(names, n)
 	}
 	return names
 }

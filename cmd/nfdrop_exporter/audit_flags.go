@@ -2,17 +2,15 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctstats"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleaudit"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
-// auditFlags are the flags of the collectors that read the kernel's own view:
-// the log rules feeding the groups, and conntrack's statistics.
+// auditFlags are the flags of the parts that read the kernel's own view at
+// scrape time: the log rules feeding the groups, and conntrack's statistics.
 type auditFlags struct {
 	ruleAudit   bool
 	ruleMaxAge  time.Duration
@@ -23,7 +21,7 @@ type auditFlags struct {
 func addAuditFlags(app *kingpin.CmdClause) *auditFlags {
 	f := &auditFlags{}
 	app.Flag("collector.rule-audit", "Read the nf_tables rules that log to the bound groups at scrape time (nfdrop_log_rules, nfdrop_log_rule_packets_total). iptables-legacy rules are invisible to nf_tables: switch it off there.").Default("true").BoolVar(&f.ruleAudit)
-	app.Flag("collector.rule-audit.max-age", "How long one read of the ruleset serves scrapes.").Default(ruleaudit.DefaultMaxAge.String()).DurationVar(&f.ruleMaxAge)
+	app.Flag("collector.rule-audit.max-age", "How long one read of the ruleset serves later scrapes; 0 reads at every scrape (scrapes that arrive during a read share it). nfdrop_log_rule_audit_age_seconds shows the age a scrape serves.").Default(ruleaudit.DefaultMaxAge.String()).DurationVar(&f.ruleMaxAge)
 	app.Flag("collector.rule-audit.timeout", "Longest one read of the ruleset may take; a larger ruleset fails the read (nfdrop_log_rule_audit_success 0).").Default(ruleaudit.DefaultTimeout.String()).DurationVar(&f.ruleTimeout)
 	app.Flag("collector.conntrack-stats", "Read conntrack's statistics of the exporter's network namespace at scrape time (nfdrop_conntrack_stat_*_total, nfdrop_conntrack_entries).").Default("true").BoolVar(&f.ctStats)
 	return f
@@ -40,23 +38,20 @@ func (f *auditFlags) validate() error {
 	return nil
 }
 
-// build returns the enabled collectors. A replayed capture never passed this
-// kernel's rules or conntrack, so replay registers neither.
-func (f *auditFlags) build(groups []uint16, lastPacket func(uint16) time.Time, replay bool, logger *slog.Logger) []prometheus.Collector {
-	if replay {
+// ruleAuditConfig returns the rule audit's configuration, nil when it is off. A
+// replayed capture never passed this kernel's rules, so replay reads none.
+func (f *auditFlags) ruleAuditConfig(replay bool) *ruleaudit.Config {
+	if replay || !f.ruleAudit {
 		return nil
 	}
-	var out []prometheus.Collector
-	if f.ruleAudit {
-		out = append(out, ruleaudit.New(ruleaudit.Config{
-			Groups:     groups,
-			Reader:     ruleaudit.Netlink{Timeout: f.ruleTimeout},
-			MaxAge:     f.ruleMaxAge,
-			LastPacket: lastPacket,
-		}, logger.With("collector", "rule-audit")))
+	return &ruleaudit.Config{Reader: ruleaudit.Netlink{Timeout: f.ruleTimeout}, MaxAge: f.ruleMaxAge}
+}
+
+// conntrackStats returns the reader of conntrack's statistics, nil when off
+// or replaying.
+func (f *auditFlags) conntrackStats(replay bool) ctstats.Reader {
+	if replay || !f.ctStats {
+		return nil
 	}
-	if f.ctStats {
-		out = append(out, ctstats.New(ctstats.Netlink{}, logger.With("collector", "conntrack-stats")))
-	}
-	return out
+	return ctstats.Netlink{}
 }

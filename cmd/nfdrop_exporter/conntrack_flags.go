@@ -2,14 +2,11 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alecthomas/units"
-	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // conntrackFlags are the --conntrack.* flags (teardown evidence).
@@ -35,26 +32,20 @@ func addConntrackFlags(app *kingpin.CmdClause) *conntrackFlags {
 	return f
 }
 
-// build validates the flags and starts the tracker. With --no-conntrack.correlate,
-// or when replaying a capture (its packets never passed this kernel's
-// conntrack, so any evidence would be made up), it returns a nil sink and
-// collector: set no sink, register nothing. The stop func is never nil.
-func (f *conntrackFlags) build(groups []uint16, replay bool, logger *slog.Logger) (collector.TeardownSink, prometheus.Collector, func(), error) {
+// config returns the tracker's configuration, or nil with
+// --no-conntrack.correlate or when replaying a capture: its packets never
+// passed this kernel's conntrack, so any evidence would be made up. The
+// collector validates it.
+func (f *conntrackFlags) config(replay bool) *conntrack.Config {
 	if !f.correlate || replay {
-		return nil, nil, func() {}, nil
+		return nil
 	}
-	t, err := conntrack.New(conntrack.Config{
-		Groups:           groups,
+	return &conntrack.Config{
 		Window:           f.window,
 		Hold:             f.hold,
 		MaxFlows:         f.maxFlows,
 		LookupsPerSecond: f.lookups,
 		QueueSize:        f.queue,
 		ReceiveBuffer:    int(f.receiveBuffer),
-	}, logger.With("component", "conntrack"))
-	if err != nil {
-		return nil, nil, func() {}, err
 	}
-	t.Start()
-	return t, t, t.Stop, nil
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/explain"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 type explainFlags struct {
@@ -72,12 +72,12 @@ func (f *explainFlags) validate() error {
 	return classify.CheckMaxPrefixes("--max-prefixes", f.maxPrefixes)
 }
 
-// fder is an *os.File, or anything else with a descriptor.
-type fder interface{ Fd() uintptr }
+// fileDescriptor is an *os.File, or anything else with a descriptor.
+type fileDescriptor interface{ Fd() uintptr }
 
 // isTerminal reports whether r is a terminal (TCGETS succeeds only on one).
 func isTerminal(r io.Reader) bool {
-	f, ok := r.(fder)
+	f, ok := r.(fileDescriptor)
 	if !ok {
 		return false
 	}
@@ -91,7 +91,7 @@ func terminalWidth(columns string, w io.Writer) int {
 	if n, err := strconv.Atoi(columns); err == nil && n > 0 {
 		return n
 	}
-	if f, ok := w.(fder); ok {
+	if f, ok := w.(fileDescriptor); ok {
 		if ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ); err == nil && ws.Col > 0 {
 			return int(ws.Col)
 		}

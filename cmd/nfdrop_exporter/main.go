@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,11 +20,11 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/alecthomas/units"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/landing"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/landing"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
-	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,26 +43,26 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // flags holds every command-line setting of the exporter.
 type flags struct {
-	groups         []string
-	copyRange      uint32
-	queueThreshold uint32
-	flushTimeout   time.Duration
-	batchSize      units.Base2Bytes
-	receiveBuffer  units.Base2Bytes
-	replayFile     string
-	cpuProfile     string
-	ports          string
-	maxPrefixes    int
-	telemetryPath  string
-	disableExpMet  bool
-	maxRequests    int
-	landingSources bool
-	web            *web.FlagConfig
-	log            *promslog.Config
-	explain        explainFlags
-	conntrack      *conntrackFlags
-	reasons        *reasonsFlags
-	audit          *auditFlags
+	groups                 []string
+	copyRange              uint32
+	queueThreshold         uint32
+	flushTimeout           time.Duration
+	batchSize              units.Base2Bytes
+	receiveBuffer          units.Base2Bytes
+	replayFile             string
+	cpuProfile             string
+	ports                  string
+	maxPrefixes            int
+	telemetryPath          string
+	disableExporterMetrics bool
+	maxRequests            int
+	landingSources         bool
+	web                    *web.FlagConfig
+	log                    *promslog.Config
+	explain                explainFlags
+	conntrack              *conntrackFlags
+	reasons                *reasonsFlags
+	audit                  *auditFlags
 }
 
 func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
@@ -70,7 +72,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	// The serving flags belong to serve, the default command, so that
 	// explain neither lists nor accepts them; "nfdrop_exporter --flag ..."
 	// without a command still serves (see defaultCommand).
-	serve := app.Command("serve", "Read NFLOG groups and serve metrics (the default command: its flags may be given without it; serve --help lists them).").Default()
+	serve := app.Command("serve", "Read NFLOG groups and serve metrics. The default command: its flags may be given without it. \""+name+" help\" lists the other commands (explain reads recorded drops offline).").Default()
 	serve.Flag("nflog.group", "NFLOG group to read (iptables --nflog-group, nft 'log group'); repeat for several.").Default("0").StringsVar(&f.groups)
 	serve.Flag("nflog.copy-range", "Bytes of each packet the kernel copies to the exporter; enough for IPv6 with extension headers and TCP.").Default("256").Uint32Var(&f.copyRange)
 	serve.Flag("nflog.queue-threshold", "Messages the kernel batches before sending (qthreshold); 0 keeps the kernel default of 100.").Default("1000").Uint32Var(&f.queueThreshold)
@@ -82,7 +84,7 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 	serve.Flag("collector.ports", "Service ports that are label values by number; other ports become system/user/dynamic.").Default(classify.DefaultPorts).StringVar(&f.ports)
 	serve.Flag("collector.max-prefixes", "Most distinct rule prefixes kept as label values; later ones become (other).").Default(fmt.Sprint(classify.DefaultMaxPrefixes)).IntVar(&f.maxPrefixes)
 	serve.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
-	serve.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExpMet)
+	serve.Flag("web.disable-exporter-metrics", "Exclude go_*, process_* and promhttp_* metrics about the exporter itself.").BoolVar(&f.disableExporterMetrics)
 	serve.Flag("web.landing-page.sources", "Show the heaviest sources of non-teardown drops on the landing page and in "+summary.Path+" (a fixed-size sketch per group; addresses are never metric labels). --no-web.landing-page.sources turns the view and its per-packet cost off.").Default("true").BoolVar(&f.landingSources)
 	serve.Flag("web.max-requests", "Maximum number of parallel scrape requests; 0 disables the limit.").Default("40").IntVar(&f.maxRequests)
 	f.conntrack = addConntrackFlags(serve)
@@ -97,16 +99,17 @@ func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdCla
 }
 
 // defaultCommand puts "serve" in front of arguments that name no command,
-// so that the serving flags work without it, as they always have.
-// kingpin only reads flags of the default command once it is on the line.
+// so that the serving flags work without it. kingpin only reads flags of the
+// default command once it is on the line.
 func defaultCommand(args []string) []string {
 	if len(args) == 0 {
 		return args
 	}
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
-		// Operators look for the serving flags under --help: list every
-		// command with its flags, as --help-long does.
-		return []string{"--help-long"}
+		// Operators look for the serving flags under --help: show them once
+		// (--help-long repeats the default command's flags under it); the
+		// usage names the other commands.
+		return []string{"serve", "--help"}
 	}
 	switch args[0] {
 	case "serve", "explain", "help", "--help", "-h", "--help-long", "--help-man", "--version",
@@ -122,6 +125,11 @@ type exitRequest int
 func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 	var f flags
 	app, serve, explain := newApp(&f)
+	if slices.Contains(args, "--help-man") {
+		// The man page's .TH line takes one word of version, not the
+		// multi-line --version text.
+		app.Version(cmp.Or(version.Version, "unknown"))
+	}
 	app.Writer(stdout).UsageWriter(stdout).ErrorWriter(stderr)
 	app.Terminate(func(c int) { panic(exitRequest(c)) })
 	defer func() {
@@ -189,9 +197,10 @@ func startCPUProfile(path string) (func(), error) {
 	}, nil
 }
 
-// validate checks what the kernel would otherwise reject late or silently.
+// validate checks what the kernel would otherwise reject late or silently,
+// and builds the collector's configuration.
 func (f *flags) validate() (collector.Config, error) {
-	cfg := collector.Config{MaxPrefixes: f.maxPrefixes}
+	cfg := collector.Config{MaxPrefixes: f.maxPrefixes, KernelSettings: f.replayFile == ""}
 	ports, err := classify.ParsePorts(f.ports)
 	if err != nil {
 		return cfg, fmt.Errorf("--collector.ports: %v", err)
@@ -210,6 +219,9 @@ func (f *flags) validate() (collector.Config, error) {
 	if err := checkTelemetryPath(f.telemetryPath); err != nil {
 		return cfg, err
 	}
+	if err := checkListenAddresses(f.web); err != nil {
+		return cfg, err
+	}
 	if err := f.audit.validate(); err != nil {
 		return cfg, err
 	}
@@ -219,57 +231,54 @@ func (f *flags) validate() (collector.Config, error) {
 	if cfg.Groups, err = classify.ParseGroups("--nflog.group", f.groups); err != nil {
 		return cfg, err
 	}
+	// After the groups: --conntrack.reasons.bind may add group 0.
+	if cfg.Reasons, err = f.reasons.config(&cfg.Groups); err != nil {
+		return cfg, err
+	}
+	replay := f.replayFile != ""
+	cfg.Conntrack = f.conntrack.config(replay) // collector.New validates it
+	cfg.RuleAudit = f.audit.ruleAuditConfig(replay)
+	cfg.ConntrackStats = f.audit.conntrackStats(replay)
+	if f.landingSources {
+		cfg.SourcesCapacity = topsources.DefaultCapacity
+	}
 	return cfg, nil
+}
+
+// nflogGroups are the NFLOG group numbers among groups.
+func nflogGroups(groups []classify.Group) []uint16 {
+	var out []uint16
+	for _, g := range groups {
+		if n, ok := g.NFLOG(); ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	logger.Info("Starting "+name, "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	if os.Geteuid() == 0 {
-		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (see deploy/systemd for an unprivileged unit)")
+		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (the packaged systemd unit runs it as an unprivileged user with that capability alone)")
 	}
-
-	// Before the tracker, which must know group 0 if it is added.
-	reasons, err := f.reasons.build(&cfg, f.replayFile != "")
-	if err != nil {
-		logger.Error("invalid flag: " + err.Error())
-		return 2
-	}
-	cfg.Reasons = reasons
-
-	teardown, ctColl, stopConntrack, err := f.conntrack.build(cfg.Groups, f.replayFile != "", logger)
-	if err != nil {
-		logger.Error("invalid flag: " + err.Error())
-		return 2
-	}
-	defer stopConntrack()
-	cfg.Teardown = teardown
-	if f.landingSources {
-		cfg.SourcesCapacity = topsources.DefaultCapacity
-	}
-	extra := []prometheus.Collector{reasons}
-	if ctColl != nil {
-		extra = append(extra, ctColl)
-	}
-
 	coll, err := collector.New(cfg, logger)
 	if err != nil {
-		logger.Error(err.Error())
+		logger.Error("invalid flag: " + err.Error())
 		return 2
 	}
-	extra = append(extra, f.audit.build(cfg.Groups, coll.LastPacket, f.replayFile != "", logger)...)
 	// Bind every group before serving, so that a misconfiguration exits at
 	// once with the reason instead of serving nfdrop_up 0 forever.
 	src, err := source.New(source.Config{
-		Groups:         cfg.Groups,
+		Groups:         nflogGroups(cfg.Groups),
 		ReplayFile:     f.replayFile,
 		CopyRange:      f.copyRange,
 		QueueThreshold: f.queueThreshold,
 		FlushTimeout:   f.flushTimeout,
 		BatchSize:      uint32(f.batchSize),
 		ReceiveBuffer:  int(f.receiveBuffer),
-		ProbeConntrackAttrs: &source.ConntrackAttrsProbe{Group: reasonsGroup, Report: func(ok bool) {
-			reasons.SetConntrackAttrs(ok)
+		ProbeConntrackAttrs: &source.ConntrackAttrsProbe{Group: 0, Report: func(ok bool) {
+			coll.SetConntrackAttrs(ok)
 			logger.Info("NFLOG conntrack attributes (NFULNL_CFG_F_CONNTRACK) probed; not used: INVALID packets carry none", "supported", ok)
 		}},
 	}, logger)
@@ -281,8 +290,8 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		return 1
 	}
 	defer src.Close()
-	reasons.Start()
-	defer reasons.Stop()
+	coll.Start()
+	defer coll.Stop()
 
 	// SIGHUP would end the process by default, which systemd counts as a clean
 	// exit; there is no configuration to reload, so it changes nothing.
@@ -298,10 +307,9 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 		}
 	}()
 
-	evidence, _ := teardown.(summary.EvidenceSource)
-	sum := summary.New(summary.Config{Collector: coll, Evidence: evidence, Reasons: reasons, Sources: f.landingSources, Exporter: name, Version: version.Version})
+	sum := summary.New(summary.Config{Collector: coll, Evidence: coll, Reasons: coll, Rules: coll, Sources: f.landingSources, Exporter: name, Version: version.Version})
 	go sum.Run(ctx)
-	server := newServer(newHandler(f, coll, sum, logger, extra...), serverTimeouts)
+	server := newServer(newHandler(f, coll, sum, logger), serverTimeouts)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 
@@ -325,13 +333,12 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 
 // newHandler serves the exporter's metrics from its own registry, and the
 // exporter's own go_/process_ metrics from another one, as node_exporter does.
-func newHandler(f *flags, coll prometheus.Collector, sum *summary.Summarizer, logger *slog.Logger, extra ...prometheus.Collector) http.Handler {
+func newHandler(f *flags, coll prometheus.Collector, sum *summary.Summarizer, logger *slog.Logger) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(coll, versioncollector.NewCollector(name))
-	reg.MustRegister(extra...)
 	gatherers := prometheus.Gatherers{reg}
 	var instrument func(http.Handler) http.Handler = func(h http.Handler) http.Handler { return h }
-	if !f.disableExpMet {
+	if !f.disableExporterMetrics {
 		self := prometheus.NewRegistry()
 		self.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 		gatherers = append(gatherers, self)
@@ -348,21 +355,19 @@ func newHandler(f *flags, coll prometheus.Collector, sum *summary.Summarizer, lo
 	// The summary and the page go through the same server, so the web
 	// config's TLS and basic auth cover them as they cover the metrics.
 	mux.Handle(summary.Path, sum)
-	if f.telemetryPath != "/" {
-		page, err := landing.New(landing.Config{LandingConfig: web.LandingConfig{
-			Name:        name,
-			Description: "What the packets your firewall drops really are",
-			Version:     version.Info(),
-			Links: []web.LandingLinks{
-				{Address: f.telemetryPath, Text: "Metrics"},
-				{Address: summary.Path, Text: "Summary as JSON", Description: "the numbers below, for scripts"},
-			},
-		}, Summary: sum})
-		if err != nil {
-			logger.Error("landing page", "err", err)
-		} else {
-			mux.Handle("/", page)
-		}
+	page, err := landing.New(landing.Config{LandingConfig: web.LandingConfig{
+		Name:        name,
+		Description: "What the packets your firewall drops really are",
+		Version:     version.Info(),
+		Links: []web.LandingLinks{
+			{Address: f.telemetryPath, Text: "Metrics"},
+			{Address: summary.Path, Text: "Summary as JSON", Description: "the numbers below, for scripts"},
+		},
+	}, Summary: sum})
+	if err != nil {
+		logger.Error("landing page", "err", err)
+	} else {
+		mux.Handle("/", page)
 	}
 	return mux
 }

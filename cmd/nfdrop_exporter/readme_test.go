@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/families"
+
 	"github.com/alecthomas/kingpin/v2"
 )
 
@@ -78,7 +80,7 @@ func keys[V any](m map[string]V) []string {
 // TestReadmeMetricsMatchExporter keeps the metric reference from drifting.
 func TestReadmeMetricsMatchExporter(t *testing.T) {
 	doc := readmeMetrics(t)
-	code := exposedMetrics(t, append(append([]string{"nfdrop_exporter_build_info"}, conntrackMetricNames(t)...), auditMetricNames(t)...)...)
+	code := exposedMetrics(t, append(keys(families.Of(t, families.AllParts)), "nfdrop_exporter_build_info")...)
 	for _, n := range keys(code) {
 		if !doc[n] {
 			t.Errorf("%s is exposed but missing from the metrics table of %s", n, metricsDoc)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
@@ -15,7 +14,7 @@ import (
 
 // reasonsGroup is the NFLOG group the kernel writes conntrack's own messages
 // to (nfnetlink_log's default logger configuration).
-const reasonsGroup = 0
+const reasonsGroup = classify.Group(0)
 
 // reasonsFlags are the --conntrack.reasons* flags: conntrack's reason for
 // each drop, from conntrack's own INVALID log messages.
@@ -34,34 +33,27 @@ func addReasonsFlags(app *kingpin.CmdClause) *reasonsFlags {
 	return f
 }
 
-// build validates the flags, adds group 0 to cfg.Groups when asked to, and
-// returns the log of conntrack's messages (never nil). A replay reports no
-// settings: its messages did not come from this kernel.
-func (f *reasonsFlags) build(cfg *collector.Config, replay bool) (*ctlog.Log, error) {
+// config validates the flags, adds group 0 to the NFLOG groups when asked
+// to, and returns the configuration of the count of conntrack's messages
+// (never nil: they are counted, and never as drops, even without the join).
+func (f *reasonsFlags) config(groups *[]classify.Group) (*ctlog.Config, error) {
 	if f.window <= 0 || f.window > time.Minute {
 		return nil, fmt.Errorf("--conntrack.reasons.window=%s: want more than 0 and at most 1m", f.window)
 	}
 	if f.bind && !f.join {
 		return nil, fmt.Errorf("--conntrack.reasons.bind needs --conntrack.reasons: drop one of them")
 	}
-	if f.bind && !slices.Contains(cfg.Groups, reasonsGroup) {
-		cfg.Groups = append(cfg.Groups, reasonsGroup)
+	if f.bind && !slices.Contains(*groups, reasonsGroup) {
+		*groups = append(*groups, reasonsGroup)
 		f.added = true
 	}
-	return ctlog.New(ctlog.Config{
-		Groups:       cfg.Groups,
-		ReasonsGroup: reasonsGroup,
-		Join:         f.join,
-		ClassNames:   classify.ClassNames(),
-		Window:       f.window,
-		NoSettings:   replay,
-	}), nil
+	return &ctlog.Config{ReasonsGroup: reasonsGroup, Join: f.join, Window: f.window}, nil
 }
 
 // bindError explains a failure to bind group 0 that --conntrack.reasons.bind asked for.
 func (f *reasonsFlags) bindError(err error) error {
 	var be *source.BindError
-	if !f.added || !errors.As(err, &be) || be.Group != reasonsGroup {
+	if !f.added || !errors.As(err, &be) || classify.NFLOGGroup(be.Group) != reasonsGroup {
 		return err
 	}
 	return fmt.Errorf("%v; --conntrack.reasons.bind needs group 0 because conntrack writes its messages there: stop the other reader of group 0 or run without --conntrack.reasons.bind", err)

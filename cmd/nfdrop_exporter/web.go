@@ -1,10 +1,18 @@
 package main
 
 import (
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+
 	"fmt"
 	"net/http"
 	"path"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
+	"github.com/prometheus/exporter-toolkit/web"
 )
 
 // timeouts bound how long one HTTP connection may hold the server.
@@ -35,9 +43,13 @@ func newServer(h http.Handler, t timeouts) *http.Server {
 }
 
 // checkTelemetryPath accepts what http.ServeMux can route as one exact path
-// next to the landing page at /: an absolute, clean path of URL-safe
-// characters (a bad one would otherwise panic after the groups are bound).
+// next to the landing page at / and the summary: an absolute, clean path of
+// URL-safe characters (a bad one would otherwise panic after the groups are
+// bound).
 func checkTelemetryPath(p string) error {
+	if p == summary.Path {
+		return fmt.Errorf("--web.telemetry-path=%q: the summary is served there; pick another path, such as /metrics", p)
+	}
 	ok := len(p) > 1 && p[0] == '/' && path.Clean(p) == p
 	for _, c := range p {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
@@ -46,6 +58,30 @@ func checkTelemetryPath(p string) error {
 	}
 	if !ok {
 		return fmt.Errorf("--web.telemetry-path=%q: want an absolute path such as /metrics, other than / (the landing page), of letters, digits and -._~/", p)
+	}
+	return nil
+}
+
+// checkListenAddresses rejects listen addresses that net.Listen would take
+// for something else (an empty one listens on a random port on every
+// interface) or refuse only after the groups are bound. With systemd socket
+// activation the addresses are not used.
+func checkListenAddresses(f *web.FlagConfig) error {
+	if f.WebSystemdSocket != nil && *f.WebSystemdSocket {
+		return nil
+	}
+	for _, a := range *f.WebListenAddresses {
+		addr := strings.TrimPrefix(a, "vsock://")
+		_, port, err := net.SplitHostPort(addr)
+		if err == nil {
+			var n uint64
+			if n, err = strconv.ParseUint(port, 10, 16); err == nil && n == 0 && addr == a {
+				err = errors.New("port 0 listens on a random port")
+			}
+		}
+		if err != nil || port == "" {
+			return fmt.Errorf("--web.listen-address=%q: want [host]:port, such as :9786 or 127.0.0.1:9786", a)
+		}
 	}
 	return nil
 }

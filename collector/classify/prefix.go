@@ -19,15 +19,15 @@ const OtherPrefixIndex = 0
 // DefaultMaxPrefixes is the default --collector.max-prefixes.
 const DefaultMaxPrefixes = 32
 
-// MaxMaxPrefixes is the largest --collector.max-prefixes: a prefix index
-// is one byte of the series key, and index 0 is OtherPrefix.
-const MaxMaxPrefixes = 254
+// PrefixLimit is the largest --collector.max-prefixes: a prefix index is
+// one byte of the series key, and index 0 is OtherPrefix.
+const PrefixLimit = 254
 
 // CheckMaxPrefixes validates a --collector.max-prefixes value; flag names
 // the flag in the error.
 func CheckMaxPrefixes(flag string, n int) error {
-	if n < 1 || n > MaxMaxPrefixes {
-		return fmt.Errorf("%s=%d: want 1 to %d distinct prefixes", flag, n, MaxMaxPrefixes)
+	if n < 1 || n > PrefixLimit {
+		return fmt.Errorf("%s=%d: want 1 to %d distinct prefixes", flag, n, PrefixLimit)
 	}
 	return nil
 }
@@ -41,20 +41,28 @@ func TrimPrefix(b []byte) []byte { return bytes.TrimSpace(b) }
 // be UTF-8, or the whole scrape fails), and a prefix that reads like the
 // overflow value gets one more pair of parentheses.
 func PrefixLabel(p []byte) string {
-	s := string(p)
-	if !utf8.ValidString(s) {
-		var b strings.Builder
-		for len(p) > 0 {
-			r, n := utf8.DecodeRune(p)
-			b.WriteRune(r) // utf8.RuneError, U+FFFD, for a byte that is not UTF-8
-			p = p[n:]
-		}
-		s = b.String()
-	}
+	s := LabelText(string(p))
 	if isOtherPrefix(s) {
 		s = "(" + s + ")"
 	}
 	return s
+}
+
+// LabelText makes a name from outside (a rule prefix, a chain or table
+// name) a valid label value: each byte that is not part of a UTF-8
+// character becomes U+FFFD. A label value must be UTF-8, or the whole
+// scrape fails.
+func LabelText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		b.WriteRune(r) // utf8.RuneError, U+FFFD, for a byte that is not UTF-8
+		s = s[n:]
+	}
+	return b.String()
 }
 
 // isOtherPrefix reports whether s is "other" in one or more pairs of
@@ -151,3 +159,13 @@ func (t *PrefixTable) add(p []byte) uint8 {
 // Names returns the label values; index i is the value of prefix index i.
 // The slice must not be modified.
 func (t *PrefixTable) Names() []string { return t.snap.Load().names }
+
+// Name returns the label value of prefix index i. An index is in the table
+// before any series key holds it, so a key read after the index was handed
+// out always finds its name here.
+func (t *PrefixTable) Name(i uint8) string {
+	if names := t.snap.Load().names; int(i) < len(names) {
+		return names[i]
+	}
+	return OtherPrefix
+}

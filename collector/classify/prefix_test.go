@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -82,7 +83,7 @@ func TestParseGroups(t *testing.T) {
 		{nil, "--nflog.group: give at least one group"},
 	} {
 		g, err := ParseGroups("--nflog.group", tc.in)
-		got := fmtPorts(g)
+		got := fmt.Sprint(g)
 		if err != nil {
 			got = err.Error()
 		}
@@ -90,7 +91,7 @@ func TestParseGroups(t *testing.T) {
 			t.Errorf("ParseGroups(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
-	if err := CheckGroups([]uint16{3, 4, 3}); err == nil || err.Error() != "NFLOG group 3 is given twice: give each group once" {
+	if err := CheckGroups([]Group{3, 4, 3}); err == nil || err.Error() != "NFLOG group 3 is given twice: give each group once" {
 		t.Errorf("CheckGroups: %v", err)
 	}
 }

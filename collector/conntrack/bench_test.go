@@ -18,7 +18,7 @@ func BenchmarkObserve(b *testing.B) {
 	ts := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		tr.Observe(0, p, ts.UnixNano())
+		tr.observe(0, p, ts.UnixNano())
 		<-tr.queue
 	}
 }

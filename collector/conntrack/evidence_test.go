@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"errors"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"testing"
 	"time"
 )
@@ -118,8 +119,8 @@ func TestLookupBudget(t *testing.T) {
 	if fl.calls != 5 {
 		t.Errorf("%d lookups, want 5", fl.calls)
 	}
-	if tr.lookups[lookupNotFound].Load() != 5 {
-		t.Errorf("not_found lookups %d, want 5", tr.lookups[lookupNotFound].Load())
+	if tr.lookups[LookupNotFound].Load() != 5 {
+		t.Errorf("not_found lookups %d, want 5", tr.lookups[LookupNotFound].Load())
 	}
 }
 
@@ -135,19 +136,19 @@ func TestObserveQueues(t *testing.T) {
 	tr.now = clk.now
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 
-	tr.Observe(5, p, t0.UnixNano()) // not started: skipped, not queued
+	tr.observe(5, p, t0.UnixNano()) // not started: skipped, not queued
 	if n := tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped].Load(); n != 0 {
 		t.Fatalf("skipped %d published before the datagram's Flush, want 0", n)
 	}
-	tr.Flush(5)
+	tr.flush(5)
 	if n := tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped].Load(); n != 1 || len(tr.queue) != 0 {
 		t.Fatalf("before Start: skipped %d queued %d, want 1 and 0", n, len(tr.queue))
 	}
 	tr.running.Store(true)
-	tr.Observe(5, p, t0.Add(-time.Second).UnixNano()) // batched in NFLOG for a second
-	tr.Observe(0, p, t0.Add(time.Hour).UnixNano())    // bogus future timestamp
-	tr.Observe(0, p, t0.UnixNano())                   // queue full
-	tr.Observe(7, p, t0.UnixNano())                   // not a configured group: ignored
+	tr.observe(5, p, t0.Add(-time.Second).UnixNano()) // batched in NFLOG for a second
+	tr.observe(0, p, t0.Add(time.Hour).UnixNano())    // bogus future timestamp
+	tr.observe(0, p, t0.UnixNano())                   // queue full
+	tr.observe(7, p, t0.UnixNano())                   // not a configured group: ignored
 	p.SrcPort = 9
 	p.Src[0] = 99 // p is reused by the reader: the queue must hold a copy
 	if len(tr.queue) != 2 {
@@ -166,15 +167,15 @@ func TestObserveQueues(t *testing.T) {
 	}
 	// Once the queue was full, the rest of the datagram is skipped without
 	// looking, even though the queue has room again; Flush ends the datagram.
-	tr.Observe(0, p, t0.UnixNano())
+	tr.observe(0, p, t0.UnixNano())
 	if len(tr.queue) != 0 {
 		t.Fatalf("queued %d after the queue was found full in this datagram, want 0", len(tr.queue))
 	}
-	tr.Flush(0)
+	tr.flush(0)
 	if n := tr.groups[tr.groupIndex(0)].evidence[EvidenceSkipped].Load(); n != 2 {
 		t.Errorf("group 0 skipped %d, want 2 (queue full, then the rest of the datagram)", n)
 	}
-	tr.Observe(0, p, t0.UnixNano())
+	tr.observe(0, p, t0.UnixNano())
 	if len(tr.queue) != 1 {
 		t.Errorf("queued %d in the next datagram, want 1", len(tr.queue))
 	}
@@ -191,8 +192,8 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 	ts := time.Now()
 	allocs := testing.AllocsPerRun(1000, func() {
-		tr.Observe(0, p, ts.UnixNano())
-		tr.Flush(0)
+		tr.observe(0, p, ts.UnixNano())
+		tr.flush(0)
 		select {
 		case <-tr.queue:
 		default:
@@ -224,12 +225,12 @@ func TestEvidenceLoop(t *testing.T) {
 	defer tr.Stop()
 
 	now := time.Now()
-	tr.Observe(0, pkt(late), now.UnixNano())
-	tr.Observe(0, pkt(closing), now.UnixNano())
-	tr.Observe(5, pkt(scan), now.UnixNano())
+	tr.observe(0, pkt(late), now.UnixNano())
+	tr.observe(0, pkt(closing), now.UnixNano())
+	tr.observe(5, pkt(scan), now.UnixNano())
 	tr.recordDestroy(&late, now.Add(20*time.Millisecond).UnixNano()) // DESTROY arrives during the hold
 
-	want := map[uint16][NumEvidence]uint64{0: {1, 1, 0, 0, 0}, 5: {0, 0, 0, 1, 0}}
+	want := map[classify.Group][NumEvidence]uint64{0: {1, 1, 0, 0, 0}, 5: {0, 0, 0, 1, 0}}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		done := true

@@ -2,15 +2,14 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/netlink"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/promslog"
 )
 
@@ -55,7 +54,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 func nopLogger() *slog.Logger { return promslog.NewNopLogger() }
 
 func testConfig() Config {
-	return Config{Groups: []uint16{0, 5}, Window: DefaultWindow, Hold: DefaultHold, MaxFlows: 16,
+	return Config{Groups: []classify.Group{0, 5}, Window: DefaultWindow, Hold: DefaultHold, MaxFlows: 16,
 		LookupsPerSecond: 10, QueueSize: 8, SysctlDir: "/nonexistent"}
 }
 
@@ -138,20 +137,17 @@ func eventMessage(t testing.TB, msg uint16, future bool, proto uint8, src string
 	}
 }
 
-// prometheusGauge extracts one unlabelled metric by name, for ToFloat64.
-func prometheusGauge(c prometheus.Collector, name string) prometheus.Collector {
-	return collectorFunc(func(ch chan<- prometheus.Metric) {
-		all := make(chan prometheus.Metric, 256)
-		go func() { c.Collect(all); close(all) }()
-		for m := range all {
-			if strings.Contains(m.Desc().String(), `fqName: "`+name+`"`) {
-				ch <- m
-			}
-		}
-	})
+// observe hands group g's reader a drop, as the collector does; a group
+// the tracker does not serve is ignored.
+func (t *Tracker) observe(g classify.Group, p *packet.Packet, tsNs int64) {
+	if r := t.Reader(g); r != nil {
+		r.Observe(p, tsNs)
+	}
 }
 
-type collectorFunc func(chan<- prometheus.Metric)
-
-func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
-func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
+// flush ends group g's datagram.
+func (t *Tracker) flush(g classify.Group) {
+	if r := t.Reader(g); r != nil {
+		r.Flush()
+	}
+}

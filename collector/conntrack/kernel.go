@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 
 	"github.com/mdlayher/netlink"
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
@@ -222,7 +221,7 @@ func (t *Tracker) listenLoop() {
 			first = false
 			// Entries that exist now were created before this listener; with
 			// nf_conntrack_events=2 they never emit a DESTROY.
-			if n, err := readUint(filepath.Join(t.cfg.SysctlDir, "nf_conntrack_count")); err == nil {
+			if n, err := sysctl.ReadUint(filepath.Join(t.cfg.SysctlDir, "nf_conntrack_count")); err == nil {
 				t.preexisting.Store(int64(n))
 			}
 			t.logger.Info("Subscribed to conntrack DESTROY events", "window", t.cfg.Window, "hold", t.cfg.Hold, "max_flows", t.cfg.MaxFlows)
@@ -307,12 +306,4 @@ func NewKernelLooker(netns int) (Looker, func() error, error) {
 		return nil, nil, err
 	}
 	return l, l.Close, nil
-}
-
-func readUint(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }

@@ -4,6 +4,7 @@ package conntrack
 
 import (
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"io"
 	"net"
 	"net/netip"
@@ -93,7 +94,7 @@ func (n *testNetns) in(t testing.TB, f func()) {
 
 func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config), withLooker ...bool) *Tracker {
 	t.Helper()
-	cfg := Config{Groups: []uint16{0}, Window: DefaultWindow, Hold: 300 * time.Millisecond, MaxFlows: 1024,
+	cfg := Config{Groups: []classify.Group{0}, Window: DefaultWindow, Hold: 300 * time.Millisecond, MaxFlows: 1024,
 		LookupsPerSecond: 1000, QueueSize: 64, ReceiveBuffer: DefaultReceiveBuffer, NetNS: n.fd, SysctlDir: t.TempDir()}
 	if mod != nil {
 		mod(&cfg)
@@ -198,8 +199,8 @@ func TestKernelRealConnection(t *testing.T) {
 	}
 
 	late := time.Now()
-	tr.Observe(0, pkt(rev), late.UnixNano()) // the server's late packet, as the other direction
-	tr.Observe(0, pkt(unknown), late.UnixNano())
+	tr.observe(0, pkt(rev), late.UnixNano()) // the server's late packet, as the other direction
+	tr.observe(0, pkt(unknown), late.UnixNano())
 	ev := &tr.groups[0].evidence
 	waitFor(t, 5*time.Second, "evidence", func() bool { return ev[EvidenceDestroyed].Load()+ev[EvidenceNone].Load() == 2 })
 	if ev[EvidenceDestroyed].Load() != 1 || ev[EvidenceNone].Load() != 1 {

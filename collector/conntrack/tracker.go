@@ -18,6 +18,7 @@ package conntrack
 
 import (
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 	"log/slog"
 	"math"
 	"sync"
@@ -26,7 +27,6 @@ import (
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -38,26 +38,31 @@ const (
 	DefaultLookupsPerSecond = 100
 	DefaultQueueSize        = 4096
 	DefaultReceiveBuffer    = 8 << 20
-	DefaultSysctlDir        = "/proc/sys/net/netfilter"
 )
 
 // Config configures a Tracker; main builds it from the --conntrack.* flags.
 type Config struct {
-	Groups           []uint16      // NFLOG groups whose drops are observed
-	Window           time.Duration // how long an ended flow is remembered
-	Hold             time.Duration // how long a drop waits for its DESTROY before the lookup
-	MaxFlows         int           // most ended flows remembered
-	LookupsPerSecond float64       // conntrack lookups per second; 0 disables lookups
-	QueueSize        int           // drops waiting out their hold
-	ReceiveBuffer    int           // event socket receive buffer, bytes
-	SysctlDir        string        // where the conntrack sysctls are read; "" = /proc/sys/net/netfilter
+	Groups           []classify.Group // groups whose drops are observed
+	Window           time.Duration    // how long an ended flow is remembered
+	Hold             time.Duration    // how long a drop waits for its DESTROY before the lookup
+	MaxFlows         int              // most ended flows remembered
+	LookupsPerSecond float64          // conntrack lookups per second; 0 disables lookups
+	QueueSize        int              // drops waiting out their hold
+	ReceiveBuffer    int              // event socket receive buffer, bytes
+	SysctlDir        string           // where the conntrack sysctls are read; "" = /proc/sys/net/netfilter
 	// NetNS, if non-zero, is a file descriptor of the network namespace the
 	// conntrack sockets are opened in (tests). Zero: the exporter's own.
 	NetNS int
 	// Events, if set, opens the event stream instead of the kernel's DESTROY
 	// subscription (a recording: ReplayEvents); no lookup socket is opened.
 	Events func() (Events, error)
+	// NewDelay, if set, gives each group's observer of the seconds from a
+	// flow's DESTROY to its late packet (drops with evidence destroyed).
+	NewDelay func(classify.Group) Observer
 }
+
+// Observer receives observed values; a Prometheus histogram is one.
+type Observer interface{ Observe(float64) }
 
 // Validate checks the flag values.
 func (c *Config) Validate() error {
@@ -84,22 +89,21 @@ func (c *Config) Validate() error {
 // pointers: the queue's buffer is allocated once.
 type held struct {
 	tuple    Tuple
-	group    uint16 // index into Tracker.groups, not the group number
+	group    uint16 // index into Tracker.groups, not the group's label
 	ts       int64  // NFLOG timestamp, unix nanoseconds
 	deadline int64  // when to decide, unix nanoseconds
 }
 
-// Tracker correlates teardown-shaped drops with conntrack. It implements
-// collector.TeardownSink (Observe) and prometheus.Collector.
+// Tracker correlates teardown-shaped drops with conntrack. Each group's
+// reader hands it its drops through the group's GroupReader.
 type Tracker struct {
 	cfg    Config
 	logger *slog.Logger
 	now    func() time.Time
 
-	groupNums []uint16 // read-only after New; groupNums[i] is the group of groups[i]
-	groups    []groupMetrics
-	readers   []readerState // readers[i] belongs to the reader of groupNums[i]
-	queue     chan held
+	groups  []groupEvidence // in the order of cfg.Groups
+	readers []GroupReader   // readers[i] belongs to the reader of cfg.Groups[i]
+	queue   chan held
 
 	mu  sync.Mutex // guards mem
 	mem *flowMemory
@@ -112,7 +116,7 @@ type Tracker struct {
 	destroys    atomic.Uint64
 	undecodable atomic.Uint64
 	lostBase    atomic.Uint64 // kernel drops of closed event sockets
-	lookups     [numLookupResults]atomic.Uint64
+	lookups     [NumLookupResults]atomic.Uint64
 	evicted     atomic.Uint64
 	preexisting atomic.Int64 // -1: unknown
 	sock        eventSocketHolder
@@ -122,33 +126,27 @@ type Tracker struct {
 	wg          sync.WaitGroup
 }
 
-type groupMetrics struct {
-	label    string
+// groupEvidence is one group's evidence counters, written by the evidence
+// goroutine (and by Flush for skips).
+type groupEvidence struct {
 	evidence [NumEvidence]atomic.Uint64
-	delay    prometheus.Histogram
+	delay    Observer // nil: delays are not kept
 }
 
-// readerState is what Observe keeps between Flushes, owned by the group's
-// NFLOG reader goroutine; padded so that it shares no cache line with the
-// counters the evidence goroutine writes.
-type readerState struct {
+// GroupReader is one group's way into the tracker, for the group's packet
+// reader goroutine alone: what Observe keeps between Flushes. Padded so that
+// it shares no cache line with another group's reader or with the counters
+// the evidence goroutine writes.
+type GroupReader struct {
+	t         *Tracker
+	index     uint16 // index of the group in Tracker.groups
 	skipped   uint64 // drops counted skipped since the last Flush
 	queueFull bool   // the hold queue was full: skip without looking until Flush
-	_         [48]byte
+	_         [40]byte
 }
 
 // lookerRef boxes the Looker, which the listener sets once it has a socket.
 type lookerRef struct{ Looker }
-
-// Lookup results, for nfdrop_conntrack_lookups_total.
-const (
-	lookupFound = iota
-	lookupNotFound
-	lookupError
-	numLookupResults
-)
-
-var lookupResultNames = [numLookupResults]string{"found", "not_found", "error"}
 
 // New builds a tracker; Start subscribes and starts it.
 func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
@@ -156,7 +154,7 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 		return nil, err
 	}
 	if cfg.SysctlDir == "" {
-		cfg.SysctlDir = DefaultSysctlDir
+		cfg.SysctlDir = sysctl.DefaultDir
 	}
 	t := &Tracker{
 		cfg:     cfg,
@@ -168,30 +166,35 @@ func New(cfg Config, logger *slog.Logger) (*Tracker, error) {
 		stopCh:  make(chan struct{}),
 	}
 	t.preexisting.Store(-1)
-	t.groups = make([]groupMetrics, len(cfg.Groups))
-	t.readers = make([]readerState, len(cfg.Groups))
+	t.groups = make([]groupEvidence, len(cfg.Groups))
+	t.readers = make([]GroupReader, len(cfg.Groups))
 	for i, g := range cfg.Groups {
-		t.groupNums = append(t.groupNums, g)
-		gm := &t.groups[i]
-		gm.label = fmt.Sprint(g)
-		gm.delay = prometheus.NewHistogram(delayOpts(gm.label))
+		t.readers[i] = GroupReader{t: t, index: uint16(i)}
+		if cfg.NewDelay != nil {
+			t.groups[i].delay = cfg.NewDelay(g)
+		}
 	}
 	return t, nil
 }
 
-// Observe implements collector.TeardownSink. It runs on the NFLOG reader's
-// goroutine for every teardown-shaped drop: it copies the tuple into the hold
-// queue, or, when the queue is full or correlation is not running, counts the
-// drop as skipped. It never blocks, does not allocate and, under a flood,
-// costs a few plain instructions: once the queue is found full, the rest of
-// the datagram's drops are skipped without looking, and skips are published
-// by Flush, once per datagram.
-func (t *Tracker) Observe(group uint16, p *packet.Packet, tsNs int64) {
-	gi := t.groupIndex(group)
-	if gi < 0 {
-		return
+// Reader returns the GroupReader of group g, nil if the tracker does not
+// serve it.
+func (t *Tracker) Reader(g classify.Group) *GroupReader {
+	if i := t.groupIndex(g); i >= 0 {
+		return &t.readers[i]
 	}
-	r := &t.readers[gi]
+	return nil
+}
+
+// Observe hands the tracker one teardown-shaped drop, logged at tsNs (unix
+// nanoseconds). It runs on the group's reader goroutine for every such drop:
+// it copies the tuple into the hold queue, or, when the queue is full or
+// correlation is not running, counts the drop as skipped. It never blocks,
+// does not allocate and, under a flood, costs a few plain instructions: once
+// the queue is found full, the rest of the datagram's drops are skipped
+// without looking, and skips are published by Flush, once per datagram.
+func (r *GroupReader) Observe(p *packet.Packet, tsNs int64) {
+	t := r.t
 	if r.queueFull || !p.HasPorts || p.IPProto != 6 || !t.running.Load() {
 		r.skipped++
 		return
@@ -202,7 +205,7 @@ func (t *Tracker) Observe(group uint16, p *packet.Packet, tsNs int64) {
 	// here would cost the reader a clock read per packet.
 	h := held{
 		tuple:    Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Family: p.Family},
-		group:    uint16(gi),
+		group:    r.index,
 		ts:       tsNs,
 		deadline: tsNs + int64(t.cfg.Hold),
 	}
@@ -214,27 +217,20 @@ func (t *Tracker) Observe(group uint16, p *packet.Packet, tsNs int64) {
 	}
 }
 
-// Flush implements collector.TeardownSink: the end of a datagram. It
-// publishes the skips Observe counted and lets the next datagram's drops try
-// the hold queue again.
-func (t *Tracker) Flush(group uint16) {
-	gi := t.groupIndex(group)
-	if gi < 0 {
-		return
-	}
-	r := &t.readers[gi]
+// Flush ends a datagram: it publishes the skips Observe counted and lets the
+// next datagram's drops try the hold queue again.
+func (r *GroupReader) Flush() {
 	if r.skipped > 0 {
-		t.groups[gi].evidence[EvidenceSkipped].Add(r.skipped)
+		r.t.groups[r.index].evidence[EvidenceSkipped].Add(r.skipped)
 		r.skipped = 0
 	}
 	r.queueFull = false
 }
 
-// groupIndex is the index of an NFLOG group in t.groups, or -1. A scan of
-// the few configured groups: cheaper per packet than a map lookup.
-func (t *Tracker) groupIndex(group uint16) int {
-	for i, g := range t.groupNums {
-		if g == group {
+// groupIndex is the index of group g in t.groups, or -1.
+func (t *Tracker) groupIndex(g classify.Group) int {
+	for i, c := range t.cfg.Groups {
+		if c == g {
 			return i
 		}
 	}
@@ -282,14 +278,14 @@ func (t *Tracker) decide(h *held, now int64) (ev Evidence, delay float64, hasDel
 	state, found, err := lr.Lookup(&h.tuple)
 	switch {
 	case err != nil:
-		t.lookups[lookupError].Add(1)
+		t.lookups[LookupError].Add(1)
 		t.logger.Debug("conntrack lookup failed", "err", err)
 		return EvidenceSkipped, 0, false
 	case !found:
-		t.lookups[lookupNotFound].Add(1)
+		t.lookups[LookupNotFound].Add(1)
 		return EvidenceNone, 0, false
 	}
-	t.lookups[lookupFound].Add(1)
+	t.lookups[LookupFound].Add(1)
 	return evidenceForState(state), 0, false
 }
 
@@ -371,10 +367,10 @@ func holdTick(hold time.Duration) time.Duration {
 // record decides one held drop and counts the evidence.
 func (t *Tracker) record(h *held, now int64) {
 	ev, delay, ok := t.decide(h, now)
-	gm := &t.groups[h.group]
-	gm.evidence[ev].Add(1)
-	if ok {
-		gm.delay.Observe(delay)
+	ge := &t.groups[h.group]
+	ge.evidence[ev].Add(1)
+	if ok && ge.delay != nil {
+		ge.delay.Observe(delay)
 	}
 }
 

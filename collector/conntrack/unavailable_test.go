@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 type countingHandler struct{ warns, infos atomic.Int32 }
@@ -49,17 +47,17 @@ func TestUnavailable(t *testing.T) {
 	defer tr.Stop()
 	p := pkt(tup(t, "10.99.0.2", 40000, "10.99.0.1", 443))
 	for i := 0; i < 3; i++ {
-		tr.Observe(5, p, time.Now().UnixNano())
+		tr.observe(5, p, time.Now().UnixNano())
 	}
-	tr.Flush(5)
+	tr.flush(5)
 	skipped := &tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped]
 	waitFor(t, 5*time.Second, "3 skipped", func() bool { return skipped.Load() == 3 })
 	time.Sleep(1500 * time.Millisecond) // at least one retry (backoff 1s)
 	if w := h.warns.Load(); w != 1 {
 		t.Errorf("%d warnings, want exactly 1", w)
 	}
-	if v := testutil.ToFloat64(prometheusGauge(tr, "nfdrop_conntrack_up")); v != 0 {
-		t.Errorf("nfdrop_conntrack_up %v, want 0", v)
+	if tr.Stats().Up {
+		t.Error("conntrack reported up (nfdrop_conntrack_up 1), want 0")
 	}
 	for e := Evidence(0); e < NumEvidence; e++ {
 		if e != EvidenceSkipped && tr.groups[tr.groupIndex(5)].evidence[e].Load() != 0 {

@@ -1,6 +1,7 @@
 package ctlog
 
 import (
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
@@ -9,7 +10,7 @@ import (
 // BenchmarkJoin is the per-packet cost with both streams on group 0: one
 // conntrack message recognised, keyed and kept, one drop keyed and joined.
 func BenchmarkJoin(b *testing.B) {
-	l := New(Config{Groups: []uint16{0}, Join: true, ClassNames: classes, SysctlDir: b.TempDir()})
+	l := New(Config{Groups: []classify.Group{0}, Join: true})
 	prefix := []byte("nf_ct_proto_6: invalid new ")
 	payloads := make([][]byte, 256)
 	for i := range payloads {
@@ -21,7 +22,7 @@ func BenchmarkJoin(b *testing.B) {
 		p := payloads[i&255]
 		r, _ := Recognise(prefix)
 		k := Key(packet.FamilyIPv4, p)
-		l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, r, k, uint32(2*i), true)
-		l.Drop(0, teardown, Key(packet.FamilyIPv4, p), uint32(2*i+1), true)
+		l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, r, k, uint32(2*i), true)
+		l.Group(0).Drop(teardown, Key(packet.FamilyIPv4, p), uint32(2*i+1), true)
 	}
 }

@@ -1,6 +1,7 @@
 package ctlog
 
 import (
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,23 +15,16 @@ const DefaultWindow = time.Second
 
 // Config configures a Log.
 type Config struct {
-	// Groups are the NFLOG groups read, in label order. ReasonsGroup (where
-	// the kernel writes conntrack's messages, group 0) must be one of them
-	// for drops to be joined.
-	Groups       []uint16
-	ReasonsGroup uint16
-	// Join turns on nfdrop_drop_reasons_total.
+	// Groups are the groups read, in label order. ReasonsGroup (where the
+	// kernel writes conntrack's messages, NFLOG group 0) must be one of
+	// them for drops to be joined.
+	Groups       []classify.Group
+	ReasonsGroup classify.Group
+	// Join joins drops to conntrack's reasons (nfdrop_drop_reasons_total).
 	Join bool
-	// ClassNames are the class label values, by class number.
-	ClassNames []string
 	// Window bounds how long a drop on another group than ReasonsGroup
 	// waits for its reason; 0 = DefaultWindow.
 	Window time.Duration
-	// SysctlDir is where the settings are read; "" = /proc/sys/net/netfilter.
-	SysctlDir string
-	// NoSettings leaves the settings out: replayed messages did not come
-	// from this kernel.
-	NoSettings bool
 }
 
 // tableSlots bounds the reasons waiting for their drop (two 8-byte words
@@ -42,8 +36,8 @@ const tableSlots = 1 << 14
 // it is full a drop is counted with reason none at once.
 const pendingSlots = 1 << 12
 
-// maxClasses bounds the class numbers a Log counts.
-const maxClasses = 8
+// MaxClasses bounds the class numbers a Log counts.
+const MaxClasses = 8
 
 // Log counts conntrack's messages and joins drops to their reasons. Its
 // per-packet methods run on the groups' reader goroutines, allocate nothing
@@ -53,9 +47,8 @@ type Log struct {
 	cfg       Config
 	window    int64 // nanoseconds
 	start     time.Time
-	groups    map[uint16]*groupState // read-only after New
-	order     []*groupState
-	reasons   *groupState // the reasons group's state, nil if it is not read
+	order     []*GroupLog // read-only after New
+	reasons   *GroupLog   // the reasons group's, nil if it is not read
 	table     []slot
 	lastSeq   atomic.Uint64 // the reasons group's last global sequence number + 1<<32 once one was seen
 	newest    atomic.Uint64 // when the newest reason was kept (milliseconds since start) + 1<<32 once one was
@@ -95,12 +88,13 @@ func (l *Log) nowNs() int64     { return l.clock.Load() }
 // is a second.
 func (l *Log) tick() { l.clock.Store(int64(time.Since(l.start))) }
 
-// groupState is one group's counters and waiting drops.
-type groupState struct {
-	group    uint16
-	label    string
+// GroupLog is one group's counters and waiting drops. Its Message, Drop and
+// DropPacket run on the group's reader goroutine only.
+type GroupLog struct {
+	l        *Log
+	group    classify.Group
 	messages [packet.NumFamilies][packet.NumProtos][NumReasons]atomic.Uint64
-	drops    [maxClasses][NumReasons]atomic.Uint64
+	drops    [MaxClasses][NumReasons]atomic.Uint64
 	shared   bool // this group is the reasons group: its order is the kernel's
 
 	// pending is a single-producer (the group's reader), single-consumer
@@ -123,21 +117,16 @@ func New(cfg Config) *Log {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
-	if cfg.SysctlDir == "" {
-		cfg.SysctlDir = DefaultSysctlDir
-	}
 	l := &Log{
 		cfg:    cfg,
 		window: int64(cfg.Window),
 		start:  time.Now(),
-		groups: map[uint16]*groupState{},
 	}
 	for _, g := range cfg.Groups {
-		if l.groups[g] != nil {
+		if l.Group(g) != nil {
 			continue
 		}
-		gs := &groupState{group: g, label: itoa(g), shared: g == cfg.ReasonsGroup}
-		l.groups[g] = gs
+		gs := &GroupLog{l: l, group: g, shared: g == cfg.ReasonsGroup}
 		l.order = append(l.order, gs)
 		if gs.shared {
 			l.reasons = gs
@@ -154,14 +143,24 @@ func New(cfg Config) *Log {
 // the reasons group is read.
 func (l *Log) Joining() bool { return l.table != nil }
 
+// Group returns group g's log, nil if g is not read.
+func (l *Log) Group(g classify.Group) *GroupLog {
+	for _, gs := range l.order {
+		if gs.group == g {
+			return gs
+		}
+	}
+	return nil
+}
+
+// Joining reports whether the group's drops are joined to reasons.
+func (gs *GroupLog) Joining() bool { return gs.l.table != nil }
+
 // Message counts one conntrack message (Recognise said so) and, on the
 // reasons group, keeps its reason for the drop of the same packet. seq is
 // the message's global sequence number if hasSeq.
-func (l *Log) Message(group uint16, f packet.Family, proto packet.Proto, r Reason, key uint64, seq uint32, hasSeq bool) {
-	gs := l.group(group)
-	if gs == nil {
-		return
-	}
+func (gs *GroupLog) Message(f packet.Family, proto packet.Proto, r Reason, key uint64, seq uint32, hasSeq bool) {
+	l := gs.l
 	gs.messages[f%packet.Family(packet.NumFamilies)][proto%packet.NumProtos][r%NumReasons].Add(1)
 	if l.table == nil || gs != l.reasons {
 		return
@@ -227,12 +226,9 @@ func (l *Log) claim(key uint64) (Reason, bool) {
 // drop on the reasons group comes after conntrack's message for its packet,
 // so it is counted at once; a drop on another group whose reason has not
 // been read yet waits, at most the window.
-func (l *Log) Drop(group uint16, class uint8, key uint64, seq uint32, hasSeq bool) {
-	if l.table == nil {
-		return
-	}
-	if gs := l.group(group); gs != nil {
-		l.drop(gs, class, key, seq, hasSeq)
+func (gs *GroupLog) Drop(class uint8, key uint64, seq uint32, hasSeq bool) {
+	if gs.l.table != nil {
+		gs.l.drop(gs, class, key, seq, hasSeq)
 	}
 }
 
@@ -242,26 +238,23 @@ func (l *Log) Drop(group uint16, class uint8, key uint64, seq uint32, hasSeq boo
 // 0, or no INVALID packet in the last two windows) the drop is counted none at
 // once; this is the flood's case, where hashing and probing the table was
 // two thirds of the per-packet path's cost.
-func (l *Log) DropPacket(group uint16, class uint8, f packet.Family, payload []byte, seq uint32, hasSeq bool) {
+func (gs *GroupLog) DropPacket(class uint8, f packet.Family, payload []byte, seq uint32, hasSeq bool) {
+	l := gs.l
 	if l.table == nil {
-		return
-	}
-	gs := l.group(group)
-	if gs == nil {
 		return
 	}
 	if gs.shared && !l.live() {
 		if hasSeq && l.waiters {
 			l.lastSeq.Store(1<<32 | uint64(seq))
 		}
-		gs.drops[class%maxClasses][ReasonNone].Add(1)
+		gs.drops[class%MaxClasses][ReasonNone].Add(1)
 		return
 	}
 	l.drop(gs, class, Key(f, payload), seq, hasSeq)
 }
 
-func (l *Log) drop(gs *groupState, class uint8, key uint64, seq uint32, hasSeq bool) {
-	class %= maxClasses
+func (l *Log) drop(gs *GroupLog, class uint8, key uint64, seq uint32, hasSeq bool) {
+	class %= MaxClasses
 	if gs.shared && hasSeq && l.waiters {
 		l.lastSeq.Store(1<<32 | uint64(seq))
 	}
@@ -282,15 +275,6 @@ func (l *Log) drop(gs *groupState, class uint8, key uint64, seq uint32, hasSeq b
 	}
 	gs.pending[t%pendingSlots] = pendingDrop{key: key, deadline: l.nowNs() + l.window, seq: seq, hasSeq: hasSeq, class: class}
 	gs.tail.Store(t + 1)
-}
-
-// group returns a group's state, nil if it is not read; the map is skipped
-// when there is one group.
-func (l *Log) group(g uint16) *groupState {
-	if len(l.order) == 1 && l.order[0].group == g {
-		return l.order[0]
-	}
-	return l.groups[g]
 }
 
 // passed reports whether the reasons group has been read past global
@@ -371,17 +355,4 @@ func (l *Log) Stop() {
 		<-l.done
 		l.stop = nil
 	}
-}
-
-func itoa(g uint16) string {
-	if g == 0 {
-		return "0"
-	}
-	var b [5]byte
-	i := len(b)
-	for ; g > 0; g /= 10 {
-		i--
-		b[i] = byte('0' + g%10)
-	}
-	return string(b[i:])
 }

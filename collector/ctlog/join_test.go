@@ -1,13 +1,12 @@
 package ctlog
 
 import (
-	"strings"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var classes = []string{"malformed", "fragment", "probe", "handshake", "teardown", "other"}
@@ -26,59 +25,59 @@ func pkt(n byte) []byte {
 	return b
 }
 
-func newLog(t *testing.T, groups []uint16, window time.Duration) *Log {
+func newLog(t *testing.T, groups []classify.Group, window time.Duration) *Log {
 	t.Helper()
-	return New(Config{Groups: groups, ReasonsGroup: 0, Join: true, ClassNames: classes, Window: window, SysctlDir: t.TempDir()})
+	return New(Config{Groups: groups, ReasonsGroup: 0, Join: true, Window: window})
 }
 
-func drops(l *Log, group uint16, class int, r Reason) uint64 {
-	return l.groups[group].drops[class][r].Load()
+func drops(l *Log, group classify.Group, class int, r Reason) uint64 {
+	return l.Group(group).drops[class][r].Load()
 }
 
 func TestJoinSharedGroup(t *testing.T) {
-	l := newLog(t, []uint16{0}, time.Second)
+	l := newLog(t, []classify.Group{0}, time.Second)
 	a, b, c := Key(packet.FamilyIPv4, pkt(1)), Key(packet.FamilyIPv4, pkt(2)), Key(packet.FamilyIPv4, pkt(3))
 	// Conntrack's message comes first, then the drop of the same packet.
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
-	l.Drop(0, teardown, a, 2, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
+	l.Group(0).Drop(teardown, a, 2, true)
 	// A drop conntrack wrote nothing about.
-	l.Drop(0, teardown, b, 3, true)
+	l.Group(0).Drop(teardown, b, 3, true)
 	// A message about a packet that was accepted, not dropped: no drop is counted.
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonIgnoredState, c, 4, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonIgnoredState, c, 4, true)
 	// A retransmission with identical headers: two messages, two drops.
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 5, true)
-	l.Drop(0, teardown, b, 6, true)
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 7, true)
-	l.Drop(0, teardown, b, 8, true)
-	l.Drop(0, teardown, b, 9, true) // the third has no message
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 5, true)
+	l.Group(0).Drop(teardown, b, 6, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, b, 7, true)
+	l.Group(0).Drop(teardown, b, 8, true)
+	l.Group(0).Drop(teardown, b, 9, true) // the third has no message
 	if got := drops(l, 0, teardown, ReasonInvalidNew); got != 3 {
 		t.Errorf("invalid_new drops = %d, want 3", got)
 	}
 	if got := drops(l, 0, teardown, ReasonNone); got != 2 {
 		t.Errorf("none drops = %d, want 2", got)
 	}
-	if got := l.groups[0].messages[packet.FamilyIPv4][packet.ProtoTCP][ReasonIgnoredState].Load(); got != 1 {
+	if got := l.Group(0).messages[packet.FamilyIPv4][packet.ProtoTCP][ReasonIgnoredState].Load(); got != 1 {
 		t.Errorf("ignored_state messages = %d, want 1", got)
 	}
 }
 
 func TestJoinSeparateGroup(t *testing.T) {
-	l := newLog(t, []uint16{0, 5}, 200*time.Millisecond)
+	l := newLog(t, []classify.Group{0, 5}, 200*time.Millisecond)
 	a, b, c, d := Key(packet.FamilyIPv4, pkt(1)), Key(packet.FamilyIPv4, pkt(2)), Key(packet.FamilyIPv4, pkt(3)), Key(packet.FamilyIPv4, pkt(4))
 	// Read in kernel order.
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonSeqOverUpperBound, a, 10, true)
-	l.Drop(5, teardown, a, 11, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonSeqOverUpperBound, a, 10, true)
+	l.Group(5).Drop(teardown, a, 11, true)
 	// The drop's group is read before conntrack's: it waits for its reason.
-	l.Drop(5, probe, b, 13, true)
-	if got := l.groups[5].tail.Load() - l.groups[5].head.Load(); got != 1 {
+	l.Group(5).Drop(probe, b, 13, true)
+	if got := l.Group(5).waiting(); got != 1 {
 		t.Fatalf("waiting drops = %d, want 1", got)
 	}
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidFlags, b, 12, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidFlags, b, 12, true)
 	l.resolve()
 	// The reasons group has been read past the drop: none at once.
-	l.Drop(5, teardown, c, 11, true)
+	l.Group(5).Drop(teardown, c, 11, true)
 	// No sequence numbers and no reason: none once the window has ended.
-	l.Drop(5, teardown, d, 0, false)
+	l.Group(5).Drop(teardown, d, 0, false)
 	l.resolve()
 	if got := drops(l, 5, teardown, ReasonNone); got != 1 {
 		t.Errorf("none before the window = %d, want 1", got)
@@ -98,37 +97,33 @@ func TestJoinSeparateGroup(t *testing.T) {
 			t.Errorf("group 5 %s/%s = %d, want %d", classes[tc.class], tc.r, got, tc.want)
 		}
 	}
-	if got := l.groups[5].tail.Load() - l.groups[5].head.Load(); got != 0 {
+	if got := l.Group(5).waiting(); got != 0 {
 		t.Errorf("waiting drops = %d, want 0", got)
 	}
 }
 
 func TestJoinStaleReasonNotClaimed(t *testing.T) {
-	l := newLog(t, []uint16{0}, 10*time.Millisecond)
+	l := newLog(t, []classify.Group{0}, 10*time.Millisecond)
 	a := Key(packet.FamilyIPv4, pkt(1))
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, a, 1, true)
 	time.Sleep(40 * time.Millisecond)
 	l.resolve() // advances the clock, as the resolver does every 20ms
-	l.Drop(0, teardown, a, 2, true)
+	l.Group(0).Drop(teardown, a, 2, true)
 	if got := drops(l, 0, teardown, ReasonNone); got != 1 {
 		t.Errorf("a reason older than twice the window was claimed: none = %d, want 1", got)
 	}
 }
 
 func TestJoinOffCountsMessagesOnly(t *testing.T) {
-	l := New(Config{Groups: []uint16{5}, ReasonsGroup: 0, Join: true, ClassNames: classes, SysctlDir: t.TempDir()})
+	l := New(Config{Groups: []classify.Group{5}, ReasonsGroup: 0, Join: true})
 	if l.Joining() {
 		t.Fatal("joining without the reasons group")
 	}
-	l.Message(5, packet.FamilyIPv6, packet.ProtoTCP, ReasonInvalidNew, 1, 0, false)
-	l.Drop(5, teardown, 1, 0, false)
-	want := `
-# HELP nfdrop_conntrack_log_messages_total Conntrack's own log messages (nf_conntrack_log_invalid) read from a group, by the packet's family and protocol and conntrack's reason. They are not drops and are not in nfdrop_packets_total.
-# TYPE nfdrop_conntrack_log_messages_total counter
-nfdrop_conntrack_log_messages_total{family="ipv6",group="5",proto="tcp",reason="invalid_new"} 1
-`
-	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_conntrack_log_messages_total", "nfdrop_drop_reasons_total"); err != nil {
-		t.Error(err)
+	l.Group(5).Message(packet.FamilyIPv6, packet.ProtoTCP, ReasonInvalidNew, 1, 0, false)
+	l.Group(5).Drop(teardown, 1, 0, false)
+	want := []GroupCounts{{Group: 5, Messages: []MessageCount{{packet.FamilyIPv6, packet.ProtoTCP, ReasonInvalidNew, 1}}}}
+	if got := l.Counts(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Counts() = %+v, want %+v", got, want)
 	}
 }
 
@@ -156,46 +151,25 @@ func TestKeyMasksHopFields(t *testing.T) {
 	}
 }
 
-func TestSettings(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir+"/nf_conntrack_log_invalid", "6\n")
-	write(t, dir+"/nf_log/2", "nfnetlink_log\n")
-	write(t, dir+"/nf_log/10", "NONE\n")
-	l := New(Config{Groups: []uint16{0}, ClassNames: classes, SysctlDir: dir})
-	want := `
-# HELP nfdrop_conntrack_log_invalid net.netfilter.nf_conntrack_log_invalid of the exporter's network namespace: the protocol number whose INVALID packets conntrack logs (6 TCP, 255 all, 0 none).
-# TYPE nfdrop_conntrack_log_invalid gauge
-nfdrop_conntrack_log_invalid 6
-# HELP nfdrop_conntrack_logger_info The default logger of a family in the exporter's network namespace (net.netfilter.nf_log.2 for ipv4, nf_log.10 for ipv6); conntrack's messages reach NFLOG group 0 only when it is nfnetlink_log.
-# TYPE nfdrop_conntrack_logger_info gauge
-nfdrop_conntrack_logger_info{family="ipv4",logger="nfnetlink_log"} 1
-nfdrop_conntrack_logger_info{family="ipv6",logger="NONE"} 1
-`
-	if err := testutil.CollectAndCompare(l, strings.NewReader(want), "nfdrop_conntrack_log_invalid", "nfdrop_conntrack_logger_info"); err != nil {
-		t.Error(err)
-	}
-	var _ prometheus.Collector = l
-}
-
 // DropPacket on the reasons group skips the key while no reason is live, and
 // joins exactly as Drop does once one is: before any message, after the
 // newest message went stale, and for a packet with a message.
 func TestDropPacketSharedGroup(t *testing.T) {
-	l := newLog(t, []uint16{0}, time.Second)
+	l := newLog(t, []classify.Group{0}, time.Second)
 	a, b := pkt(1), pkt(2)
-	l.DropPacket(0, teardown, packet.FamilyIPv4, a, 1, true) // no reason kept yet
+	l.Group(0).DropPacket(teardown, packet.FamilyIPv4, a, 1, true) // no reason kept yet
 	if l.live() {
 		t.Fatal("live before any message")
 	}
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, Key(packet.FamilyIPv4, a), 2, true)
-	l.DropPacket(0, teardown, packet.FamilyIPv4, a, 3, true) // joined
-	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 4, true) // live, but no message for b
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 5, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidNew, Key(packet.FamilyIPv4, a), 2, true)
+	l.Group(0).DropPacket(teardown, packet.FamilyIPv4, a, 3, true) // joined
+	l.Group(0).DropPacket(teardown, packet.FamilyIPv4, b, 4, true) // live, but no message for b
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 5, true)
 	l.clock.Store(int64(2*time.Second + 2*time.Millisecond)) // the message is now older than two windows
 	if l.live() {
 		t.Fatal("live after the newest reason went stale")
 	}
-	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 6, true) // stale: none, as Drop would count it
+	l.Group(0).DropPacket(teardown, packet.FamilyIPv4, b, 6, true) // stale: none, as Drop would count it
 	if got := drops(l, 0, teardown, ReasonInvalidNew); got != 1 {
 		t.Errorf("invalid_new drops = %d, want 1", got)
 	}
@@ -206,8 +180,8 @@ func TestDropPacketSharedGroup(t *testing.T) {
 		t.Errorf("invalid_rst drops = %d, want 0 (stale)", got)
 	}
 	// A fresh message makes the table live again.
-	l.Message(0, packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 7, true)
-	l.DropPacket(0, teardown, packet.FamilyIPv4, b, 8, true)
+	l.Group(0).Message(packet.FamilyIPv4, packet.ProtoTCP, ReasonInvalidRST, Key(packet.FamilyIPv4, b), 7, true)
+	l.Group(0).DropPacket(teardown, packet.FamilyIPv4, b, 8, true)
 	if got := drops(l, 0, teardown, ReasonInvalidRST); got != 1 {
 		t.Errorf("invalid_rst drops = %d, want 1", got)
 	}
@@ -216,9 +190,9 @@ func TestDropPacketSharedGroup(t *testing.T) {
 // Drops on the reasons group with nothing to join allocate nothing and
 // never touch the sequence number other groups wait on when there are none.
 func TestDropPacketAllocatesNothing(t *testing.T) {
-	l := newLog(t, []uint16{0}, time.Second)
+	l := newLog(t, []classify.Group{0}, time.Second)
 	a := pkt(1)
-	if n := testing.AllocsPerRun(100, func() { l.DropPacket(0, teardown, packet.FamilyIPv4, a, 1, true) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { l.Group(0).DropPacket(teardown, packet.FamilyIPv4, a, 1, true) }); n != 0 {
 		t.Errorf("%v allocations per drop, want 0", n)
 	}
 	if v := l.lastSeq.Load(); v != 0 {
@@ -249,17 +223,51 @@ func TestKeyDistinguishesEveryWord(t *testing.T) {
 
 func TestResolverPeriod(t *testing.T) {
 	for _, c := range []struct {
-		groups []uint16
+		groups []classify.Group
 		window time.Duration
 		want   time.Duration
 	}{
-		{[]uint16{0}, time.Second, 125 * time.Millisecond},
-		{[]uint16{0}, time.Minute, tickEvery},
-		{[]uint16{0}, 10 * time.Millisecond, resolveEvery},
-		{[]uint16{0, 7}, time.Minute, resolveEvery}, // group 7's drops wait: settle them promptly
+		{[]classify.Group{0}, time.Second, 125 * time.Millisecond},
+		{[]classify.Group{0}, time.Minute, tickEvery},
+		{[]classify.Group{0}, 10 * time.Millisecond, resolveEvery},
+		{[]classify.Group{0, 7}, time.Minute, resolveEvery}, // group 7's drops wait: settle them promptly
 	} {
 		if got := newLog(t, c.groups, c.window).period(); got != c.want {
 			t.Errorf("groups %v window %v: period %v, want %v", c.groups, c.window, got, c.want)
 		}
 	}
+}
+
+// TestWaitingNeverWraps reads the waiting count while one goroutine queues
+// drops and another settles them: read in the wrong order (tail, then a
+// head that has moved past it) the difference wraps to ~1.8e19.
+func TestWaitingNeverWraps(t *testing.T) {
+	l := newLog(t, []classify.Group{0, 5}, time.Nanosecond)
+	gl := l.Group(5)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the reader of group 5, and the resolver, taking turns
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			gl.Drop(teardown, uint64(i)|1, 0, false)
+			if i%4 == 0 {
+				l.resolve()
+			}
+		}
+	}()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for n := 0; time.Now().Before(deadline); n++ {
+		if w := gl.waiting(); w > pendingSlots {
+			close(stop)
+			<-done
+			t.Fatalf("waiting = %d after %d reads, want at most %d", w, n, pendingSlots)
+		}
+	}
+	close(stop)
+	<-done
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/mdlayher/netlink"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ti-mo/conntrack"
 )
 
@@ -69,74 +68,30 @@ func Sum(perCPU []conntrack.Stats) Stats {
 	return s
 }
 
-var (
-	invalidDesc = prometheus.NewDesc("nfdrop_conntrack_stat_invalid_total",
-		"Packets conntrack could not track (invalid state or malformed), summed over CPUs; \"ct state invalid\" matches them.", nil, nil)
-	dropDesc = prometheus.NewDesc("nfdrop_conntrack_stat_drop_total",
-		"Packets conntrack dropped itself (failed to set up tracking, or invalid packets a tracker rejects), summed over CPUs.", nil, nil)
-	earlyDropDesc = prometheus.NewDesc("nfdrop_conntrack_stat_early_drop_total",
-		"Unassured entries conntrack evicted to make room because the table was full, summed over CPUs.", nil, nil)
-	insertFailedDesc = prometheus.NewDesc("nfdrop_conntrack_stat_insert_failed_total",
-		"New entries conntrack could not insert (clashing tuples, typically racing UDP), summed over CPUs.", nil, nil)
-	searchRestartDesc = prometheus.NewDesc("nfdrop_conntrack_stat_search_restart_total",
-		"Table lookups restarted because a resize moved the entry, summed over CPUs.", nil, nil)
-	entriesDesc = prometheus.NewDesc("nfdrop_conntrack_entries",
-		"Entries in the conntrack table of the exporter's network namespace.", nil, nil)
-	limitDesc = prometheus.NewDesc("nfdrop_conntrack_entries_limit",
-		"Most entries the conntrack table holds (net.netfilter.nf_conntrack_max).", nil, nil)
-	successDesc = prometheus.NewDesc("nfdrop_conntrack_stats_success",
-		"1 if the last read of conntrack's statistics succeeded; while 0 the other series of the family are absent.", nil, nil)
-)
-
-// Collector is a prometheus.Collector reading the statistics at scrape time.
-type Collector struct {
+// Poller reads the statistics and logs once when reading starts failing
+// and once when it works again, not at every scrape.
+type Poller struct {
 	reader Reader
 	logger *slog.Logger
 	mu     sync.Mutex
-	failed bool // the last read failed: log failures once, not per scrape
+	failed bool // the last read failed
 }
 
-// New builds the collector.
-func New(r Reader, logger *slog.Logger) *Collector {
-	return &Collector{reader: r, logger: logger}
+// NewPoller returns a Poller of r.
+func NewPoller(r Reader, logger *slog.Logger) *Poller {
+	return &Poller{reader: r, logger: logger}
 }
 
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{invalidDesc, dropDesc, earlyDropDesc, insertFailedDesc, searchRestartDesc, entriesDesc, limitDesc, successDesc} {
-		ch <- d
+// Read reads the statistics.
+func (p *Poller) Read() (Stats, error) {
+	s, err := p.reader.Stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && !p.failed {
+		p.logger.Warn("Reading conntrack statistics failed (is the nf_conntrack_netlink module loaded?); nfdrop_conntrack_stats_success is 0", "err", err)
+	} else if err == nil && p.failed {
+		p.logger.Info("Reading conntrack statistics works again")
 	}
-}
-
-// Collect implements prometheus.Collector.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	s, err := c.reader.Stats()
-	c.mu.Lock()
-	if err != nil && !c.failed {
-		c.logger.Warn("Reading conntrack statistics failed (is the nf_conntrack_netlink module loaded?); nfdrop_conntrack_stats_success is 0", "err", err)
-	} else if err == nil && c.failed {
-		c.logger.Info("Reading conntrack statistics works again")
-	}
-	c.failed = err != nil
-	c.mu.Unlock()
-	if err != nil {
-		ch <- prometheus.MustNewConstMetric(successDesc, prometheus.GaugeValue, 0)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(successDesc, prometheus.GaugeValue, 1)
-	for _, v := range []struct {
-		d *prometheus.Desc
-		t prometheus.ValueType
-		n uint64
-	}{
-		{invalidDesc, prometheus.CounterValue, s.Invalid},
-		{dropDesc, prometheus.CounterValue, s.Drop},
-		{earlyDropDesc, prometheus.CounterValue, s.EarlyDrop},
-		{insertFailedDesc, prometheus.CounterValue, s.InsertFailed},
-		{searchRestartDesc, prometheus.CounterValue, s.SearchRestart},
-		{entriesDesc, prometheus.GaugeValue, s.Entries},
-		{limitDesc, prometheus.GaugeValue, s.MaxEntries},
-	} {
-		ch <- prometheus.MustNewConstMetric(v.d, v.t, float64(v.n))
-	}
+	p.failed = err != nil
+	return s, err
 }

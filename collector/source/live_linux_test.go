@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -34,11 +35,11 @@ type counter struct {
 	wantLen int
 }
 
-func (c *counter) Bound(uint16, bool)      {}
-func (c *counter) Flush(uint16)            { c.flushes.Add(1) }
-func (c *counter) Rebind(uint16)           {}
-func (c *counter) Lost(_ uint16, n uint64) { c.lost.Add(n) }
-func (c *counter) ReceiveError(_ uint16, r ErrorReason) {
+func (c *counter) Bound(classify.Group, bool)      {}
+func (c *counter) Flush(classify.Group)            { c.flushes.Add(1) }
+func (c *counter) Rebind(classify.Group)           {}
+func (c *counter) Lost(_ classify.Group, n uint64) { c.lost.Add(n) }
+func (c *counter) ReceiveError(_ classify.Group, r ErrorReason) {
 	c.errs[r%NumReasons].Add(1)
 }
 func (c *counter) Packet(m *Message) {

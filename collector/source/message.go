@@ -3,9 +3,11 @@ package source
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"unsafe"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
+	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 
 // NFULA_* attribute types (include/uapi/linux/netfilter/nfnetlink_log.h).
@@ -101,7 +103,7 @@ func (m *Message) setSeq(v []byte) {
 }
 
 // resetMessage clears m for the next message of group g.
-func resetMessage(m *Message, g uint16, family uint8) {
+func resetMessage(m *Message, g classify.Group, family uint8) {
 	*m = Message{Group: g, Family: family}
 }
 
@@ -238,3 +240,33 @@ func (a *attrLayout) parse(b []byte, m *Message) bool {
 
 // wantedAttrs is the set of attribute types setAttr keeps.
 const wantedAttrs = 1<<attrPacketHdr | 1<<attrTimestamp | 1<<attrPayload | 1<<attrPrefix | 1<<attrSeq | 1<<attrSeqGlobal
+
+// Linux's protocol family and EtherType numbers, which NFLOG messages carry
+// on every platform that reads them.
+const (
+	afInet   = 2
+	afInet6  = 10
+	ethPIP   = 0x0800
+	ethPIPv6 = 0x86dd
+)
+
+// FamilyHint is the family the kernel says the message's packet has: the
+// hook's protocol family, or for bridge/netdev hooks the link-layer protocol.
+// The decoder trusts the IP version nibble where the hint says nothing.
+func (m *Message) FamilyHint() packet.Family {
+	switch m.Family {
+	case afInet:
+		return packet.FamilyIPv4
+	case afInet6:
+		return packet.FamilyIPv6
+	}
+	if m.HasHwProto {
+		switch m.HwProtocol {
+		case ethPIP:
+			return packet.FamilyIPv4
+		case ethPIPv6:
+			return packet.FamilyIPv6
+		}
+	}
+	return packet.FamilyOther
+}

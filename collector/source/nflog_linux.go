@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"log/slog"
 	"os"
 	"strings"
@@ -141,7 +142,8 @@ func (m *multi) Close() error {
 // batch size (nlbufsiz) and stops on the first ENOBUFS. Reading
 // the library's own socket directly keeps the per-packet path allocation-free.
 type Live struct {
-	group  uint16
+	group  uint16         // the NFLOG group number bound
+	id     classify.Group // the group as the handler knows it
 	cfg    Config
 	logger *slog.Logger
 	mu     sync.Mutex // guards c against the cancellation callback
@@ -173,7 +175,7 @@ type conn interface {
 // NewLive returns a reader of one group with the kernel settings of cfg
 // (its Groups and ReplayFile are not used). Open binds it.
 func NewLive(group uint16, cfg Config, logger *slog.Logger) *Live {
-	l := &Live{group: group, cfg: cfg, logger: logger, buf: make([]byte, receiveBufferLen)}
+	l := &Live{group: group, id: classify.NFLOGGroup(group), cfg: cfg, logger: logger, buf: make([]byte, receiveBufferLen)}
 	l.dial = l.openSocket
 	return l
 }
@@ -419,7 +421,7 @@ func (l *Live) receive(h Handler) error {
 // among them, and the error the kernel answered it with.
 func (l *Live) datagram(h Handler, n int, ackSeq uint32) (acked bool, err error) {
 	if n > len(l.buf) {
-		h.ReceiveError(l.group, ReasonTruncated)
+		h.ReceiveError(l.id, ReasonTruncated)
 		n = len(l.buf)
 	}
 	ms := nlmsg.NewMessages(l.buf[:n])
@@ -437,28 +439,28 @@ func (l *Live) datagram(h Handler, n int, ackSeq uint32) (acked bool, err error)
 		}
 	}
 	if ms.Bad {
-		h.ReceiveError(l.group, ReasonMessage)
+		h.ReceiveError(l.id, ReasonMessage)
 	}
-	h.Flush(l.group)
+	h.Flush(l.id)
 	return acked, nil
 }
 
 // dispatch handles one NFULNL_MSG_PACKET: nfgenmsg then attributes.
 func (l *Live) dispatch(h Handler, data []byte) {
 	if len(data) < 4 {
-		h.ReceiveError(l.group, ReasonMessage)
+		h.ReceiveError(l.id, ReasonMessage)
 		return
 	}
-	resetMessage(&l.msg, l.group, data[0])
+	resetMessage(&l.msg, l.id, data[0])
 	if !l.layout.parse(data[4:], &l.msg) {
 		if err := parseAttrs(data[4:], false, &l.msg, &l.layout); err != nil {
 			// Count the packet anyway (it will be malformed): the kernel logged it.
-			h.ReceiveError(l.group, ReasonMessage)
+			h.ReceiveError(l.id, ReasonMessage)
 		}
 	}
 	if l.msg.HasSeq {
 		if lost := l.seq.observe(l.msg.Seq); lost > 0 {
-			h.Lost(l.group, lost)
+			h.Lost(l.id, lost)
 		}
 	}
 	h.Packet(&l.msg)
@@ -501,7 +503,7 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 				// cancellation set, so the next read would block forever.
 				return nil
 			}
-			h.Bound(l.group, true)
+			h.Bound(l.id, true)
 			l.logger.Info("NFLOG group re-bound")
 		}
 		err := l.receive(h)
@@ -514,13 +516,13 @@ func (l *Live) Run(ctx context.Context, h Handler) error {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, unix.ENOBUFS):
-			h.ReceiveError(l.group, ReasonENOBUFS)
+			h.ReceiveError(l.id, ReasonENOBUFS)
 		default:
-			h.ReceiveError(l.group, ReasonOther)
+			h.ReceiveError(l.id, ReasonOther)
 			l.logger.Error("NFLOG receive failed; re-opening the socket", "err", err)
 			l.drain(h)
-			h.Bound(l.group, false)
-			h.Rebind(l.group)
+			h.Bound(l.id, false)
+			h.Rebind(l.id)
 			l.Close()
 		}
 	}
@@ -546,7 +548,7 @@ func (l *Live) Open(h Handler) error {
 	if err := l.open(h); err != nil {
 		return err
 	}
-	h.Bound(l.group, true)
+	h.Bound(l.id, true)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"io"
 	"os"
 
@@ -21,7 +22,7 @@ func ParseNFLOGRecord(data []byte, m *Message) error {
 		*m = Message{}
 		return errBadAttribute
 	}
-	resetMessage(m, binary.BigEndian.Uint16(data[2:]), data[0])
+	resetMessage(m, classify.NFLOGGroup(binary.BigEndian.Uint16(data[2:])), data[0])
 	return parseAttrs(data[4:], writtenSwapped(data[4:]), m, nil)
 }
 
@@ -92,7 +93,7 @@ func (r *Replay) Open(h Handler) error {
 	}
 	r.f, r.cr = f, cr
 	for _, g := range r.Groups {
-		h.Bound(g, true)
+		h.Bound(classify.NFLOGGroup(g), true)
 	}
 	return nil
 }
@@ -104,9 +105,9 @@ func (r *Replay) Run(ctx context.Context, h Handler) error {
 	if r.cr == nil {
 		return fmt.Errorf("%s: replay not opened", r.Path)
 	}
-	seqs := map[uint16]*seqTracker{}
+	seqs := map[classify.Group]*seqTracker{}
 	for _, g := range r.Groups {
-		seqs[g] = &seqTracker{}
+		seqs[classify.NFLOGGroup(g)] = &seqTracker{}
 	}
 	var m Message
 	for ctx.Err() == nil {
@@ -120,7 +121,7 @@ func (r *Replay) Run(ctx context.Context, h Handler) error {
 		perr := ParseNFLOGRecord(data, &m)
 		if len(data) < 4 {
 			if len(r.Groups) > 0 {
-				h.ReceiveError(r.Groups[0], ReasonMessage)
+				h.ReceiveError(classify.NFLOGGroup(r.Groups[0]), ReasonMessage)
 			}
 			continue
 		}

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"os"
 	"os/exec"
 	"strings"
@@ -22,10 +23,10 @@ type syncRecorder struct {
 	gate chan struct{}
 }
 
-func (s *syncRecorder) Bound(g uint16, up bool) { s.mu.Lock(); s.r.Bound(g, up); s.mu.Unlock() }
-func (s *syncRecorder) Lost(g uint16, n uint64) { s.mu.Lock(); s.r.Lost(g, n); s.mu.Unlock() }
-func (s *syncRecorder) Flush(g uint16)          { s.mu.Lock(); s.r.Flush(g); s.mu.Unlock() }
-func (s *syncRecorder) Rebind(g uint16)         { s.mu.Lock(); s.r.Rebind(g); s.mu.Unlock() }
+func (s *syncRecorder) Bound(g classify.Group, up bool) { s.mu.Lock(); s.r.Bound(g, up); s.mu.Unlock() }
+func (s *syncRecorder) Lost(g classify.Group, n uint64) { s.mu.Lock(); s.r.Lost(g, n); s.mu.Unlock() }
+func (s *syncRecorder) Flush(g classify.Group)          { s.mu.Lock(); s.r.Flush(g); s.mu.Unlock() }
+func (s *syncRecorder) Rebind(g classify.Group)         { s.mu.Lock(); s.r.Rebind(g); s.mu.Unlock() }
 func (s *syncRecorder) Packet(m *Message) {
 	s.mu.Lock()
 	gate := s.gate
@@ -38,7 +39,7 @@ func (s *syncRecorder) Packet(m *Message) {
 	s.r.Packet(m)
 	s.mu.Unlock()
 }
-func (s *syncRecorder) ReceiveError(g uint16, e ErrorReason) {
+func (s *syncRecorder) ReceiveError(g classify.Group, e ErrorReason) {
 	s.mu.Lock()
 	s.r.ReceiveError(g, e)
 	s.mu.Unlock()

@@ -29,12 +29,14 @@ package source
 
 import (
 	"context"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 // Message is one logged packet. Prefix and Payload alias the reader's buffer:
 // they are valid only during the Handler.Packet call that receives them.
 type Message struct {
-	Group        uint16
+	Group        classify.Group
 	Family       uint8 // nfgenmsg family: the hook's protocol family (AF_INET 2, AF_INET6 10, ...)
 	HwProtocol   uint16
 	HasHwProto   bool
@@ -69,21 +71,21 @@ func (r ErrorReason) String() string { return reasonNames[r%NumReasons] }
 // goroutine, in kernel order; they must not block.
 type Handler interface {
 	// Bound reports that the group is (re)bound and being read (up) or not.
-	Bound(group uint16, up bool)
+	Bound(group classify.Group, up bool)
 	// Packet is called for every logged packet.
 	Packet(m *Message)
 	// Flush is called after the packets of each datagram (one kernel batch):
 	// state that only scrapes read can be published here once per batch
 	// instead of once per packet.
-	Flush(group uint16)
+	Flush(group classify.Group)
 	// Lost reports messages the kernel logged that never arrived (sequence gaps).
-	Lost(group uint16, n uint64)
+	Lost(group classify.Group, n uint64)
 	// ReceiveError reports a failed receive.
-	ReceiveError(group uint16, reason ErrorReason)
+	ReceiveError(group classify.Group, reason ErrorReason)
 	// Rebind reports that the group's socket was closed after a receive
 	// error to be bound again: what is logged until then is lost uncounted
 	// (see Accounting in the package documentation).
-	Rebind(group uint16)
+	Rebind(group classify.Group)
 }
 
 // Source is one input of NFLOG messages for one or more groups, over its

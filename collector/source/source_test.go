@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,23 +19,23 @@ import (
 
 // recorder is a Handler that keeps everything it is told.
 type recorder struct {
-	bound   map[uint16]bool
+	bound   map[classify.Group]bool
 	packets []string
-	lost    map[uint16]uint64
+	lost    map[classify.Group]uint64
 	errors  map[ErrorReason]int
-	flushes map[uint16]int
-	rebinds map[uint16]int
+	flushes map[classify.Group]int
+	rebinds map[classify.Group]int
 }
 
 func newRecorder() *recorder {
-	return &recorder{bound: map[uint16]bool{}, lost: map[uint16]uint64{}, errors: map[ErrorReason]int{}, flushes: map[uint16]int{}, rebinds: map[uint16]int{}}
+	return &recorder{bound: map[classify.Group]bool{}, lost: map[classify.Group]uint64{}, errors: map[ErrorReason]int{}, flushes: map[classify.Group]int{}, rebinds: map[classify.Group]int{}}
 }
 
-func (r *recorder) Bound(g uint16, up bool)              { r.bound[g] = up }
-func (r *recorder) Lost(g uint16, n uint64)              { r.lost[g] += n }
-func (r *recorder) ReceiveError(_ uint16, e ErrorReason) { r.errors[e]++ }
-func (r *recorder) Flush(g uint16)                       { r.flushes[g]++ }
-func (r *recorder) Rebind(g uint16)                      { r.rebinds[g]++ }
+func (r *recorder) Bound(g classify.Group, up bool)              { r.bound[g] = up }
+func (r *recorder) Lost(g classify.Group, n uint64)              { r.lost[g] += n }
+func (r *recorder) ReceiveError(_ classify.Group, e ErrorReason) { r.errors[e]++ }
+func (r *recorder) Flush(g classify.Group)                       { r.flushes[g]++ }
+func (r *recorder) Rebind(g classify.Group)                      { r.rebinds[g]++ }
 func (r *recorder) Packet(m *Message) {
 	r.packets = append(r.packets, fmt.Sprintf("g=%d fam=%d prefix=%q payload=%x seq=%d/%v ts=%d/%v hw=%#x/%v hook=%d",
 		m.Group, m.Family, m.Prefix, m.Payload, m.Seq, m.HasSeq, m.TimestampNs/1e3, m.HasTimestamp, m.HwProtocol, m.HasHwProto, m.Hook))

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 // alternative that the exporter's own parsing replaced.
 func runGoNflogReceiver(spec string) int {
 	rcvbuf, _ := strconv.Atoi(spec)
-	coll, err := collector.New(collector.Config{Groups: []uint16{0}, MaxPrefixes: classify.DefaultMaxPrefixes}, slog.New(slog.DiscardHandler))
+	coll, err := collector.New(collector.Config{Groups: []classify.Group{0}, MaxPrefixes: classify.DefaultMaxPrefixes}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -185,7 +185,7 @@ func (a *aggregator) readCapture(in *input, pr *capture.Reader) error {
 				a.unparsed(in, in.lines, "NFLOG record: "+err.Error(), nil)
 				continue
 			}
-			packet.Decode(m.Payload, classify.FamilyHint(&m), &pkt)
+			packet.Decode(m.Payload, m.FamilyHint(), &pkt)
 			prefix = m.Prefix
 			if m.HasTimestamp {
 				// the record time is libpcap's read time, up to a batch late

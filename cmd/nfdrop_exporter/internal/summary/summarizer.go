@@ -16,6 +16,7 @@ type Config struct {
 	Collector Snapshotter
 	Evidence  EvidenceSource // nil: conntrack correlation is off
 	Reasons   ReasonSource   // nil: no reasons split
+	Rules     RuleSource     // nil: the log rules are not counted
 	Sources   bool           // the collector keeps a top-sources sketch
 	Exporter  string         // program name
 	Version   string         // build version

@@ -6,7 +6,9 @@ package summary
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector"
@@ -32,9 +34,9 @@ type Summary struct {
 	Groups         []Group   `json:"groups"`
 }
 
-// Group is one NFLOG group.
+// Group is one group: an NFLOG group, or the eBPF source's drops.
 type Group struct {
-	Group                uint16     `json:"group"`
+	Group                GroupID    `json:"group"` // the NFLOG group number, or "ebpf"
 	Up                   bool       `json:"up"`
 	LastPacket           *time.Time `json:"last_packet"`             // null before the first packet
 	LastPacketAgeSeconds *float64   `json:"last_packet_age_seconds"` // null before the first packet
@@ -43,6 +45,7 @@ type Group struct {
 	Rate                 Rate       `json:"rate"`
 	Classes              []Count    `json:"classes"`        // every class, in a fixed order
 	TeardownShare        float64    `json:"teardown_share"` // teardown / packets; 0 without packets
+	LogRules             *int       `json:"log_rules"`      // nf_tables rules that log to the group; null when not known
 	Verdict              string     `json:"verdict"`        // the answer in one sentence
 	Level                string     `json:"level"`          // "idle", "harmless" or "look": how to colour the verdict
 	Evidence             *Evidence  `json:"evidence"`       // null when conntrack correlation is off
@@ -51,6 +54,35 @@ type Group struct {
 	Flags                []Count    `json:"flags"` // top TCP flag sets of non-teardown drops
 	Sources              *Sources   `json:"sources,omitempty"`
 }
+
+// GroupID is a group in the JSON: the NFLOG group number, or the string
+// "ebpf" for the drops the eBPF source reads. In the page it prints as
+// the group label value.
+type GroupID classify.Group
+
+// MarshalJSON writes an NFLOG group as its number and the eBPF source as "ebpf".
+func (g GroupID) MarshalJSON() ([]byte, error) {
+	if n, ok := classify.Group(g).NFLOG(); ok {
+		return strconv.AppendUint(nil, uint64(n), 10), nil
+	}
+	return strconv.AppendQuote(nil, classify.Group(g).String()), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (g *GroupID) UnmarshalJSON(b []byte) error {
+	if string(b) == `"ebpf"` {
+		*g = GroupID(classify.GroupEBPF)
+		return nil
+	}
+	n, err := strconv.ParseUint(string(b), 10, 16)
+	if err != nil {
+		return fmt.Errorf("group %s: want an NFLOG group number or \"ebpf\"", b)
+	}
+	*g = GroupID(n)
+	return nil
+}
+
+func (g GroupID) String() string { return classify.Group(g).String() }
 
 // Rate is the traffic over the last minute (or since start, if shorter).
 type Rate struct {
@@ -107,9 +139,10 @@ type Snapshotter interface {
 	Snapshot(k int) []collector.GroupSnapshot
 }
 
-// EvidenceSource is the conntrack tracker's read-only view.
+// EvidenceSource is the teardown evidence: ok is false when there is none
+// for the group.
 type EvidenceSource interface {
-	EvidenceCounts(group uint16) ([conntrack.NumEvidence]uint64, bool)
+	EvidenceCounts(group classify.Group) (counts [conntrack.NumEvidence]uint64, ok bool)
 }
 
 // ReasonSource splits a group's drops by the reason the firewall dropped
@@ -117,7 +150,14 @@ type EvidenceSource interface {
 type ReasonSource interface {
 	// DropReasons returns the group's drops by reason; ok is false when
 	// there is no split for the group.
-	DropReasons(group uint16) (drops map[string]uint64, ok bool)
+	DropReasons(group classify.Group) (drops map[string]uint64, ok bool)
+}
+
+// RuleSource counts the firewall rules that log to a group. Optional: without
+// one, or when ok is false, the count is null and the verdict says nothing
+// about rules.
+type RuleSource interface {
+	LogRules(group classify.Group) (n int, ok bool)
 }
 
 // build turns snapshots into the document; rates come from prev (nil: none).
@@ -131,7 +171,7 @@ func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev 
 		window = now.Sub(prev.at).Seconds()
 	}
 	for i, gs := range snaps {
-		g := Group{Group: gs.Group, Up: gs.Up, Lost: gs.Lost}
+		g := Group{Group: GroupID(gs.Group), Up: gs.Up, Lost: gs.Lost}
 		if gs.LastPacket != 0 {
 			t := time.Unix(0, gs.LastPacket).UTC()
 			age := max(now.Sub(t).Seconds(), 0)
@@ -172,6 +212,11 @@ func (s *Summarizer) build(now time.Time, snaps []collector.GroupSnapshot, prev 
 		if s.cfg.Evidence != nil {
 			if counts, ok := s.cfg.Evidence.EvidenceCounts(gs.Group); ok {
 				g.Evidence = evidenceOf(counts)
+			}
+		}
+		if s.cfg.Rules != nil {
+			if n, ok := s.cfg.Rules.LogRules(gs.Group); ok {
+				g.LogRules = &n
 			}
 		}
 		g.Level, g.Verdict = verdict(&g)
@@ -248,6 +293,9 @@ func topOf(t topsources.Top) Top {
 // rest is worth a look at ports and sources.
 func verdict(g *Group) (level, text string) {
 	switch {
+	case g.Packets == 0 && g.LogRules != nil && *g.LogRules == 0:
+		// Not a quiet firewall: nothing this exporter can see feeds the group.
+		return "look", "No nf_tables rule logs to NFLOG group " + g.Group.String() + ", so no drop can reach it unless an iptables-legacy rule logs to it: iptables-legacy rules are invisible to nf_tables. Check the group number of your log rule."
 	case g.Packets == 0:
 		return "idle", "No drops yet."
 	case g.TeardownShare < 0.5:

@@ -4,26 +4,28 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/prometheus/common/promslog"
 )
 
-type fakeEvidence map[uint16][conntrack.NumEvidence]uint64
+type fakeEvidence map[classify.Group][conntrack.NumEvidence]uint64
 
-func (f fakeEvidence) EvidenceCounts(g uint16) ([conntrack.NumEvidence]uint64, bool) {
+func (f fakeEvidence) EvidenceCounts(g classify.Group) ([conntrack.NumEvidence]uint64, bool) {
 	c, ok := f[g]
 	return c, ok
 }
 
 type fakeReasons struct{}
 
-func (fakeReasons) DropReasons(uint16) (map[string]uint64, bool) {
+func (fakeReasons) DropReasons(classify.Group) (map[string]uint64, bool) {
 	return map[string]uint64{"invalid_new": 3}, true
 }
 
@@ -38,7 +40,7 @@ func tcp4(src [4]byte, flags uint8, sport, dport uint16) *source.Message {
 }
 
 func TestSummary(t *testing.T) {
-	c, err := collector.New(collector.Config{Groups: []uint16{5}, MaxPrefixes: 4, SourcesCapacity: 8}, promslog.NewNopLogger())
+	c, err := collector.New(collector.Config{Groups: []classify.Group{5}, MaxPrefixes: 4, SourcesCapacity: 8}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ func TestSummary(t *testing.T) {
 }
 
 func TestSummaryOptionalParts(t *testing.T) {
-	c, err := collector.New(collector.Config{Groups: []uint16{1}, MaxPrefixes: 1}, promslog.NewNopLogger())
+	c, err := collector.New(collector.Config{Groups: []classify.Group{1}, MaxPrefixes: 1}, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +151,64 @@ func TestSummaryOptionalParts(t *testing.T) {
 	}
 	if v, ok := m["evidence"]; !ok || v != nil {
 		t.Errorf("evidence should be null without conntrack: %s", b)
+	}
+}
+
+type fakeRules int
+
+func (f fakeRules) LogRules(classify.Group) (int, bool) { return int(f), true }
+
+// TestSummaryNoLogRule: a group that no nf_tables rule feeds is not a quiet
+// firewall: the JSON carries the count and the verdict says why nothing
+// arrives, without claiming more than the read shows.
+func TestSummaryNoLogRule(t *testing.T) {
+	c, err := collector.New(collector.Config{Groups: []classify.Group{1, 2}, MaxPrefixes: 1}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(New(Config{Collector: c, Rules: fakeRules(0)}).Summary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Groups []struct {
+			Group    int    `json:"group"`
+			LogRules *int   `json:"log_rules"`
+			Level    string `json:"level"`
+			Verdict  string `json:"verdict"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	g := doc.Groups[1]
+	if g.Group != 2 || g.LogRules == nil || *g.LogRules != 0 || g.Level != "look" ||
+		g.Verdict != "No nf_tables rule logs to NFLOG group 2, so no drop can reach it unless an iptables-legacy rule logs to it: iptables-legacy rules are invisible to nf_tables. Check the group number of your log rule." {
+		t.Errorf("group 2: %+v", g)
+	}
+	if b, _ := json.Marshal(New(Config{Collector: c}).Summary().Groups[0]); !strings.Contains(string(b), `"log_rules":null`) {
+		t.Errorf("log_rules without a rule source: %s", b)
+	}
+}
+
+// TestGroupIDJSON: an NFLOG group is its number, the eBPF source "ebpf".
+func TestGroupIDJSON(t *testing.T) {
+	for _, tc := range []struct {
+		g    classify.Group
+		json string
+	}{{0, "0"}, {65535, "65535"}, {classify.GroupEBPF, `"ebpf"`}} {
+		b, err := json.Marshal(GroupID(tc.g))
+		if err != nil || string(b) != tc.json {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", tc.g, b, err, tc.json)
+		}
+		var back GroupID
+		if err := json.Unmarshal(b, &back); err != nil || classify.Group(back) != tc.g {
+			t.Errorf("Unmarshal(%s) = %v, %v", b, back, err)
+		}
+	}
+	var g GroupID
+	if err := json.Unmarshal([]byte(`"nflog"`), &g); err == nil {
+		t.Error(`"nflog" read as a group`)
 	}
 }
 

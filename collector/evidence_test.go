@@ -1,55 +1,62 @@
-package conntrack
+package collector
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/promslog"
 )
 
 // fakeSysctls writes a /proc/sys/net/netfilter look-alike; the kernel's
 // nf_conntrack_tcp_ignore_invalid_rst is left out, as on kernels before 5.14.
-func fakeSysctls(t *testing.T) string {
+func fakeSysctls(t *testing.T, extra map[string]string) string {
 	dir := t.TempDir()
-	for name, v := range map[string]string{
+	files := map[string]string{
 		"nf_conntrack_tcp_loose": "1", "nf_conntrack_tcp_be_liberal": "0", "nf_conntrack_tcp_max_retrans": "3",
 		"nf_conntrack_events": "2", "nf_conntrack_timestamp": "0", "nf_conntrack_count": "17",
 		"nf_conntrack_tcp_timeout_close_wait": "60", "nf_conntrack_tcp_timeout_time_wait": "120",
 		"nf_conntrack_tcp_timeout_established": "432000",
 		"nf_conntrack_max":                     "262144", // not exported
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o644); err != nil {
+	}
+	for k, v := range extra {
+		files[k] = v
+	}
+	for name, v := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
 }
 
-func TestMetrics(t *testing.T) {
-	cfg := testConfig()
-	cfg.Groups = []uint16{0}
-	cfg.SysctlDir = fakeSysctls(t)
-	tr, err := New(cfg, nopLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	tr.up.Store(true)
-	tr.preexisting.Store(17)
-	tr.destroys.Add(3)
-	tr.undecodable.Add(1)
-	tr.lostBase.Add(4)
-	tp := tup(t, "10.99.0.2", 40000, "10.99.0.1", 443)
-	tr.recordDestroy(&tp, t0.Add(-2*time.Second).UnixNano())
-	tr.groups[0].evidence[EvidenceDestroyed].Add(2)
-	tr.groups[0].evidence[EvidenceNone].Add(1)
-	tr.groups[0].delay.Observe(2)
-	tr.groups[0].delay.Observe(0.0002)
-	tr.lookups[lookupNotFound].Add(1)
+// collectorFunc is a prometheus.Collector of a function, for the emitters.
+type collectorFunc func(chan<- prometheus.Metric)
 
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) { f(ch) }
+func (f collectorFunc) Describe(chan<- *prometheus.Desc)    {}
+
+// TestEvidenceExposition: the conntrack tracker's counters, the delay
+// histogram and conntrack's settings as a scrape shows them.
+func TestEvidenceExposition(t *testing.T) {
+	delay := prometheus.NewHistogram(teardownDelayOpts("0"))
+	delay.Observe(2)
+	delay.Observe(0.0002)
+	s := conntrack.Stats{Up: true, Destroys: 3, EventsLost: 5, Remembered: 1, Preexisting: 17,
+		Lookups: [conntrack.NumLookupResults]uint64{conntrack.LookupNotFound: 1},
+		Groups:  []conntrack.GroupStats{{Group: 0, Evidence: [conntrack.NumEvidence]uint64{conntrack.EvidenceDestroyed: 2, conntrack.EvidenceNone: 1}}}}
+	settings := sysctl.Read(fakeSysctls(t, nil))
+	c := collectorFunc(func(ch chan<- prometheus.Metric) { emitEvidence(ch, s, []prometheus.Histogram{delay}, &settings) })
 	want := `
 # HELP nfdrop_conntrack_events_lost_total Conntrack events the exporter missed: dropped by the kernel on a full event socket, or undecodable.
 # TYPE nfdrop_conntrack_events_lost_total counter
@@ -112,10 +119,10 @@ nfdrop_teardown_evidence_total{evidence="established",group="0"} 0
 nfdrop_teardown_evidence_total{evidence="none",group="0"} 1
 nfdrop_teardown_evidence_total{evidence="skipped",group="0"} 0
 `
-	if err := testutil.CollectAndCompare(tr, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
-	problems, err := testutil.CollectAndLint(tr)
+	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,61 +131,29 @@ nfdrop_teardown_evidence_total{evidence="skipped",group="0"} 0
 	}
 }
 
-// TestMetricsFreshTracker: before anything happens every evidence series and
+// TestEvidenceFreshTracker: before anything happens every evidence series and
 // the health series exist at 0 for every group, and a missing sysctl
 // directory (no conntrack module) only leaves the settings out.
-func TestMetricsFreshTracker(t *testing.T) {
-	tr, err := New(testConfig(), nopLogger())
+func TestEvidenceFreshTracker(t *testing.T) {
+	c, err := New(Config{Groups: []classify.Group{0, 5}, MaxPrefixes: 2, SysctlDir: "/nonexistent",
+		Conntrack: &conntrack.Config{Window: conntrack.DefaultWindow, Hold: conntrack.DefaultHold, MaxFlows: 16, LookupsPerSecond: 10, QueueSize: 8, SysctlDir: "/nonexistent"}},
+		promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(tr, "nfdrop_teardown_evidence_total"); n != 2*int(NumEvidence) {
-		t.Errorf("%d evidence series, want %d", n, 2*int(NumEvidence))
+	if n := testutil.CollectAndCount(c, "nfdrop_teardown_evidence_total"); n != 2*int(conntrack.NumEvidence) {
+		t.Errorf("%d evidence series, want %d", n, 2*int(conntrack.NumEvidence))
 	}
 	for name, want := range map[string]int{
 		"nfdrop_conntrack_up": 1, "nfdrop_conntrack_events_lost_total": 1, "nfdrop_conntrack_events_total": 1,
 		"nfdrop_conntrack_flows_remembered": 1, "nfdrop_teardown_delay_seconds": 2,
 		"nfdrop_conntrack_preexisting_flows": 0, "nfdrop_conntrack_setting": 0,
 	} {
-		if n := testutil.CollectAndCount(tr, name); n != want {
+		if n := testutil.CollectAndCount(c, name); n != want {
 			t.Errorf("%s: %d series, want %d", name, n, want)
 		}
 	}
-	if v := testutil.ToFloat64(prometheusGauge(tr, "nfdrop_conntrack_up")); v != 0 {
+	if v := sumOf(t, c, "nfdrop_conntrack_up"); v != 0 {
 		t.Errorf("nfdrop_conntrack_up %v before Start, want 0", v)
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
-		{"defaults", func(*Config) {}, ""},
-		{"no group", func(c *Config) { c.Groups = nil }, "no NFLOG group configured: give at least one group"},
-		{"window shorter than hold", func(c *Config) { c.Window = time.Second }, "--conntrack.window=1s: want at least --conntrack.hold (2s) and at most 24h"},
-		{"hold too long", func(c *Config) { c.Hold = 2 * time.Minute }, "--conntrack.hold=2m0s: want 0 to 1m"},
-		{"no flows", func(c *Config) { c.MaxFlows = 0 }, "--conntrack.max-flows=0: want 1 to 16777216"},
-		{"negative lookups", func(c *Config) { c.LookupsPerSecond = -1 }, "--conntrack.lookups-per-second=-1: want 0 to 1000000"},
-		{"no queue", func(c *Config) { c.QueueSize = 0 }, "--conntrack.hold-queue=0: want 1 to 4194304"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := testConfig()
-			tc.mod(&c)
-			err := c.Validate()
-			got := ""
-			if err != nil {
-				got = err.Error()
-			}
-			if got != tc.want {
-				t.Errorf("Validate() = %q, want %q", got, tc.want)
-			}
-		})
-	}
-	c := testConfig()
-	c.Groups = []uint16{3, 3}
-	if _, err := New(c, nopLogger()); err == nil || err.Error() != "NFLOG group 3 is given twice: give each group once" {
-		t.Errorf("New with a duplicate group: %v", err)
 	}
 }
