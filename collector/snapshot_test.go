@@ -2,10 +2,10 @@ package collector
 
 import (
 	"encoding/binary"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"

@@ -18,7 +18,6 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/families"
-
 	yaml "go.yaml.in/yaml/v2"
 )
 

@@ -7,10 +7,9 @@ import (
 	"strconv"
 
 	"github.com/alecthomas/kingpin/v2"
-	"golang.org/x/sys/unix"
-
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/explain"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"golang.org/x/sys/unix"
 )
 
 type explainFlags struct {

@@ -10,9 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/families"
-
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/families"
 )
 
 // repoRoot is the module root, seen from this package's directory.

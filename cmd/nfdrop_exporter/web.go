@@ -2,13 +2,12 @@ package main
 
 import (
 	"errors"
-	"net"
-	"strconv"
-	"strings"
-
 	"fmt"
+	"net"
 	"net/http"
 	"path"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"

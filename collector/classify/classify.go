@@ -28,7 +28,6 @@ var ReportOrder = [NumClasses]Class{ClassTeardown, ClassHandshake, ClassProbe, C
 // ClassNames returns the class label values, by class number.
 func ClassNames() []string { return classNames[:] }
 
-// String returns the class label value.
 // NamedCounts maps per-class counts (indexed by Class) to class label values,
 // leaving out zero counts and indices that are no class.
 func NamedCounts(byClass []uint64) map[string]uint64 {
@@ -41,6 +40,7 @@ func NamedCounts(byClass []uint64) map[string]uint64 {
 	return out
 }
 
+// String returns the class label value.
 func (c Class) String() string {
 	if c < NumClasses {
 		return classNames[c]

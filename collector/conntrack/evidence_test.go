@@ -2,9 +2,10 @@ package conntrack
 
 import (
 	"errors"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"testing"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 func TestDecide(t *testing.T) {

@@ -2,13 +2,13 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/prometheus/common/promslog"
 )

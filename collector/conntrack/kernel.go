@@ -10,10 +10,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
-
 	"github.com/mdlayher/netlink"
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )

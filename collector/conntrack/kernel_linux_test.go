@@ -4,7 +4,6 @@ package conntrack
 
 import (
 	"fmt"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"io"
 	"net"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )

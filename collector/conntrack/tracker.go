@@ -18,7 +18,6 @@ package conntrack
 
 import (
 	"fmt"
-	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 	"log/slog"
 	"math"
 	"sync"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 	"golang.org/x/time/rate"
 )
 

@@ -1,9 +1,9 @@
 package ctlog
 
 import (
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 

@@ -1,11 +1,11 @@
 package ctlog
 
 import (
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 

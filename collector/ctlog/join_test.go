@@ -1,11 +1,11 @@
 package ctlog
 
 import (
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
 

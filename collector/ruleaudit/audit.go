@@ -16,7 +16,6 @@ import (
 // for it and share it either way.
 const DefaultMaxAge time.Duration = 0
 
-
 // DefaultTimeout bounds one read of the ruleset.
 const DefaultTimeout = 2 * time.Second
 

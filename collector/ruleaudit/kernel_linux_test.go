@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
-
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/prometheus/common/promslog"
 	"golang.org/x/sys/unix"
 )

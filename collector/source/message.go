@@ -3,9 +3,9 @@ package source
 import (
 	"encoding/binary"
 	"errors"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"unsafe"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"io"
 	"os"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 )
 

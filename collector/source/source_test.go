@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"github.com/nfdrop/nfdrop_exporter/collector/capture"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 // recorder is a Handler that keeps everything it is told.

@@ -13,8 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/logline"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 // Report is the JSON document (schema in doc.go). Field names and meanings
