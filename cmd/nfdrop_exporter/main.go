@@ -65,9 +65,10 @@ type flags struct {
 	audit                  *auditFlags
 }
 
-func newApp(f *flags) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
+// newApp defines the commands and flags; versionText is what --version prints.
+func newApp(f *flags, versionText string) (*kingpin.Application, *kingpin.CmdClause, *kingpin.CmdClause) {
 	app := kingpin.New(name, "Prometheus exporter that classifies the packets a Linux firewall drops (read from NFLOG groups).")
-	app.Version(version.Print(name))
+	app.Version(versionText)
 	app.HelpFlag.Short('h')
 	// The serving flags belong to serve, the default command, so that
 	// explain neither lists nor accepts them; "nfdrop_exporter --flag ..."
@@ -124,12 +125,13 @@ type exitRequest int
 
 func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 	var f flags
-	app, serve, explain := newApp(&f)
+	versionText := version.Print(name)
 	if slices.Contains(args, "--help-man") {
 		// The man page's .TH line takes one word of version, not the
 		// multi-line --version text.
-		app.Version(cmp.Or(version.Version, "unknown"))
+		versionText = cmp.Or(version.Version, "unknown")
 	}
+	app, serve, explain := newApp(&f, versionText)
 	app.Writer(stdout).UsageWriter(stdout).ErrorWriter(stderr)
 	app.Terminate(func(c int) { panic(exitRequest(c)) })
 	defer func() {

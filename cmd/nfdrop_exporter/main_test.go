@@ -237,6 +237,14 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{replayArg, "--web.telemetry-path=GET /metrics"}, `--web.telemetry-path="GET /metrics": want`},
 		{[]string{replayArg, "--web.telemetry-path=/metrics/"}, `--web.telemetry-path="/metrics/": want`},
 		{[]string{replayArg, "--web.telemetry-path=/{x}"}, `--web.telemetry-path="/{x}": want`},
+		// The summary's path made the mux panic after the groups were bound.
+		{[]string{replayArg, "--web.telemetry-path=/api/v1/summary"}, `--web.telemetry-path="/api/v1/summary": the summary is served there`},
+		// An empty address listened on a random port on every interface; a
+		// bad one failed only after the groups were bound, with exit 1.
+		{[]string{"--web.listen-address="}, `--web.listen-address="": want [host]:port`},
+		{[]string{"--web.listen-address=nonsense"}, `--web.listen-address="nonsense": want [host]:port`},
+		{[]string{"--web.listen-address=:9786", "--web.listen-address=localhost"}, `--web.listen-address="localhost": want [host]:port`},
+		{[]string{"--web.listen-address=127.0.0.1:0"}, `--web.listen-address="127.0.0.1:0": want [host]:port`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			// A flag the exporter fails to reject would leave it serving.
@@ -260,6 +268,32 @@ func TestFlagErrors(t *testing.T) {
 
 // replayArg makes a run read the lab capture instead of binding NFLOG groups.
 const replayArg = "--nflog.replay-file=testdata/replay.pcap"
+
+// TestHelpShowsEachFlagOnce: a bare --help lists every serving flag exactly
+// once and names the other commands; --help-man puts a one-word version in
+// the man page's .TH line.
+func TestHelpShowsEachFlagOnce(t *testing.T) {
+	out, err := exec.Command(e2e.Binary(t), "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	for _, flag := range []string{"--nflog.group=", "--web.listen-address=", "--[no-]conntrack.correlate", "--collector.ports="} {
+		if n := strings.Count(string(out), flag); n != 1 {
+			t.Errorf("--help lists %s %d times, want once", flag, n)
+		}
+	}
+	if !strings.Contains(string(out), "explain") || !strings.Contains(string(out), "nfdrop_exporter help") {
+		t.Errorf("--help does not point at the other commands:\n%s", out)
+	}
+	man, err := exec.Command(e2e.Binary(t), "--help-man").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--help-man: %v\n%s", err, man)
+	}
+	th := strings.SplitN(string(man), "\n", 2)[0]
+	if !regexp.MustCompile(`^\.TH nfdrop_exporter 1 \S+ `).MatchString(th) || strings.Count(string(man), "build date") != 0 {
+		t.Errorf("--help-man .TH line %q (want the version as one word), or the multi-line version elsewhere", th)
+	}
+}
 
 func TestVersionAndHelp(t *testing.T) {
 	for _, tc := range []struct {

@@ -101,7 +101,7 @@ var builtinFlags = map[string]bool{"help": true, "help-long": true, "help-man": 
 func serveFlags(t *testing.T) map[string]string {
 	t.Helper()
 	var f flags
-	app, _, _ := newApp(&f)
+	app, _, _ := newApp(&f, "")
 	model := app.Model()
 	groups := [][]*kingpin.FlagModel{model.Flags}
 	found := false
