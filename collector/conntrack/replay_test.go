@@ -88,7 +88,9 @@ func TestReplayRecordedEvents(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		tp := recordedTuple(t, i)
+		tr.mu.Lock() // the listener goroutine writes mem under mu
 		ended, ok := tr.mem.lookup(tp.key())
+		tr.mu.Unlock()
 		if !ok {
 			t.Fatalf("flow %d not remembered", i)
 		}
