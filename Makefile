@@ -1,6 +1,10 @@
 # nfdrop_exporter — build, test, demo, release. Run test/demo/bench as root (network namespaces, NFLOG).
 GO        ?= go
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Without VERSION=x.y.z: a snapshot version that dpkg accepts and that sorts upward from
+# commit to commit (deploy/release/version says how). make release needs an explicit one.
+ifeq ($(origin VERSION),undefined)
+VERSION   := $(shell deploy/release/version)
+endif
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
 BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null)
 # The build date is the last commit's, not the clock's, and no user or host name is
@@ -12,6 +16,9 @@ LDFLAGS   := -buildid= \
              -X github.com/prometheus/common/version.Revision=$(REVISION) \
              -X github.com/prometheus/common/version.Branch=$(BRANCH) \
              -X github.com/prometheus/common/version.BuildDate=$(BUILD_DATE)
+# Release builds (archives, image, package) also drop the symbol table and DWARF (-s -w):
+# --version, the build info and panics' stack traces do not need them.
+RELEASE_LDFLAGS := -s -w $(LDFLAGS)
 BIN       := .build
 
 # Release archives, image and package. ARCH is one GOARCH; ARCHS are the release's.
@@ -20,13 +27,21 @@ ARCHS     ?= amd64 arm64
 ARCH      ?= $(shell $(GO) env GOARCH)
 DIST       = nfdrop_exporter-$(VERSION).linux-$(ARCH)
 STAGE      = $(RELEASE_DIR)/$(DIST)
+# The documentation the archive and the package ship (deploy/internal/docbundle).
+DOCS       = $(RELEASE_DIR)/docs
+# Example configuration the archive ships at the paths deploy/README.md uses.
+KIT       := deploy/systemd/nfdrop_exporter.service deploy/systemd/nfdrop_exporter.default \
+             deploy/prometheus/alerts.yml deploy/prometheus/rules.yml deploy/prometheus/scrape-config.yml \
+             dashboards/nfdrop.json
 # make image IMAGE=registry.example.com/team/nfdrop_exporter, then podman push it.
 IMAGE     ?= nfdrop_exporter
+# An image tag cannot hold "+": 1.2.3+git5.g... is tagged 1.2.3_git5.g...
+IMAGE_TAG  = $(subst +,_,$(VERSION))
 PODMAN    ?= podman
 NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAR       := tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner --format=gnu
 
-.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean release stage image deb
+.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean release stage docs image deb
 
 all: build
 
@@ -35,16 +50,27 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/nfdrop_exporter ./cmd/nfdrop_exporter
 	$(GO) build -o $(BIN)/nfdrop-lab ./cmd/nfdrop-lab
 
-# stage: the static binary for ARCH, with LICENSE and README.md, in $(STAGE)/. The
-# profile cmd/nfdrop_exporter/default.pgo is applied by go build (-pgo=auto).
-stage:
+# docs: README.md and the documents it leads to, in the repository's layout, in $(DOCS)/;
+# links to anything not shipped (source code, the lab) point at this revision online.
+docs:
+	rm -rf $(DOCS)
+	$(GO) run ./deploy/internal/docbundle/cmd/docbundle -out $(DOCS) -revision $(REVISION) -exclude cmd/nfdrop-lab/ README.md
+
+# stage: the static, stripped binary for ARCH, LICENSE, the documentation and the example
+# configuration (KIT), in $(STAGE)/. The profile cmd/nfdrop_exporter/default.pgo is
+# applied by go build (-pgo=auto).
+stage: docs
 	rm -rf $(STAGE) && install -d -m 0755 $(STAGE)
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(STAGE)/nfdrop_exporter ./cmd/nfdrop_exporter
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '$(RELEASE_LDFLAGS)' -o $(STAGE)/nfdrop_exporter ./cmd/nfdrop_exporter
 	chmod 0755 $(STAGE)/nfdrop_exporter
-	install -m 0644 LICENSE README.md $(STAGE)/
+	install -m 0644 LICENSE $(STAGE)/
+	cp -R $(DOCS)/. $(STAGE)/
+	for f in $(KIT); do install -D -m 0644 $$f $(STAGE)/$$f; done
+	chmod -R u=rwX,go=rX $(STAGE)
 
 # release: nfdrop_exporter-VERSION.linux-ARCH.tar.gz for each of ARCHS and sha256sums.txt.
 release:
+	@case '$(origin VERSION)' in file) echo "make release needs VERSION=x.y.z (without it the version is the snapshot $(VERSION))" >&2; exit 2;; esac
 	@echo '$(VERSION)' | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$$' || { echo "make release needs VERSION=x.y.z (got '$(VERSION)')" >&2; exit 2; }
 	set -e; for a in $(ARCHS); do \
 		$(MAKE) --no-print-directory stage ARCH=$$a; \
@@ -58,14 +84,18 @@ image: stage
 	$(PODMAN) build --platform linux/$(ARCH) --timestamp $(SOURCE_DATE_EPOCH) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 		--build-arg CREATED=$$(date -u -d @$(SOURCE_DATE_EPOCH) +%Y-%m-%dT%H:%M:%SZ) \
-		-f deploy/container/Containerfile -t $(IMAGE):$(VERSION) $(STAGE)
+		-f deploy/container/Containerfile -t $(IMAGE):$(IMAGE_TAG) $(STAGE)
 
-# deb: nfdrop-exporter_VERSION_ARCH.deb in $(RELEASE_DIR), from deploy/deb/nfpm.yaml.
-# The packaged unit runs /usr/bin/nfdrop_exporter; everything else is the tested unit.
+# deb: nfdrop-exporter_VERSION_ARCH.deb in $(RELEASE_DIR), from deploy/deb/nfpm.yaml (a
+# VERSION x.y.z-PRE becomes the Debian version x.y.z~PRE). Older packages for ARCH there are
+# removed first, so that `dpkg -i .build/release/nfdrop-exporter_*_amd64.deb` names the one
+# just built. The packaged unit runs /usr/bin/nfdrop_exporter; everything else is the
+# tested unit.
 deb: stage
+	rm -f $(RELEASE_DIR)/nfdrop-exporter_*_$(ARCH).deb
 	install -d -m 0755 $(RELEASE_DIR)/deb-$(ARCH)
 	sed 's|/usr/local/bin/nfdrop_exporter|/usr/bin/nfdrop_exporter|g' deploy/systemd/nfdrop_exporter.service > $(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service
-	VERSION=$(VERSION) ARCH=$(ARCH) STAGE=$(STAGE) DEB_UNIT=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	VERSION=$(VERSION) ARCH=$(ARCH) STAGE=$(STAGE) DOCS=$(DOCS) DEB_UNIT=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
 		$(NFPM) package --packager deb --config deploy/deb/nfpm.yaml --target $(RELEASE_DIR)/
 
 deps:
@@ -81,8 +111,9 @@ test: deps
 test-unit:
 	$(GO) test ./...
 
+# DEMO_FLAGS: more nfdrop-lab demo flags, e.g. --ruleset=nftables, --prefix=NAME, -v.
 demo: deps build
-	$(BIN)/nfdrop-lab demo --exporter=$(BIN)/nfdrop_exporter
+	$(BIN)/nfdrop-lab demo --exporter=$(BIN)/nfdrop_exporter $(DEMO_FLAGS)
 
 bench: deps build
 	$(BIN)/nfdrop-lab bench --exporter=$(BIN)/nfdrop_exporter
@@ -104,6 +135,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
 	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzRewriteLinks -fuzztime=30s ./deploy/internal/docbundle/
 
 clean:
 	rm -rf $(BIN)

@@ -20,6 +20,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/nfdrop/nfdrop_exporter/deploy/internal/maketest"
 )
@@ -35,17 +36,40 @@ const (
 // podman runs podman with the test's private configuration and storage.
 type podman struct{ env []string }
 
-// newPodman writes a containers.conf and a storage.conf into dir: runc with the machine's
-// rlimits, cgroupfs and file events (systemd may not be PID 1), and image storage under
-// dir, so the host's /etc/containers and /var/lib/containers stay untouched.
-func newPodman(t *testing.T, dir string) *podman {
+// ulimits are the --ulimit values deploy/README.md gives for hosts where podman cannot
+// raise limits (no CAP_SYS_RESOURCE): rootful podman asks for 1048576 open files and
+// processes unless told otherwise, and one --ulimit replaces all its defaults. Open files:
+// the host's hard limit; processes: 32768 (podman's own default), or less if the host has
+// less.
+func ulimits(t *testing.T) (nofile, nproc string) {
+	t.Helper()
+	var n, p syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &n); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Getrlimit(unix.RLIMIT_NPROC, &p); err != nil {
+		t.Fatal(err)
+	}
+	files := min(n.Max, 1<<20)
+	procs := min(p.Max, 32768)
+	return fmt.Sprintf("nofile=%d:%d", files, files), fmt.Sprintf("nproc=%d:%d", procs, procs)
+}
+
+// newPodman writes a containers.conf and a storage.conf into dir: runc, cgroupfs and file
+// events (systemd may not be PID 1), image storage under dir, so the host's
+// /etc/containers and /var/lib/containers stay untouched, and, with withUlimits, the
+// host-safe limits as default_ulimits (the containers.conf form of the fix).
+func newPodman(t *testing.T, dir string, withUlimits bool) *podman {
 	t.Helper()
 	conf := filepath.Join(dir, "containers.conf")
 	storage := filepath.Join(dir, "storage.conf")
+	containers := ""
+	if withUlimits {
+		nofile, nproc := ulimits(t)
+		containers = fmt.Sprintf("[containers]\ndefault_ulimits = [%q, %q]\n", nofile, nproc)
+	}
 	files := map[string]string{
-		conf: fmt.Sprintf(`[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
+		conf: containers + fmt.Sprintf(`[engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -84,19 +108,42 @@ func (p *podman) run(t *testing.T, args ...string) string {
 func TestContainerImage(t *testing.T) {
 	maketest.E2E(t, "podman", "runc", "ip", "iptables", "curl")
 	tmp := t.TempDir()
-	p := newPodman(t, tmp)
+	// Two configurations on one storage: one with the limits as default_ulimits, one
+	// without, whose runs pass them as --ulimit flags: both forms deploy/README.md gives.
+	p := newPodman(t, tmp, true)
+	cliDir := filepath.Join(tmp, "cli")
+	if err := os.Mkdir(cliDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cli := newPodman(t, cliDir, false)
+	cli.env[1] = p.env[1] // the same image storage
+	nofile, nproc := ulimits(t)
+	t.Logf("limits for podman run: %s %s", nofile, nproc)
 	ref := image + ":" + version
 	maketest.Make(t, p.env, "image", "VERSION="+version, "IMAGE="+image, "RELEASE_DIR="+filepath.Join(tmp, "release"))
 	t.Cleanup(func() { _ = p.cmd("rmi", "-f", ref).Run() })
 
 	t.Run("metadata", func(t *testing.T) { checkMetadata(t, p, ref) })
 	t.Run("version", func(t *testing.T) {
-		out := p.run(t, "run", "--rm", "--network=none", ref, "--version")
+		out := cli.run(t, "run", "--rm", "--network=none", "--ulimit", nofile, "--ulimit", nproc, ref, "--version")
 		if !strings.HasPrefix(out, "nfdrop_exporter, version "+version+" ") {
 			t.Errorf("--version in the container printed:\n%s", out)
 		}
 	})
 	t.Run("counts a drop in a joined network namespace", func(t *testing.T) { checkDropCounted(t, p, ref) })
+}
+
+// TestImageTag: an image tag cannot hold "+", so make image tags a version with build
+// metadata (a snapshot after a release tag) with "_" in its place.
+func TestImageTag(t *testing.T) {
+	maketest.Tools(t, "make", "git")
+	out := maketest.Make(t, nil, "-n", "image", "VERSION=1.2.3+git5.g0123456789ab", "IMAGE=registry.example.com/nfdrop_exporter", "RELEASE_DIR="+t.TempDir())
+	if want := " -t registry.example.com/nfdrop_exporter:1.2.3_git5.g0123456789ab "; !strings.Contains(out, want) {
+		t.Errorf("make -n image does not tag %q:\n%s", want, out)
+	}
+	if !strings.Contains(out, "--build-arg VERSION=1.2.3+git5.g0123456789ab ") {
+		t.Errorf("make -n image does not label the image with the version itself:\n%s", out)
+	}
 }
 
 func checkMetadata(t *testing.T, p *podman, ref string) {

@@ -5,6 +5,7 @@ package deb_test
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,10 +22,12 @@ const (
 	version = "0.0.0-debtest"
 	unit    = "/lib/systemd/system/nfdrop_exporter.service"
 	wantsTo = "/etc/systemd/system/multi-user.target.wants/nfdrop_exporter.service"
+	docDir  = "/usr/share/doc/nfdrop-exporter"
 )
 
-// shipped maps each installed file to its source in the repository (nil: checked apart).
-var shipped = map[string]string{
+// shippedFiles maps each installed file to its source in the repository ("": checked
+// apart); the documentation is added from what make docs bundled.
+var shippedFiles = map[string]string{
 	"/usr/bin/nfdrop_exporter":     "",
 	unit:                           "",
 	"/etc/default/nfdrop_exporter": "deploy/systemd/nfdrop_exporter.default",
@@ -59,6 +62,38 @@ func installed() bool {
 	return err == nil && strings.Contains(string(out), "install ok installed")
 }
 
+// nextSteps is what the first installation prints: with systemd running, and without.
+func nextSteps(systemd bool) string {
+	start := "without systemd, as root or with CAP_NET_ADMIN: nfdrop_exporter --nflog.group=0"
+	if systemd {
+		start = "systemctl enable --now nfdrop_exporter"
+	}
+	return `nfdrop_exporter is installed, not started. Next steps:
+  1. Log the dropped packets to NFLOG group 0, in the rule right before your final DROP:
+       iptables -I INPUT <line of the DROP> -j NFLOG --nflog-group 0 --nflog-prefix denied --nflog-size 256
+     (nftables: log prefix "denied" group 0 snaplen 256 drop; rulesets in
+     /usr/share/doc/nfdrop-exporter/deploy/firewall/)
+  2. Match the group in /etc/default/nfdrop_exporter, then start it:
+       ` + start + `
+  Then: curl -s localhost:9786/metrics | grep nfdrop_up. Documentation: /usr/share/doc/nfdrop-exporter/
+`
+}
+
+// buildDeb runs make deb (VERSION unset when version is "") and returns the package.
+func buildDeb(t *testing.T, dir, version string) string {
+	t.Helper()
+	args := []string{"deb", "RELEASE_DIR=" + dir}
+	if version != "" {
+		args = append(args, "VERSION="+version)
+	}
+	maketest.Make(t, nil, args...)
+	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb produced %q, want one .deb", debs)
+	}
+	return debs[0]
+}
+
 func TestDebPackage(t *testing.T) {
 	maketest.E2E(t, "dpkg", "dpkg-deb", "systemd-analyze", "systemctl")
 	if installed() {
@@ -66,12 +101,8 @@ func TestDebPackage(t *testing.T) {
 	}
 	root := maketest.Root(t)
 	dir := t.TempDir()
-	maketest.Make(t, nil, "deb", "VERSION="+version, "RELEASE_DIR="+dir)
-	debs, _ := filepath.Glob(filepath.Join(dir, "*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb produced %q, want one .deb", debs)
-	}
-	deb := debs[0]
+	deb := buildDeb(t, dir, version)
+	shipped := maps.Clone(shippedFiles)
 	if st, err := os.Stat(deb); err == nil {
 		t.Logf("%s: %d bytes", filepath.Base(deb), st.Size())
 	}
@@ -87,7 +118,33 @@ func TestDebPackage(t *testing.T) {
 			_ = exec.Command("dpkg", "-P", pkg).Run()
 		}
 	})
-	dpkg(t, "-i", deb)
+	// The first installation says what to do next, for the init system this machine runs.
+	_, err := os.Stat("/run/systemd/system")
+	if out := dpkg(t, "-i", deb); !strings.Contains(out, nextSteps(err == nil)) {
+		t.Errorf("dpkg -i output lacks the next steps (systemd running: %v):\n%s", err == nil, out)
+	}
+
+	// The documentation: README.md and what it links to, self-contained, at the
+	// repository's paths under /usr/share/doc/nfdrop-exporter.
+	docs := maketest.CheckDocs(t, docDir, maketest.Revision(t), "copyright")
+	for _, must := range []string{"README.md", "deploy/README.md", "collector/README.md", "dashboards/README.md", "deploy/firewall/iptables.rules"} {
+		if !slices.Contains(docs, must) {
+			t.Errorf("%s/%s is not installed", docDir, must)
+		}
+	}
+	for _, d := range docs {
+		shipped[docDir+"/"+d] = ""
+	}
+	// What the installed configuration mentions (deploy/firewall/, collector/ctlog/README.md,
+	// ...) is in the documentation, as the options file says. (The documents themselves
+	// also describe the source tree.)
+	var mentioning []string
+	for f := range shipped {
+		if f != "/usr/bin/nfdrop_exporter" && !strings.HasSuffix(f, ".md") {
+			mentioning = append(mentioning, f)
+		}
+	}
+	maketest.CheckMentions(t, docDir, mentioning...)
 
 	// dpkg -L: exactly the shipped files, plus their directories.
 	var files []string
@@ -173,5 +230,99 @@ func TestDebPackage(t *testing.T) {
 	}
 	if st, _ := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", pkg).Output(); len(st) > 0 && string(st) != "not-installed" {
 		t.Errorf("after dpkg -P the package status is %q, want not-installed", st)
+	}
+}
+
+// TestDebDefaultVersion builds the package as a first-time user does, without VERSION:
+// its Debian version is the snapshot version of this commit, which dpkg installs, and the
+// installed binary reports the same version.
+func TestDebDefaultVersion(t *testing.T) {
+	maketest.E2E(t, "dpkg", "dpkg-deb")
+	if installed() {
+		t.Fatalf("%s is already installed on this machine; this test installs and purges it, remove it first (dpkg -P %s)", pkg, pkg)
+	}
+	want := maketest.DefaultVersion(t)
+	deb := buildDeb(t, t.TempDir(), "")
+	debVersion := maketest.DebVersion(want)
+	if got := strings.TrimSpace(maketest.Run(t, "dpkg-deb", "-f", deb, "Version")); got != debVersion {
+		t.Fatalf("make deb without VERSION: Version %q, want %q (the snapshot version %q)", got, debVersion, want)
+	}
+	if filepath.Base(deb) != pkg+"_"+debVersion+"_amd64.deb" {
+		t.Errorf("package file %s, want %s_%s_amd64.deb", filepath.Base(deb), pkg, debVersion)
+	}
+	t.Cleanup(func() {
+		if installed() {
+			_ = exec.Command("dpkg", "-P", pkg).Run()
+		}
+	})
+	dpkg(t, "-i", deb)
+	if got, _ := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output(); string(got) != debVersion {
+		t.Errorf("installed version %q, want %q", got, debVersion)
+	}
+	out, err := exec.Command("/usr/bin/nfdrop_exporter", "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "nfdrop_exporter, version "+want+" ") {
+		t.Errorf("installed binary --version: %v\n%s", err, out)
+	}
+	// A snapshot sorts before any release: 0.0.0~... < 0.0.0 when no tag exists yet.
+	if !strings.HasPrefix(want, "0.0.0-") {
+		t.Logf("the repository has a release tag: %s", want)
+	} else if exec.Command("dpkg", "--compare-versions", debVersion, "lt", "0.0.0").Run() != nil {
+		t.Errorf("dpkg does not sort the snapshot %s before 0.0.0", debVersion)
+	}
+	t.Logf("make deb without VERSION: %s, installed as %s", filepath.Base(deb), debVersion)
+	dpkg(t, "-P", pkg)
+}
+
+// TestDebPostinst runs the package's postinst in a mount namespace of its own, whose /run
+// is an empty tmpfs with or without /run/systemd/system and whose PATH holds a systemctl
+// that only records its arguments (systemd is not PID 1 on the test machines): what it
+// prints and what it asks systemd, for a first installation, an upgrade and other calls.
+func TestDebPostinst(t *testing.T) {
+	maketest.E2E(t, "unshare", "mount")
+	script := filepath.Join(maketest.Root(t), "deploy", "deb", "postinst")
+	tests := []struct {
+		name      string
+		args      []string
+		systemd   bool
+		wantOut   string
+		wantCalls string
+	}{
+		{"first install, systemd", []string{"configure", ""}, true, nextSteps(true), "daemon-reload\ntry-restart nfdrop_exporter.service\n"},
+		{"first install, no systemd", []string{"configure", ""}, false, nextSteps(false), ""},
+		{"upgrade, systemd", []string{"configure", "0.1.0"}, true, "", "daemon-reload\ntry-restart nfdrop_exporter.service\n"},
+		{"upgrade, no systemd", []string{"configure", "0.1.0"}, false, "", ""},
+		{"abort-upgrade", []string{"abort-upgrade", "0.2.0"}, true, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "bin")
+			calls := filepath.Join(dir, "calls")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fake := "#!/bin/sh\necho \"$*\" >> " + calls + "\n"
+			if err := os.WriteFile(filepath.Join(bin, "systemctl"), []byte(fake), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			setup := "mount -t tmpfs nfdrop-postinst /run"
+			if tc.systemd {
+				setup += " && mkdir -p /run/systemd/system"
+			}
+			cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
+				setup + ` && exec env PATH="$0:$PATH" sh "$@"`, bin, script}, tc.args...)...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("postinst %q: %v\n%s%s", tc.args, err, stdout.String(), stderr.String())
+			}
+			if stdout.String() != tc.wantOut || stderr.Len() > 0 {
+				t.Errorf("postinst %q printed\n%s\nstderr %q\nwant\n%s", tc.args, stdout.String(), stderr.String(), tc.wantOut)
+			}
+			got, _ := os.ReadFile(calls)
+			if string(got) != tc.wantCalls {
+				t.Errorf("postinst %q called systemctl %q, want %q", tc.args, got, tc.wantCalls)
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 // Package release_test builds the release archives with `make release` twice and checks
-// what a user relies on: static binaries for each architecture, promu-style archive
-// layout, verifiable checksums, version stamping, and byte-identical rebuilds.
+// what a user relies on: static, stripped binaries for each architecture, a
+// self-contained archive (documentation whose links resolve inside it, the example
+// configuration), verifiable checksums, version stamping, and byte-identical rebuilds; and
+// the snapshot version `make` stamps without VERSION.
 package release_test
 
 import (
@@ -10,6 +12,7 @@ import (
 	"debug/buildinfo"
 	"debug/elf"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,9 +77,22 @@ func TestReleaseArchives(t *testing.T) {
 		t.Errorf("sha256sum -c: %v\n%s", err, out)
 	}
 
+	// The documentation bundle make docs wrote, which each archive holds.
+	var docs []string
+	err = filepath.WalkDir(filepath.Join(dirs[0], "docs"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(filepath.Join(dirs[0], "docs"), p)
+			docs = append(docs, filepath.ToSlash(rel))
+		}
+		return err
+	})
+	if err != nil || !slices.Contains(docs, "README.md") || !slices.Contains(docs, "deploy/README.md") {
+		t.Fatalf("documentation bundle %q (%v): want README.md and deploy/README.md at least", docs, err)
+	}
+
 	for arch, machine := range archs {
 		t.Run(arch, func(t *testing.T) {
-			bin := checkArchive(t, filepath.Join(dirs[0], "nfdrop_exporter-"+version+".linux-"+arch+".tar.gz"), arch, epoch)
+			bin := checkArchive(t, filepath.Join(dirs[0], "nfdrop_exporter-"+version+".linux-"+arch+".tar.gz"), arch, epoch, docs)
 			checkBinary(t, bin, arch, machine)
 			if arch == "amd64" {
 				checkVersion(t, bin, time.Unix(epoch, 0).UTC())
@@ -85,9 +101,19 @@ func TestReleaseArchives(t *testing.T) {
 	}
 }
 
-// checkArchive asserts the archive holds exactly the directory, the binary, LICENSE and
-// README.md, owned by 0/0 with the commit's time, and returns the extracted binary.
-func checkArchive(t *testing.T, path, arch string, epoch int64) string {
+// kit is the example configuration every archive ships next to the documentation, at the
+// repository's paths (the Makefile's KIT).
+var kit = []string{
+	"dashboards/nfdrop.json",
+	"deploy/prometheus/alerts.yml", "deploy/prometheus/rules.yml", "deploy/prometheus/scrape-config.yml",
+	"deploy/systemd/nfdrop_exporter.default", "deploy/systemd/nfdrop_exporter.service",
+}
+
+// checkArchive asserts the archive holds exactly the directory, the binary, LICENSE, the
+// documentation bundle (docs, files relative to it) and the kit, with sorted names, owned
+// by 0/0 with the commit's time; that the copies are self-contained (links and mentioned
+// paths resolve inside the archive); and returns the extracted binary.
+func checkArchive(t *testing.T, path, arch string, epoch int64, docs []string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -102,9 +128,8 @@ func checkArchive(t *testing.T, path, arch string, epoch int64) string {
 		t.Errorf("gzip header carries name %q and time %v, want neither (gzip -n)", gz.Name, gz.ModTime)
 	}
 	dir := "nfdrop_exporter-" + version + ".linux-" + arch + "/"
-	want := map[string]int64{dir: 0o755, dir + "LICENSE": 0o644, dir + "README.md": 0o644, dir + "nfdrop_exporter": 0o755}
-	var got []string
-	bin := filepath.Join(t.TempDir(), "nfdrop_exporter")
+	out := t.TempDir()
+	var got, files []string
 	tr := tar.NewReader(gz)
 	for {
 		h, err := tr.Next()
@@ -115,8 +140,16 @@ func checkArchive(t *testing.T, path, arch string, epoch int64) string {
 			t.Fatal(err)
 		}
 		got = append(got, h.Name)
-		if mode, ok := want[h.Name]; !ok || h.Mode&0o7777 != mode {
-			t.Errorf("%s: entry %s mode %o, want one of %v", path, h.Name, h.Mode, want)
+		rel, ok := strings.CutPrefix(h.Name, dir)
+		if !ok || strings.Contains(rel, "..") {
+			t.Fatalf("%s: entry %s outside %s", path, h.Name, dir)
+		}
+		mode := int64(0o644)
+		if h.Typeflag == tar.TypeDir || rel == "nfdrop_exporter" {
+			mode = 0o755
+		}
+		if h.Mode&0o7777 != mode || (h.Typeflag != tar.TypeDir && h.Typeflag != tar.TypeReg) {
+			t.Errorf("%s: entry %s type %c mode %o, want a file or directory of mode %o", path, h.Name, h.Typeflag, h.Mode, mode)
 		}
 		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" {
 			t.Errorf("%s: owner %d/%d (%q/%q), want 0/0 without names", h.Name, h.Uid, h.Gid, h.Uname, h.Gname)
@@ -124,27 +157,47 @@ func checkArchive(t *testing.T, path, arch string, epoch int64) string {
 		if h.ModTime.Unix() != epoch {
 			t.Errorf("%s: mtime %v, want the commit's %v", h.Name, h.ModTime, time.Unix(epoch, 0))
 		}
-		var data []byte
-		if data, err = io.ReadAll(tr); err != nil {
-			t.Fatal(err)
-		}
-		switch strings.TrimPrefix(h.Name, dir) {
-		case "nfdrop_exporter":
-			if err := os.WriteFile(bin, data, 0o755); err != nil {
+		dst := filepath.Join(out, filepath.FromSlash(rel))
+		if h.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(dst, 0o755); err != nil {
 				t.Fatal(err)
 			}
-		case "LICENSE", "README.md":
-			src, err := os.ReadFile(filepath.Join(maketest.Root(t), strings.TrimPrefix(h.Name, dir)))
-			if err != nil || !bytes.Equal(src, data) {
-				t.Errorf("%s differs from the repository's (%v)", h.Name, err)
-			}
+			continue
+		}
+		files = append(files, rel)
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, os.FileMode(mode)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	wantNames := []string{dir, dir + "LICENSE", dir + "README.md", dir + "nfdrop_exporter"}
-	if !slices.Equal(got, wantNames) {
-		t.Errorf("archive entries %q, want %q in this order", got, wantNames)
+	if !slices.IsSorted(got) || len(got) == 0 || got[0] != dir {
+		t.Errorf("archive entries not in name order under %s: %q", dir, got)
 	}
-	return bin
+	want := slices.Concat([]string{"nfdrop_exporter", "LICENSE"}, docs, kit)
+	slices.Sort(want)
+	want = slices.Compact(want)
+	slices.Sort(files)
+	if !slices.Equal(files, want) {
+		t.Errorf("archive files %q, want %q", files, want)
+	}
+	// Every file but the binary is the repository's (documents up to their rewritten
+	// links), every link resolves inside the archive, and so does every repository path
+	// the configuration files mention.
+	maketest.CheckDocs(t, out, maketest.Revision(t), "nfdrop_exporter")
+	var config []string
+	for _, f := range files {
+		if f != "nfdrop_exporter" && !strings.HasSuffix(f, ".md") {
+			config = append(config, filepath.Join(out, f))
+		}
+	}
+	maketest.CheckMentions(t, out, config...)
+	return filepath.Join(out, "nfdrop_exporter")
 }
 
 // checkBinary asserts a static ELF for the architecture, built without cgo, with -trimpath
@@ -182,6 +235,16 @@ func checkBinary(t *testing.T, bin, arch string, machine elf.Machine) {
 	}
 	if !strings.HasSuffix(settings["-pgo"], "default.pgo") {
 		t.Errorf("build setting -pgo = %q, want the checked-in default.pgo", settings["-pgo"])
+	}
+	// Stripped: -s -w leave no symbol table and no DWARF. (With -trimpath the build info
+	// does not record -ldflags.)
+	for _, sec := range f.Sections {
+		if sec.Name == ".symtab" || strings.HasPrefix(sec.Name, ".debug_") || strings.HasPrefix(sec.Name, ".zdebug_") {
+			t.Errorf("section %s present: the binary is not stripped", sec.Name)
+		}
+	}
+	if st, err := os.Stat(bin); err == nil {
+		t.Logf("%s binary: %d bytes", arch, st.Size())
 	}
 }
 

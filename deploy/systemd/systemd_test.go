@@ -194,8 +194,8 @@ func verifiableCopy(t *testing.T, dir string, extra string) string {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(data, []byte(installPath)); n != 2 { // the install comment and ExecStart
-		t.Fatalf("%s mentions %s %d times, want 2", unitFile, installPath, n)
+	if n := bytes.Count(data, []byte(installPath)); n != 1 { // ExecStart only
+		t.Fatalf("%s mentions %s %d times, want 1", unitFile, installPath, n)
 	}
 	data = bytes.ReplaceAll(data, []byte("ExecStart="+installPath), []byte("ExecStart="+bin))
 	if extra == "uncomment-credentials" {

@@ -152,7 +152,7 @@ func WriteSummary(w io.Writer, s Scrape, group string, ruleCounter uint64) {
 			td += n
 		}
 	}
-	fmt.Fprintf(w, "=> %s of the drops are shaped like late TCP teardown (harmless noise); %.0f are not.\n", pct(td, total), total-td)
+	fmt.Fprintln(w, Headline(total, td, s.Evidence(group)))
 
 	top := func(title, col string, rows []kv, n int) {
 		fmt.Fprintf(w, "\nTop %s:\n", title)
@@ -239,6 +239,63 @@ func DiffSeries(got, want map[Series]float64) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// Evidence is conntrack's verdict on the teardown-shaped drops of a group
+// (nfdrop_teardown_evidence_total by evidence).
+type Evidence struct {
+	Destroyed, Closing, Established, None, Skipped float64
+}
+
+// Evidence returns the teardown evidence of group, or nil when the exporter
+// collects none (--no-conntrack.correlate).
+func (s Scrape) Evidence(group string) *Evidence {
+	if s["nfdrop_teardown_evidence_total"] == nil {
+		return nil
+	}
+	v := func(e string) float64 {
+		n, _ := s.Value("nfdrop_teardown_evidence_total", map[string]string{"group": group, "evidence": e})
+		return n
+	}
+	return &Evidence{Destroyed: v("destroyed"), Closing: v("closing"), Established: v("established"), None: v("none"), Skipped: v("skipped")}
+}
+
+// Headline is the one-line verdict on a group's drops: how many are shaped
+// like late TCP teardown and, when conntrack evidence exists (ev not nil),
+// how many of those it proved to be late packets of real connections and for
+// how many it found no connection at all. Only the proven ones are called
+// harmless: the teardown shape alone is also what ACK scans and crafted
+// packets look like.
+func Headline(total, teardown float64, ev *Evidence) string {
+	if total == 0 {
+		return "=> no drops counted."
+	}
+	h := fmt.Sprintf("=> %.0f of %.0f drops (%s) %s shaped like late TCP teardown", teardown, total, pct(teardown, total), isAre(teardown))
+	switch {
+	case teardown == 0:
+	case ev == nil:
+		h += "; without conntrack evidence (--no-conntrack.correlate) none is proven harmless"
+	default:
+		h += fmt.Sprintf("; conntrack proved %.0f of them late packets of real connections (destroyed/closing: harmless)", ev.Destroyed+ev.Closing)
+		h += fmt.Sprintf(" and found no connection for %.0f (none: scan or crafted packet, not harmless)", ev.None)
+		if ev.Established > 0 {
+			h += fmt.Sprintf(", %.0f hit a live connection (established)", ev.Established)
+		}
+		if ev.Skipped > 0 {
+			h += fmt.Sprintf(", %.0f were not checked (skipped)", ev.Skipped)
+		}
+		if open := teardown - (ev.Destroyed + ev.Closing + ev.Established + ev.None + ev.Skipped); open > 0 {
+			h += fmt.Sprintf(", %.0f still wait for evidence", open)
+		}
+	}
+	return h + fmt.Sprintf("; %.0f %s not teardown-shaped.", total-teardown, isAre(total-teardown))
+}
+
+func isAre(n float64) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 // WriteEvidence prints what conntrack says about the teardown-shaped drops:
