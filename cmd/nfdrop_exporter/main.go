@@ -262,7 +262,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	logger.Info("Starting "+name, "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	if os.Geteuid() == 0 {
-		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN (the packaged systemd unit runs it as an unprivileged user with that capability alone)")
+		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN: run it as an unprivileged user holding that capability (systemd: DynamicUser=yes and AmbientCapabilities=CAP_NET_ADMIN, as the shipped nfdrop_exporter.service does)")
 	}
 	coll, err := collector.New(cfg, logger)
 	if err != nil {
