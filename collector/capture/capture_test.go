@@ -109,7 +109,7 @@ func TestFormats(t *testing.T) {
 // TestLinkTypeAbove255 reads a link type above 8 bits (Linux cooked v2) in
 // both formats.
 func TestLinkTypeAbove255(t *testing.T) {
-	file := pcapFile(t, false) // written on this little-endian host
+	file := pcapFile(t, false)                                                     // written on this little-endian host
 	binary.LittleEndian.PutUint32(file[20:], uint32(LinkTypeLinuxSLL2)|0x10000000) // and an FCS flag
 	r, _, _ := readAll(t, file)
 	if r.LinkType() != LinkTypeLinuxSLL2 {
