@@ -9,8 +9,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/explain"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 type explainFlags struct {
@@ -45,7 +45,7 @@ func runExplain(f *explainFlags, stdin, stdout, stderr *os.File) int {
 	}
 	opts := explain.Options{Format: f.format, Ports: f.ports, MaxPrefixes: f.maxPrefixes, Files: f.files,
 		Width: terminalWidth(os.Getenv("COLUMNS"), stdout)}
-	if err := explain.Run(opts, stdin, stdout, stderr); err != nil {
+	if err := explain.Run(opts, stdin, stdout); err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return 1
 	}

@@ -24,6 +24,12 @@ func verdict(r *Report) string {
 			return "Nothing was read: " + strings.Join(failed, "; ") + "."
 		}
 		s := "No dropped packets were found in the input."
+		for _, in := range r.Inputs {
+			if in.NoEntries {
+				s = "No entries: journalctl had no messages to show (\"-- No entries --\"). journalctl -k shows only this boot's kernel messages (-b -1 the boot before, --since for a time), and only when the journal keeps them; rsyslog's /var/log/kern.log may hold older ones."
+				break
+			}
+		}
 		if r.Unparsed > 0 {
 			s += " " + unreadable(r.Unparsed)
 		}
