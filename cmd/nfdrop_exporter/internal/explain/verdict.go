@@ -26,7 +26,7 @@ func verdict(r *Report) string {
 		s := "No dropped packets were found in the input."
 		for _, in := range r.Inputs {
 			if in.NoEntries {
-				s = "No entries: journalctl had no messages to show (\"-- No entries --\"). journalctl -k shows only this boot's kernel messages (-b -1 the boot before, --since for a time), and only when the journal keeps them; rsyslog's /var/log/kern.log may hold older ones."
+				s = "No entries: journalctl had no messages to show (\"-- No entries --\"). journalctl -k shows the kernel messages of the current boot only (journalctl -k -b -1: the boot before; journalctl --list-boots lists them), and only those the journal kept; rsyslog's /var/log/kern.log may hold more."
 				break
 			}
 		}

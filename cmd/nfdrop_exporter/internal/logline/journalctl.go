@@ -35,7 +35,8 @@ func journalctlLine(line []byte) (st Status, ok bool) {
 		return NoEntries, true
 	case bytes.Equal(b, reboot):
 		return JournalMeta, true
-	case bytes.HasPrefix(b, bootPrefix) && bytes.HasSuffix(b, journalctlTail) && isBootID(b[len(bootPrefix):len(b)-len(journalctlTail)]):
+	case len(b) == len(bootPrefix)+32+len(journalctlTail) && bytes.HasPrefix(b, bootPrefix) && bytes.HasSuffix(b, journalctlTail) &&
+		isBootID(b[len(bootPrefix):len(b)-len(journalctlTail)]):
 		return JournalMeta, true
 	case (bytes.HasPrefix(b, logsBegin) || bytes.HasPrefix(b, journalBegins)) && bytes.HasSuffix(b, journalctlTail):
 		return JournalMeta, true
