@@ -118,24 +118,40 @@ demo: deps build
 bench: deps build
 	$(BIN)/nfdrop-lab bench --exporter=$(BIN)/nfdrop_exporter
 
+# Every fuzz target of the module, as package:FuzzName. `make fuzz` first
+# fails if a func FuzzXxx in a _test.go file is missing here, then runs each
+# target for FUZZTIME (60s unless given), one after the other: 17 targets,
+# 17 minutes plus their builds. FUZZFLAGS adds go test flags
+# (FUZZFLAGS=-parallel=1 on a shared machine).
+FUZZ_TARGETS := \
+	./collector/packet/:FuzzDecode \
+	./collector/source/:FuzzAttrLayout \
+	./collector/source/:FuzzParseNFLOGRecord \
+	./collector/source/:FuzzReceive \
+	./collector/capture/:FuzzCapture \
+	./collector/internal/nlmsg/:FuzzAttrs \
+	./collector/conntrack/:FuzzDecodeEvent \
+	./collector/conntrack/:FuzzEventDatagram \
+	./collector/conntrack/:FuzzParseGetReply \
+	./cmd/nfdrop_exporter/internal/logline/:FuzzParseLine \
+	./collector/topsources/:FuzzSketch \
+	./collector/:FuzzCollectorPacket \
+	./collector/ctlog/:FuzzRecognise \
+	./collector/ruleaudit/:FuzzNFLOGInfo \
+	./cmd/nfdrop_exporter/internal/explain/:FuzzFrame \
+	./cmd/nfdrop_exporter/internal/explain/:FuzzPcapInput \
+	./deploy/internal/docbundle/:FuzzRewriteLinks
+FUZZTIME ?= 60s
+FUZZFLAGS ?=
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/packet/
-	$(GO) test -run '^$$' -fuzz=FuzzAttrLayout -fuzztime=30s ./collector/source/
-	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGRecord -fuzztime=30s ./collector/source/
-	$(GO) test -run '^$$' -fuzz=FuzzReceive -fuzztime=30s ./collector/source/
-	$(GO) test -run '^$$' -fuzz=FuzzCapture -fuzztime=30s ./collector/capture/
-	$(GO) test -run '^$$' -fuzz=FuzzAttrs -fuzztime=30s ./collector/internal/nlmsg/
-	$(GO) test -run '^$$' -fuzz=FuzzDecodeEvent -fuzztime=30s ./collector/conntrack/
-	$(GO) test -run '^$$' -fuzz=FuzzEventDatagram -fuzztime=30s ./collector/conntrack/
-	$(GO) test -run '^$$' -fuzz=FuzzParseGetReply -fuzztime=30s ./collector/conntrack/
-	$(GO) test -run '^$$' -fuzz=FuzzParseLine -fuzztime=30s ./cmd/nfdrop_exporter/internal/logline/
-	$(GO) test -run '^$$' -fuzz=FuzzSketch -fuzztime=30s ./collector/topsources/
-	$(GO) test -run '^$$' -fuzz=FuzzCollectorPacket -fuzztime=30s ./collector/
-	$(GO) test -run '^$$' -fuzz=FuzzRecognise -fuzztime=30s ./collector/ctlog/
-	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
-	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
-	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
-	$(GO) test -run '^$$' -fuzz=FuzzRewriteLinks -fuzztime=30s ./deploy/internal/docbundle/
+	@missing=$$(grep -rhoE '^func Fuzz[A-Za-z0-9_]*' --include='*_test.go' . | sed 's/^func //' | sort -u | \
+		while read -r f; do case " $(FUZZ_TARGETS) " in *":$$f "*) ;; *) printf ' %s' "$$f" ;; esac; done); \
+	if [ -n "$$missing" ]; then echo "fuzz targets not in FUZZ_TARGETS (Makefile):$$missing"; exit 1; fi
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) $(FUZZFLAGS) "$${t%%:*}" || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN)

@@ -44,7 +44,7 @@ func runExplain(f *explainFlags, stdin, stdout, stderr *os.File) int {
 	}
 	opts := explain.Options{Format: f.format, Ports: f.ports, MaxPrefixes: f.maxPrefixes, Files: f.files,
 		Width: terminalWidth(os.Getenv("COLUMNS"), stdout)}
-	if err := explain.Run(opts, stdin, stdout, stderr); err != nil {
+	if err := explain.Run(opts, stdin, stdout); err != nil {
 		fmt.Fprintln(stderr, "explain:", err)
 		return 1
 	}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,4 +220,115 @@ func flagListed(help, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// The two pcapng files that crashed explain and the replay through
+// gopacket's pcapgo (collector/capture's corrupt_test.go builds them).
+const (
+	tsresolOverflow = "\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x1c\x00\x00\x00" +
+		"\x01\x00\x00\x00\x20\x00\x00\x00\xef\x00\x00\x00\x00\x00\x00\x00\x09\x00\x01\x00\xc0\x00\x00\x00\x00\x00\x00\x00\x20\x00\x00\x00"
+	recordClaims4GiB = "\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x1c\x00\x00\x00" +
+		"\x01\x00\x00\x00\x14\x00\x00\x00\xef\x00\x00\x00\x00\x00\x00\x00\x14\x00\x00\x00" +
+		"\x06\x00\x00\x00\x24\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xfc\xff\xff\xff\x04\x00\x00\x00\x02\x00\x00\x05\x24\x00\x00\x00"
+)
+
+// TestExplainSaysErrorsOnce runs the real binary on inputs it cannot read:
+// exit status 1, nothing on stdout, and one line on stderr that says what
+// and why. The 84-byte capture runs under a 3 GB address-space limit, which
+// the 4 GiB that pcapgo allocated for it broke.
+func TestExplainSaysErrorsOnce(t *testing.T) {
+	bin := e2e.Binary(t)
+	prlimit := e2e.Tool(t, "prlimit")
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(tsresolOverflow))
+	zw.Close()
+	tsresol, tsresolGz, claim := write("tsresol.pcapng", []byte(tsresolOverflow)), write("tsresol.pcapng.gz", gz.Bytes()), write("claim.pcapng", []byte(recordClaims4GiB))
+	missing := filepath.Join(dir, "nope.log")
+	const resol = "corrupt capture: pcapng interface description at byte 28: if_tsresol 0xc0: 2^-64 s units do not fit 64 bits"
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		want  string
+	}{
+		{[]string{missing}, "", missing + ": no such file or directory"},
+		{[]string{dir}, "", dir + ": is a directory"},
+		{[]string{bin}, "", bin + ": not a log or capture (binary data)"},
+		{[]string{tsresol}, "", tsresol + ": " + resol},
+		{[]string{tsresolGz}, "", tsresolGz + ": " + resol},
+		{nil, tsresolOverflow, "(stdin): " + resol},
+		{[]string{claim}, "", claim + ": record 1: corrupt capture: pcapng record at byte 48 claims 4294967292 bytes, more than the 262144 a record may have"},
+	} {
+		cmd := exec.Command(prlimit, append([]string{"--as=3000000000", bin, "explain"}, tc.args...)...)
+		cmd.Stdin = strings.NewReader(tc.stdin)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("explain %v: %v, want exit status 1", tc.args, err)
+		}
+		if stdout.Len() > 0 || stderr.String() != "explain: "+tc.want+"\n" {
+			t.Errorf("explain %v:\nstdout %q\nstderr %q\nwant only %q on stderr", tc.args, stdout.String(), stderr.String(), "explain: "+tc.want+"\n")
+		}
+	}
+}
+
+// TestExplainJournalctlNoEntries pipes the real journalctl's output for a
+// time no journal covers into the real binary: "no entries", not an
+// ignored line.
+func TestExplainJournalctlNoEntries(t *testing.T) {
+	bin := e2e.Binary(t)
+	journalctl := e2e.Tool(t, "journalctl")
+	out, err := exec.Command(journalctl, "-k", "--since=2000-01-01", "--until=2000-01-02").Output()
+	if err != nil {
+		t.Fatalf("journalctl: %v", err)
+	}
+	if string(out) != "-- No entries --\n" {
+		t.Fatalf("journalctl printed %q", out)
+	}
+	cmd := exec.Command(bin, "explain")
+	cmd.Stdin = bytes.NewReader(out)
+	report, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, report)
+	}
+	s := string(report)
+	if !strings.Contains(s, "other lines ignored: 0\n  (stdin) (journalctl): no entries\n") || !strings.Contains(s, "Verdict: No entries: journalctl had no messages to show") {
+		t.Errorf("report:\n%s", s)
+	}
+}
+
+// TestReplayCorruptCapture: the exporter replaying the 60-byte capture
+// stops at once with one error, not a panic.
+func TestReplayCorruptCapture(t *testing.T) {
+	bin := e2e.Binary(t)
+	file := filepath.Join(t.TempDir(), "tsresol.pcapng")
+	if err := os.WriteFile(file, []byte(tsresolOverflow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--nflog.replay-file="+file, "--nflog.group=0", "--web.listen-address=127.0.0.1:0")
+	done := make(chan struct{})
+	time.AfterFunc(20*time.Second, func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+		}
+	})
+	out, err := cmd.CombinedOutput()
+	close(done)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want status 1", err)
+	}
+	if s := string(out); strings.Contains(s, "panic") || !strings.Contains(s, file+": corrupt capture: pcapng interface description at byte 28: if_tsresol 0xc0") {
+		t.Errorf("output:\n%s", s)
+	}
 }

@@ -106,16 +106,18 @@ func TestFormats(t *testing.T) {
 	}
 }
 
-// TestLinkTypeAbove255 reads a link type pcapgo cannot hold (8 bits).
+// TestLinkTypeAbove255 reads a link type above 8 bits (Linux cooked v2) in
+// both formats.
 func TestLinkTypeAbove255(t *testing.T) {
-	file := pcapFile(t, false) // written on this little-endian host
-	binary.LittleEndian.PutUint32(file[20:], uint32(LinkTypeLinuxSLL2))
+	file := pcapFile(t, false)                                                     // written on this little-endian host
+	binary.LittleEndian.PutUint32(file[20:], uint32(LinkTypeLinuxSLL2)|0x10000000) // and an FCS flag
 	r, _, _ := readAll(t, file)
 	if r.LinkType() != LinkTypeLinuxSLL2 {
-		t.Errorf("link type %d, want %d", r.LinkType(), LinkTypeLinuxSLL2)
+		t.Errorf("pcap link type %d, want %d", r.LinkType(), LinkTypeLinuxSLL2)
 	}
-	if got := widen(layers.LinkType(LinkTypeLinuxSLL2 & 0xff)); got != LinkTypeLinuxSLL2 {
-		t.Errorf("pcapng link type widened to %d", got)
+	r, _, _ = readAll(t, cat(ngSection(false), ngInterfaceBlock(false, LinkTypeLinuxSLL2, 0)))
+	if r.LinkType() != LinkTypeLinuxSLL2 {
+		t.Errorf("pcapng link type %d, want %d", r.LinkType(), LinkTypeLinuxSLL2)
 	}
 }
 
@@ -174,6 +176,9 @@ func FuzzCapture(f *testing.F) {
 		}
 		for i := 0; i < 1000; i++ {
 			d, _, err := r.Next()
+			if cap(r.buf) > MaxRecord || len(r.ifaces) > maxInterfaces {
+				t.Fatalf("record buffer of %d bytes, %d interfaces", cap(r.buf), len(r.ifaces))
+			}
 			if err != nil {
 				return
 			}

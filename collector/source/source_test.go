@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,4 +263,44 @@ func FuzzParseNFLOGRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReplayCorruptCapture: the two pcapng files that crashed the replay
+// through gopacket's pcapgo (collector/capture's corrupt_test.go builds
+// them) are errors that say what is wrong, and the one whose record claims
+// 4 GiB costs little memory.
+func TestReplayCorruptCapture(t *testing.T) {
+	const (
+		shb = "\x0a\x0d\x0d\x0a\x1c\x00\x00\x00\x4d\x3c\x2b\x1a\x01\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x1c\x00\x00\x00"
+		// if_tsresol 0xc0: 2^-64 s units, a divide by zero in pcapgo
+		tsresol = shb + "\x01\x00\x00\x00\x20\x00\x00\x00\xef\x00\x00\x00\x00\x00\x00\x00\x09\x00\x01\x00\xc0\x00\x00\x00\x00\x00\x00\x00\x20\x00\x00\x00"
+		// a record that claims 0xfffffffc bytes: pcapgo allocated them
+		claim = shb + "\x01\x00\x00\x00\x14\x00\x00\x00\xef\x00\x00\x00\x00\x00\x00\x00\x14\x00\x00\x00" +
+			"\x06\x00\x00\x00\x24\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xfc\xff\xff\xff\x04\x00\x00\x00\x02\x00\x00\x05\x24\x00\x00\x00"
+	)
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ file, want string }{
+		"tsresol.pcapng": {tsresol, "if_tsresol 0xc0"},
+		"claim.pcapng":   {claim, "claims 4294967292 bytes"},
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			rec *recorder
+			err error
+			ms  [2]runtime.MemStats
+		)
+		runtime.GC()
+		runtime.ReadMemStats(&ms[0])
+		rec, err = replay(t, path, 0)
+		runtime.ReadMemStats(&ms[1])
+		if !errors.Is(err, capture.ErrCorrupt) || !strings.Contains(err.Error(), tc.want) || len(rec.packets) != 0 {
+			t.Errorf("%s: err %v, %d packets; want an error with %q", name, err, len(rec.packets), tc.want)
+		}
+		if n := ms[1].TotalAlloc - ms[0].TotalAlloc; n > 1<<20 {
+			t.Errorf("%s: allocated %d bytes", name, n)
+		}
+	}
 }

@@ -301,9 +301,9 @@ func realKernelRun(t *testing.T, fw string) {
 
 func explainJSON(t *testing.T, file string) Report {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	if err := Run(Options{Format: "json", Files: []string{file}}, nil, &out, &errOut); err != nil {
-		t.Fatalf("explain %s: %v\n%s", file, err, errOut.String())
+	var out bytes.Buffer
+	if err := Run(Options{Format: "json", Files: []string{file}}, nil, &out); err != nil {
+		t.Fatalf("explain %s: %v", file, err)
 	}
 	var r Report
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {

@@ -23,7 +23,7 @@ func unsafeRune(r rune) bool {
 func TestOutputEscapesControlCharacters(t *testing.T) {
 	t.Run("table", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := Run(Options{}, strings.NewReader(hostile), &out, &out); err != nil {
+		if err := Run(Options{}, strings.NewReader(hostile), &out); err != nil {
 			t.Fatal(err)
 		}
 		for i, r := range out.String() {
@@ -39,7 +39,7 @@ func TestOutputEscapesControlCharacters(t *testing.T) {
 	})
 	t.Run("json", func(t *testing.T) {
 		var out bytes.Buffer
-		if err := Run(Options{Format: "json"}, strings.NewReader(hostile), &out, &out); err != nil {
+		if err := Run(Options{Format: "json"}, strings.NewReader(hostile), &out); err != nil {
 			t.Fatal(err)
 		}
 		var r Report

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"strconv"
@@ -40,11 +41,11 @@ type Options struct {
 const maxExamples = 5
 
 // Run reads every input, classifies every packet and writes the report to
-// stdout. Problems with an input (cannot open, unsupported capture, read
-// error) go to stderr and make Run return an error after the report of
-// everything else has been written: a partial answer is still an answer, and
-// never a silent one.
-func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
+// stdout. An input that cannot be read (to the end) does not stop the
+// others: the report covers them, says which input failed and why, and Run
+// returns an error naming it. When no input could be read at all, the table
+// format writes nothing and the returned error alone says why, once.
+func Run(opts Options, stdin io.Reader, stdout io.Writer) error {
 	switch opts.Format {
 	case "", "table", "json":
 	default:
@@ -71,14 +72,13 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
-	var failed []string
+	var failed []*input
 	for _, name := range files {
 		in := &input{name: displayName(name), format: "text"}
 		a.inputs = append(a.inputs, in)
 		if err := a.readInput(in, name, stdin); err != nil {
 			in.err = err
-			fmt.Fprintf(stderr, "explain: %s: %v\n", in.name, err)
-			failed = append(failed, in.name)
+			failed = append(failed, in)
 		}
 	}
 	rep := a.report()
@@ -86,24 +86,31 @@ func Run(opts Options, stdin io.Reader, stdout, stderr io.Writer) error {
 	if width <= 0 {
 		width = 80
 	}
+	nothingRead := len(failed) == len(files) && rep.Total == 0
 	switch {
 	case opts.Format == "json":
 		err = writeJSON(stdout, rep)
-	case len(failed) == len(files) && rep.Total == 0:
-		// nothing was read: no empty table, just what went wrong
-		_, err = fmt.Fprintln(stdout, wrap(rep.Verdict, width))
+	case nothingRead:
+		// no empty table: the returned error says what went wrong
 	default:
 		err = writeTable(stdout, rep, width)
 	}
 	if err != nil {
 		return err
 	}
-	if len(failed) == len(files) {
-		return fmt.Errorf("no input could be read (%s)", strings.Join(failed, ", "))
+	if nothingRead {
+		var reasons []string
+		for _, in := range failed {
+			reasons = append(reasons, in.name+": "+in.err.Error())
+		}
+		return errors.New(strings.Join(reasons, "; "))
 	}
 	if len(failed) > 0 {
-		// the reasons are on stderr already, next to each input's name
-		return fmt.Errorf("could not read all inputs (%s); the report covers the others", strings.Join(failed, ", "))
+		var names []string
+		for _, in := range failed {
+			names = append(names, in.name)
+		}
+		return fmt.Errorf("not all inputs could be read (%s); the report says why and covers the rest", strings.Join(names, ", "))
 	}
 	return nil
 }
@@ -127,7 +134,7 @@ func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 	} else {
 		f, err := os.Open(name)
 		if err != nil {
-			return err
+			return withoutPath(err, name)
 		}
 		defer f.Close()
 		r = f
@@ -137,7 +144,7 @@ func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
-			return err
+			return withoutPath(err, name)
 		}
 		defer zr.Close()
 		br = bufio.NewReaderSize(zr, 1<<16)
@@ -147,12 +154,59 @@ func (a *aggregator) readInput(in *input, name string, stdin io.Reader) error {
 	switch {
 	case err == nil:
 		in.format = cr.Format()
-		return a.readCapture(in, cr)
+		return withoutPath(a.readCapture(in, cr), name)
 	case !errors.Is(err, capture.ErrNotCapture):
-		return err
+		return withoutPath(err, name)
+	}
+	// the first 64 KiB decide whether this is text at all
+	head, err := br.Peek(br.Size())
+	if len(head) == 0 && err != nil && err != io.EOF {
+		return withoutPath(err, name)
+	}
+	if what := binaryKind(head); what != "" {
+		return fmt.Errorf("%w (%s)", errNotLog, what)
 	}
 	in.format = "text"
-	return a.readText(in, br)
+	return withoutPath(a.readText(in, br), name)
+}
+
+// errNotLog is the error for an input that is neither text nor a capture.
+var errNotLog = errors.New("not a log or capture")
+
+// binaryKind says what the start of an input is when it is not text: a
+// compressed file explain does not decompress, or "binary data" when more
+// than 1 in 100 bytes are control characters no log line has (executables,
+// images, compressed data all have many). NUL bytes do not count: an
+// unclean shutdown leaves runs of them in the middle of syslog files.
+func binaryKind(head []byte) string {
+	switch {
+	case bytes.HasPrefix(head, []byte("\x28\xb5\x2f\xfd")):
+		return "zstd-compressed; explain reads gzip: zstdcat FILE | nfdrop_exporter explain"
+	case bytes.HasPrefix(head, []byte("\xfd7zXZ\x00")):
+		return "xz-compressed; explain reads gzip: xzcat FILE | nfdrop_exporter explain"
+	case len(head) >= 10 && string(head[:3]) == "BZh" && string(head[4:10]) == "1AY&SY":
+		return "bzip2-compressed; explain reads gzip: bzcat FILE | nfdrop_exporter explain"
+	}
+	controls := 0
+	for _, c := range head {
+		if c < 0x20 && c != 0 && c != '\t' && c != '\n' && c != '\v' && c != '\f' && c != '\r' && c != '\b' && c != 0x1b || c == 0x7f {
+			controls++
+		}
+	}
+	if controls*100 > len(head) {
+		return "binary data"
+	}
+	return ""
+}
+
+// withoutPath drops the operation and path that an *fs.PathError repeats
+// ("open /x: no such file or directory"): the report and the error already
+// name the input.
+func withoutPath(err error, name string) error {
+	if pe, ok := err.(*fs.PathError); ok && pe.Path == name {
+		return pe.Err
+	}
+	return err
 }
 
 // maxLine bounds one text line; the kernel's own limit is 1 KiB, journal JSON
@@ -216,15 +270,23 @@ type input struct {
 	unparsed uint64
 	// notKernel: lines with the LOG head that another program wrote
 	notKernel uint64
-	formats   [logline.NumFormats]uint64 // packets' lines by wrapper
-	err       error                      // why the input could not be read (to the end)
+	// journalMeta: lines journalctl wrote about the journal, not messages;
+	// noEntries: one of them was "-- No entries --"
+	journalMeta uint64
+	noEntries   bool
+	formats     [logline.NumFormats]uint64 // packets' lines by wrapper
+	err         error                      // why the input could not be read (to the end)
 }
 
 // formatName is the input's format: a capture's, else the wrapper most of
-// its packet lines came in.
+// its packet lines came in, else "journalctl" for journalctl's output
+// without a packet.
 func (in *input) formatName() string {
 	if in.format != "text" {
 		return in.format
+	}
+	if in.packets == 0 && in.journalMeta > 0 {
+		return "journalctl"
 	}
 	best := logline.FormatBare
 	for f, n := range in.formats {

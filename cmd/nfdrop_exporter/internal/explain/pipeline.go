@@ -182,6 +182,11 @@ func (a *aggregator) count(in *input, b *batch) {
 			a.unparsed(in, b.first+uint64(i), r.reason.String(), b.line(i))
 		case logline.NotKernel:
 			in.notKernel++
+		case logline.NoEntries:
+			in.journalMeta++
+			in.noEntries = true
+		case logline.JournalMeta:
+			in.journalMeta++
 		default:
 			in.ignored++
 		}

@@ -47,7 +47,8 @@ type InputReport struct {
 	Name string `json:"name"`
 	// Format is "pcap" or "pcapng" for a capture, else the wrapper of most
 	// of its packet lines: "syslog", "ulogd-logemu", "dmesg", "kmsg",
-	// "journal-json", "ulogd-json", or "text" (bare messages, or no packets).
+	// "journal-json", "ulogd-json"; "journalctl" for journalctl's output
+	// without packets; or "text" (bare messages, or no packets).
 	Format   string `json:"format"`
 	Error    string `json:"error,omitempty"` // why the input could not be read (to the end)
 	Lines    uint64 `json:"lines"`           // text lines, or capture records
@@ -57,6 +58,12 @@ type InputReport struct {
 	// NotKernel counts lines with the LOG head that another program wrote
 	// (a name[pid]: syslog tag, or a journal entry not from the kernel).
 	NotKernel uint64 `json:"not_kernel"`
+	// JournalMeta counts the lines journalctl writes about the journal
+	// ("-- Boot <id> --", "-- Logs begin at ...", "-- No entries --"):
+	// neither packets nor ignored lines.
+	JournalMeta uint64 `json:"journal_meta"`
+	// NoEntries: journalctl printed "-- No entries --", it had nothing to show.
+	NoEntries bool `json:"no_entries"`
 }
 
 // Series is one nfdrop_packets_total series without the group label.
@@ -103,7 +110,8 @@ func (a *aggregator) report() *Report {
 	}
 	for _, in := range a.inputs {
 		ir := InputReport{Name: in.name, Format: in.formatName(), Lines: in.lines, Packets: in.packets,
-			Ignored: in.ignored, Unparsed: in.unparsed, NotKernel: in.notKernel}
+			Ignored: in.ignored, Unparsed: in.unparsed, NotKernel: in.notKernel,
+			JournalMeta: in.journalMeta, NoEntries: in.noEntries}
 		if in.err != nil {
 			ir.Error = in.err.Error()
 		}
@@ -273,16 +281,7 @@ func writeTable(w io.Writer, r *Report, width int) error {
 		fmt.Fprintf(&b, "Not counted: %s firewall-like lines written by other programs, not by the kernel\n", thousands(r.NotKernel))
 	}
 	for _, in := range r.Inputs {
-		unit := "lines"
-		if in.Format == "pcap" || in.Format == "pcapng" {
-			unit = "records"
-		}
-		fmt.Fprintf(&b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored",
-			escape([]byte(in.Name)), in.Format, thousands(in.Lines), unit, thousands(in.Packets), thousands(in.Unparsed), thousands(in.Ignored))
-		if in.NotKernel > 0 {
-			fmt.Fprintf(&b, ", %s from other programs", thousands(in.NotKernel))
-		}
-		b.WriteString("\n")
+		writeInput(&b, in)
 	}
 	if ts := r.TimeSpan; ts != nil {
 		d := time.Duration(ts.Seconds * float64(time.Second)).Round(time.Millisecond)
@@ -367,6 +366,35 @@ func writeTable(w io.Writer, r *Report, width int) error {
 	b.WriteString("\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeInput writes one input's line of the table.
+func writeInput(b *strings.Builder, in InputReport) {
+	name := escape([]byte(in.Name))
+	switch {
+	case in.Error != "" && in.Lines == 0:
+		fmt.Fprintf(b, "  %s: not read: %s\n", name, escape([]byte(in.Error)))
+		return
+	case in.NoEntries && in.Lines == in.JournalMeta:
+		fmt.Fprintf(b, "  %s (%s): no entries\n", name, in.Format)
+		return
+	}
+	unit := "lines"
+	if in.Format == "pcap" || in.Format == "pcapng" {
+		unit = "records"
+	}
+	fmt.Fprintf(b, "  %s (%s): %s %s, %s packets, %s unparsed, %s ignored",
+		name, in.Format, thousands(in.Lines), unit, thousands(in.Packets), thousands(in.Unparsed), thousands(in.Ignored))
+	if in.NotKernel > 0 {
+		fmt.Fprintf(b, ", %s from other programs", thousands(in.NotKernel))
+	}
+	if in.JournalMeta > 0 {
+		fmt.Fprintf(b, ", %s of journalctl's own (boots, headers)", thousands(in.JournalMeta))
+	}
+	if in.Error != "" {
+		fmt.Fprintf(b, "; then: %s", escape([]byte(in.Error)))
+	}
+	b.WriteString("\n")
 }
 
 // wrap breaks s into lines of at most width columns at spaces (a longer

@@ -24,6 +24,12 @@ func verdict(r *Report) string {
 			return "Nothing was read: " + strings.Join(failed, "; ") + "."
 		}
 		s := "No dropped packets were found in the input."
+		for _, in := range r.Inputs {
+			if in.NoEntries {
+				s = "No entries: journalctl had no messages to show (\"-- No entries --\"). journalctl -k shows the kernel messages of the current boot only (journalctl -k -b -1: the boot before; journalctl --list-boots lists them), and only those the journal kept; rsyslog's /var/log/kern.log may hold more."
+				break
+			}
+		}
 		if r.Unparsed > 0 {
 			s += " " + unreadable(r.Unparsed)
 		}

@@ -8,11 +8,13 @@
 // so offline reports use the exporter's own classification. Parsing never
 // allocates (the only buffer, for JSON unescaping, is reused) and never panics.
 //
-// Four outcomes are kept apart so that nothing is dropped silently:
+// The outcomes are kept apart so that nothing is dropped silently:
 // NotFirewall (a line that is not a LOG line: ignored and counted), NotKernel
-// (a line with the "IN=... OUT=" head that another program wrote), OK, and
+// (a line with the "IN=... OUT=" head that another program wrote), OK,
 // Unparsed (a LOG line, recognised by its "IN=... OUT=" head, that ends early or
-// has a field the kernel never writes).
+// has a field the kernel never writes), and the lines journalctl writes about
+// the journal itself: NoEntries ("-- No entries --") and JournalMeta (boot
+// separators, "-- Logs begin at ...").
 //
 // Only the kernel's own lines count as packets. A syslog line tagged
 // "name[pid]:" (sshd[123]:, ulogd[812]:, anything logger(1) writes) and a
@@ -34,6 +36,8 @@ const (
 	OK                        // Record is filled
 	Unparsed                  // a LOG line that could not be understood; see Reason
 	NotKernel                 // looks like a LOG line, but another program wrote it
+	NoEntries                 // journalctl's "-- No entries --": nothing matched its filter
+	JournalMeta               // another line journalctl writes about the journal: "-- Boot <id> --", ...
 )
 
 // Reason says why a LOG line was not understood.
@@ -172,6 +176,9 @@ func (p *Parser) Parse(line []byte, r *Record) (Status, Reason) {
 			return notKernel(msg)
 		}
 		return parseMessage(p.repeated(msg, r), r)
+	}
+	if st, ok := journalctlLine(line); ok {
+		return st, ReasonNone
 	}
 	msg, other := p.stripHeader(line, r)
 	if other {

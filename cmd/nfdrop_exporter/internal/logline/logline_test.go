@@ -333,7 +333,9 @@ func FuzzParseLine(f *testing.F) {
 		`{"oob.family": 2, "ip.protocol": 17, "ip.totlen": 28, "ip.fragoff": 16385, "src_ip": "1.2.3.4"}`,
 		"Dec  1 22:59:05 vm denied6 IN=lo OUT= MAC= SRC=::1 DST=::1 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=1 FRAG: 8 ID: 0000abcd PROTO=TCP",
 		"Dec  1 22:59:02 vm d IN=lo OUT= MAC= SRC=127.0.0.1 DST=127.0.0.1 LEN=40 TOS=00 PREC=0x00 TTL=64 ID=1 PROTO=TCP SPT=2 DPT=9 SEQ=1 ACK=2 WINDOW=512 URG ACK PSH FIN URGP=0 MARK=0x0 ",
-		"Nov 25 13:35:24 web1 kernel: message repeated 5 times: [ [ 1.2] D: IN=eth0 OUT= SRC=1.2.3.4 LEN=40 TTL=1 PROTO=UDP SPT=1 DPT=2]"} {
+		"Nov 25 13:35:24 web1 kernel: message repeated 5 times: [ [ 1.2] D: IN=eth0 OUT= SRC=1.2.3.4 LEN=40 TTL=1 PROTO=UDP SPT=1 DPT=2]",
+		"-- No entries --", "\x1b[0;1;39m-- Boot 4d1c02d6f6a94b6e8d3f0b0a51c7e2aa --\x1b[0m",
+		"-- Journal begins at Sun 2021-03-07 08:00:01 CET, ends at Sun 2021-03-07 18:12:44 CET. --"} {
 		f.Add([]byte(s))
 	}
 	var p Parser
@@ -359,4 +361,38 @@ func FuzzParseLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestJournalctlLines: the lines journalctl writes about the journal (in the
+// exact forms of systemd's journalctl) are told apart from messages and from
+// lines that only resemble them.
+func TestJournalctlLines(t *testing.T) {
+	const boot = "-- Boot 4d1c02d6f6a94b6e8d3f0b0a51c7e2aa --"
+	for line, st := range map[string]Status{
+		"-- No entries --":                  NoEntries,
+		"-- No entries --\n":                NoEntries,
+		boot:                                JournalMeta,
+		"\x1b[0;1;39m" + boot + "\x1b[0m\n": JournalMeta, // on a terminal
+		"-- Reboot --":                      JournalMeta,
+		"-- Logs begin at Mon 2019-07-01 09:12:01 UTC, end at Tue 2019-07-02 10:00:00 UTC. --":                                             JournalMeta,
+		"-- Logs begin at Mon 2019-07-01 09:12:01 UTC. --":                                                                                 JournalMeta,
+		"-- Journal begins at Sun 2021-03-07 08:00:01 CET, ends at Sun 2021-03-07 18:12:44 CET. --":                                        JournalMeta,
+		"-- cursor: s=0f7f1b5e0cd24b0d9c1b7a8c4f0e1d2c;i=1a2b;b=4d1c02d6f6a94b6e8d3f0b0a51c7e2aa;m=3e8;t=5f1e2d3c4b5a6;x=9f8e7d6c5b4a3921": JournalMeta,
+		// not journalctl's
+		"-- Boot --":          NotFirewall, // the fuzzer's: prefix and tail overlap
+		"-- Boot 4d1c02d6 --": NotFirewall,
+		"-- Boot 4D1C02D6F6A94B6E8D3F0B0A51C7E2AA --": NotFirewall,
+		"-- No entries":        NotFirewall,
+		"-- a SQL comment":     NotFirewall,
+		"--":                   NotFirewall,
+		"\x1b[0m":              NotFirewall,
+		"-- cursor: two words": NotFirewall,
+		"-- D: IN=eth0 OUT= MAC= SRC=1.2.3.4 DST=5.6.7.8 LEN=40 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=1 DPT=2 WINDOW=1 RES=0x00 SYN URGP=0": OK,
+	} {
+		var p Parser
+		var r Record
+		if got, _ := p.Parse([]byte(line), &r); got != st {
+			t.Errorf("%q: status %d, want %d", line, got, st)
+		}
+	}
 }
