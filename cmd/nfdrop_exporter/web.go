@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -63,22 +62,19 @@ func checkTelemetryPath(p string) error {
 
 // checkListenAddresses rejects listen addresses that net.Listen would take
 // for something else (an empty one listens on a random port on every
-// interface) or refuse only after the groups are bound. With systemd socket
+// interface) or refuse only after the groups are bound. An explicit port 0
+// asks for a random port and is allowed. With systemd socket
 // activation the addresses are not used.
 func checkListenAddresses(f *web.FlagConfig) error {
 	if f.WebSystemdSocket != nil && *f.WebSystemdSocket {
 		return nil
 	}
 	for _, a := range *f.WebListenAddresses {
-		addr := strings.TrimPrefix(a, "vsock://")
-		_, port, err := net.SplitHostPort(addr)
+		_, port, err := net.SplitHostPort(strings.TrimPrefix(a, "vsock://"))
 		if err == nil {
-			var n uint64
-			if n, err = strconv.ParseUint(port, 10, 16); err == nil && n == 0 && addr == a {
-				err = errors.New("port 0 listens on a random port")
-			}
+			_, err = strconv.ParseUint(port, 10, 16)
 		}
-		if err != nil || port == "" {
+		if err != nil {
 			return fmt.Errorf("--web.listen-address=%q: want [host]:port, such as :9786 or 127.0.0.1:9786", a)
 		}
 	}
