@@ -3,11 +3,15 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // clockTick is USER_HZ, the unit of utime/stime in /proc/<pid>/stat; it is
@@ -200,4 +204,51 @@ func procRuntime(pid int) (time.Duration, error) {
 		sum += time.Duration(ns)
 	}
 	return sum, nil
+}
+
+// waitQuiet waits until the machine is idle enough and returns the busy
+// fraction it saw last.
+func waitQuiet(below float64, limit time.Duration) float64 {
+	deadline := time.Now().Add(limit)
+	for {
+		b, err := machineBusy(250 * time.Millisecond)
+		if err != nil || b < below || time.Now().After(deadline) {
+			return b
+		}
+	}
+}
+
+// pinProcess moves every thread of the process to cpu (new threads inherit
+// it) and returns a function that restores the previous mask.
+func pinProcess(cpu int) (func(), error) {
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return nil, err
+	}
+	set.Set(cpu)
+	apply := func(s *unix.CPUSet) error {
+		tids, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, t := range tids {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, s); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	if err := apply(&set); err != nil {
+		return nil, err
+	}
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = apply(&old)
+	}, nil
 }

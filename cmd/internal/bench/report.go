@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // summarize computes the median [min-max] of every point and receiver over
@@ -160,4 +164,69 @@ func allocs(v [3]float64) string {
 		return "–"
 	}
 	return strings.TrimSpace(fmtF(v, 2))
+}
+
+func progressLine(r RunResult) string {
+	if r.Err != "" {
+		return fmt.Sprintf("%-20s %-16s rep %d: ERROR %s", r.Point, r.Receiver, r.Rep, r.Err)
+	}
+	return fmt.Sprintf("%-20s %-16s rep %d: sent %7.0f pps, logged %8.0f msg/s, loss %.3f %%, unaccounted %d, %.3f CPU s/M (ticks %.2f), RSS %.1f MiB, scrape max %.1f ms",
+		r.Point, r.Receiver, r.Rep, r.SentPPS, r.LoggedRate, r.LossPct, r.Unaccounted, r.CPUPerM, r.TickCPUPerM, float64(r.PeakRSS)/(1<<20), r.ScrapeMaxMs)
+}
+
+// ParsePoint parses a --point value "RATE:RULES:PACKETS[:MIX]": RATE in
+// packets per second ("max" for as fast as the sender can, a "k" suffix for
+// thousands), RULES identical NFLOG rules, PACKETS to send, MIX teardown
+// (default) or random. The name is derived from the values.
+func ParsePoint(s string) (Point, error) {
+	f := strings.Split(s, ":")
+	if len(f) < 3 || len(f) > 4 {
+		return Point{}, fmt.Errorf("point %q: want RATE:RULES:PACKETS[:MIX], e.g. 200k:1:600000 or max:8:300000:random", s)
+	}
+	var p Point
+	num := func(v string) (float64, error) {
+		mult := 1.0
+		if k, ok := strings.CutSuffix(v, "k"); ok {
+			v, mult = k, 1000
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n <= 0 || math.IsInf(n, 0) {
+			return 0, fmt.Errorf("point %q: %q is not a positive number", s, v)
+		}
+		return n * mult, nil
+	}
+	rateName := "max pps"
+	if f[0] != "max" {
+		r, err := num(f[0])
+		if err != nil {
+			return Point{}, err
+		}
+		p.Rate, rateName = r, fmt.Sprintf("%gk pps", r/1000)
+	}
+	rules, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Point{}, fmt.Errorf("point %q: rules %q: %v", s, f[1], err)
+	}
+	n, err := num(f[2])
+	if err != nil {
+		return Point{}, err
+	}
+	p.Rules, p.Packets, p.Mix = rules, uint64(n), lab.MixTeardown
+	if len(f) == 4 {
+		p.Mix = lab.Mix(f[3])
+		if p.Mix != lab.MixTeardown && p.Mix != lab.MixRandom {
+			return Point{}, fmt.Errorf("point %q: mix %q: want %s or %s", s, f[3], lab.MixTeardown, lab.MixRandom)
+		}
+	}
+	if p.Rules < 1 || p.Rules > 16 || p.Packets < 1 || p.Packets > 50_000_000 {
+		return Point{}, fmt.Errorf("point %q: want 1-16 rules and 1-50M packets", s)
+	}
+	p.Name = rateName
+	if p.Rules > 1 {
+		p.Name += fmt.Sprintf(" x%d rules", p.Rules)
+	}
+	if p.Mix == lab.MixRandom {
+		p.Name = "random " + p.Name
+	}
+	return p, nil
 }
