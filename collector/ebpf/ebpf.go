@@ -28,6 +28,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -38,6 +39,10 @@ import (
 // DefaultRingSize is the ring buffer's default size: 1 MiB holds about 6500
 // records (160 bytes each with the ring's header).
 const DefaultRingSize = 1 << 20
+
+// batchDelay is how long Read lets records gather after it emptied the ring,
+// while drops stream in; it bounds the extra delay of a record.
+const batchDelay = time.Millisecond
 
 // vmlinuxBTF is where the running kernel publishes its BTF.
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"
@@ -181,8 +186,12 @@ var errReading = errors.New("eBPF drop source: Read is already running")
 // reserved them. The Record and its Payload are valid only during the call;
 // fn must not block for long, or the ring fills and drops are counted lost.
 //
-// Read sleeps in the kernel while no drop happens: the program wakes it only
-// when a record arrives and Read had caught up with the ring.
+// Read sleeps in the kernel while no drop happens: the program wakes it
+// when a record arrives and Read had caught up with the ring. Under a steady
+// stream of drops (more than one per batchDelay), Read waits batchDelay
+// after draining the ring before it reads on, so that the program finds it
+// behind and does not wake it for every record (each wakeup costs the
+// program several times its own run time).
 func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
 	if p.closed.Load() {
 		return ErrClosed
@@ -196,6 +205,7 @@ func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
 		stop.Store(true)
 		_ = p.reader.Flush() // wakes a Read that sleeps in the kernel
 	})()
+	var lastDrained uint64 // KernelTimeNs of the record that last emptied the ring
 	for !stop.Load() {
 		err := p.reader.ReadInto(&p.raw)
 		switch {
@@ -214,6 +224,19 @@ func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
 		p.rec.TimestampNs = p.clock.wall(p.rec.KernelTimeNs)
 		fn(&p.rec)
 		p.read.Add(1)
+		if p.raw.Remaining != 0 {
+			continue
+		}
+		// The ring is empty. When it last was less than batchDelay ago,
+		// drops are streaming in: let them gather.
+		t := p.rec.KernelTimeNs
+		busy := t-lastDrained < uint64(batchDelay)
+		lastDrained = t
+		if busy {
+			// A plain sleep: short enough for Close and ctx to wait for,
+			// and unlike a select it takes nothing from the heap.
+			time.Sleep(batchDelay)
+		}
 	}
 	return nil
 }
