@@ -26,7 +26,7 @@ PODMAN    ?= podman
 NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAR       := tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner --format=gnu
 
-.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean release stage image deb
+.PHONY: all build deps generate test test-unit test-e2e demo bench fuzz clean release stage image deb
 
 all: build
 
@@ -71,6 +71,11 @@ deb: stage
 deps:
 	.ci/deps
 
+# generate: rebuilds the committed BPF objects and their Go loaders from
+# collector/ebpf/kfree_skb.bpf.c (needs clang-14, llvm-14 and libbpf-dev).
+generate:
+	$(GO) generate ./collector/ebpf/
+
 # The one test command: static checks, unit tests, then the end-to-end tests
 # against the real kernel, a real Prometheus and promtool (root required).
 test: deps
@@ -104,6 +109,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
 	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzDecodeRecord -fuzztime=60s ./collector/ebpf/
 
 clean:
 	rm -rf $(BIN)

@@ -792,3 +792,106 @@ func TestE2ENoBTF(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestE2EForwardAndOutput: a packet dropped at FORWARD carries its input
+// device; a locally generated one dropped at OUTPUT has no device yet and is
+// placed in the namespace by its socket (ifindex 0). The same drops in
+// another namespace at the same time are not seen.
+func TestE2EForwardAndOutput(t *testing.T) {
+	e2e.Require(t, "ip", "iptables", "ip6tables")
+	const n = 5
+	a, b := newLab(t, "v"), newLab(t, "w")
+	// Behind each server, a network it routes to, and the FORWARD and
+	// OUTPUT policies drop.
+	for _, l := range []*lab.Lab{a, b} {
+		mustRun(t, l, l.Server, "ip", "link", "add", "beyond", "type", "veth", "peer", "name", "beyond-peer")
+		mustRun(t, l, l.Server, "ip", "link", "set", "beyond-peer", "up")
+		mustRun(t, l, l.Server, "ip", "addr", "add", "10.98.0.1/24", "dev", "beyond")
+		mustRun(t, l, l.Server, "ip", "addr", "add", "fd98::1/64", "dev", "beyond", "nodad")
+		mustRun(t, l, l.Server, "ip", "link", "set", "beyond", "up")
+		if err := l.Sysctl(l.Server, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
+			t.Fatal(err)
+		}
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			mustRun(t, l, l.Server, tool, "-w", "-P", "FORWARD", "DROP")
+			mustRun(t, l, l.Server, tool, "-w", "-P", "OUTPUT", "DROP")
+		}
+		// The kernel's own MLD reports for the new link would be dropped
+		// too, some before the program is loaded.
+		mustRun(t, l, l.Server, "ip6tables", "-w", "-A", "OUTPUT", "-p", "icmpv6", "-j", "ACCEPT")
+	}
+	p := loadFor(t, a, Config{})
+	col := startReading(t, p)
+	ifindex := serverIfindex(t, a)
+
+	forwarded := map[bool]netip.Addr{false: netip.MustParseAddr("10.98.0.5"), true: netip.MustParseAddr("fd98::5")}
+	for _, l := range []*lab.Lab{a, b} {
+		snd := clientSender(t, l)
+		for _, v6 := range []bool{false, true} {
+			pk := syn(v6, 44000, 80, 1)
+			pk.Dst = forwarded[v6]
+			if err := snd.Send(pk, n, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// UDP from a socket of the server: OUTPUT drops it and the
+		// kernel tells the sender.
+		for _, v6 := range []bool{false, true} {
+			dst, src := addrs(v6)
+			if err := lab.InNetns(l.Server, func() error {
+				c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 44001)), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 53)))
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				for range n {
+					if _, err := c.Write([]byte("query")); !errors.Is(err, unix.EPERM) {
+						return fmt.Errorf("send through the OUTPUT policy: %v, want EPERM", err)
+					}
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	counter := func(l *lab.Lab, chain string) uint64 {
+		v4, err := l.PolicyCounter(l.Server, "iptables", chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v6, err := l.PolicyCounter(l.Server, "ip6tables", chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v4 + v6
+	}
+	c := waitDrained(t, p, func() uint64 { return counter(a, "FORWARD") + counter(a, "OUTPUT") })
+	if c.Matched != 4*n || c.Lost != 0 {
+		t.Fatalf("counts %+v, want %d matched", c, 4*n)
+	}
+	if fb, ob := counter(b, "FORWARD"), counter(b, "OUTPUT"); fb != 2*n || ob != 2*n {
+		t.Errorf("the other namespace dropped %d forwarded and %d output packets, want %d each", fb, ob, 2*n)
+	}
+	var fwd, out int
+	for i, r := range col.records() {
+		v6 := r.Family == packet.FamilyIPv6
+		switch r.pkt.Proto {
+		case packet.ProtoTCP:
+			fwd++
+			if r.Ifindex != ifindex || r.pkt.DstAddr() != forwarded[v6] {
+				t.Errorf("record %d, forwarded: ifindex %d to %v, want the input veth %d and %v", i, r.Ifindex, r.pkt.DstAddr(), ifindex, forwarded[v6])
+			}
+		case packet.ProtoUDP:
+			out++
+			if r.Ifindex != 0 || r.pkt.SrcPort != 44001 || r.pkt.DstPort != 53 {
+				t.Errorf("record %d, output: ifindex %d, ports %d->%d; want 0, 44001->53", i, r.Ifindex, r.pkt.SrcPort, r.pkt.DstPort)
+			}
+		default:
+			t.Errorf("record %d: %+v", i, r.pkt)
+		}
+	}
+	if fwd != 2*n || out != 2*n {
+		t.Errorf("%d forwarded and %d output records, want %d each", fwd, out, 2*n)
+	}
+}
