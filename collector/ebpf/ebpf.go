@@ -135,7 +135,7 @@ func Load(cfg Config) (*Program, error) {
 	p := &Program{reasons: reasons, netns: ino}
 	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}
 	if err := spec.LoadAndAssign(&p.objs, opts); err != nil {
-		if errors.Is(err, syscall.EPERM) {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, refusedError(err)
 		}
 		return nil, fmt.Errorf("eBPF drop source: load the program: %w", err)
@@ -143,7 +143,7 @@ func Load(cfg Config) (*Program, error) {
 	p.link, err = link.AttachTracing(link.TracingOptions{Program: p.objs.KfreeSkb, AttachType: ebpf.AttachTraceRawTp})
 	if err != nil {
 		p.objs.Close()
-		if errors.Is(err, syscall.EPERM) {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
 			return nil, refusedError(err)
 		}
 		return nil, fmt.Errorf("eBPF drop source: attach to tracepoint kfree_skb: %w", err)

@@ -42,9 +42,12 @@ func missingCapsError(missing string) error {
 }
 
 // refusedError is ErrPermission for a kernel that refuses the program although
-// the process has the capabilities (kernel lockdown, a security module).
+// the process has the capabilities: they count only in the host's initial
+// user namespace (not in a container's own), and a security module may deny
+// BPF.
 func refusedError(err error) error {
 	return &unavailableError{kind: ErrPermission, msg: fmt.Sprintf(
 		"the kernel refused the eBPF drop source (%v) although this process has CAP_BPF and CAP_PERFMON, "+
-			"so kernel lockdown or a security module forbids it; the NFLOG source works without it", err)}
+			"which count only in the host's user namespace and which a security module may overrule; "+
+			"the NFLOG source works without it", err)}
 }
