@@ -34,6 +34,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRingSize is the ring buffer's default size: 1 MiB holds about 6500
@@ -159,15 +160,27 @@ func Load(cfg Config) (*Program, error) {
 	return p, nil
 }
 
+// nsGetNsType is the ioctl NS_GET_NSTYPE (include/uapi/linux/nsfs.h):
+// _IO(0xb7, 0x3).
+const nsGetNsType = 0xb703
+
 // netnsInode returns the inode number of a network namespace file, the number
 // the kernel keeps in the namespace's ns.inum.
 func netnsInode(path string) (uint32, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return 0, fmt.Errorf("eBPF drop source: network namespace: %w", err)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("eBPF drop source: network namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if typ, err := unix.IoctlRetInt(fd, nsGetNsType); err != nil || typ != unix.CLONE_NEWNET {
+		return 0, fmt.Errorf("eBPF drop source: %s is not a network namespace", path)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, fmt.Errorf("eBPF drop source: network namespace %s: %w", path, err)
 	}
 	if st.Ino == 0 || st.Ino > 1<<32-1 {
-		return 0, fmt.Errorf("eBPF drop source: %s has inode %d, not a namespace's", path, st.Ino)
+		return 0, fmt.Errorf("eBPF drop source: network namespace %s has inode %d, which the kernel cannot hold", path, st.Ino)
 	}
 	return uint32(st.Ino), nil
 }

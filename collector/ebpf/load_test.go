@@ -39,3 +39,21 @@ func TestLoadRingSize(t *testing.T) {
 		}
 	}
 }
+
+func TestNetnsInode(t *testing.T) {
+	ino, err := netnsInode("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil || uint64(ino) != st.Ino {
+		t.Errorf("inode %d, stat says %d (%v)", ino, st.Ino, err)
+	}
+	for _, path := range []string{"/proc/self/ns/pid", "/proc/self/status", "/nonexistent"} {
+		if _, err := netnsInode(path); err == nil {
+			t.Errorf("%s taken for a network namespace", path)
+		} else {
+			t.Log(err)
+		}
+	}
+}
