@@ -98,10 +98,10 @@ func setPolicy(t testing.TB, l *lab.Lab, policy string) {
 func policyDrops(t testing.TB, l *lab.Lab) (v4, v6 uint64) {
 	t.Helper()
 	var err error
-	if v4, err = l.PolicyCounter(l.Server, "iptables", "INPUT"); err != nil {
+	if v4, err = policyCounter(l, l.Server, "iptables", "INPUT"); err != nil {
 		t.Fatal(err)
 	}
-	if v6, err = l.PolicyCounter(l.Server, "ip6tables", "INPUT"); err != nil {
+	if v6, err = policyCounter(l, l.Server, "ip6tables", "INPUT"); err != nil {
 		t.Fatal(err)
 	}
 	return v4, v6
@@ -860,11 +860,11 @@ func TestE2EForwardAndOutput(t *testing.T) {
 		}
 	}
 	counter := func(l *lab.Lab, chain string) uint64 {
-		v4, err := l.PolicyCounter(l.Server, "iptables", chain)
+		v4, err := policyCounter(l, l.Server, "iptables", chain)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v6, err := l.PolicyCounter(l.Server, "ip6tables", chain)
+		v6, err := policyCounter(l, l.Server, "ip6tables", chain)
 		if err != nil {
 			t.Fatal(err)
 		}

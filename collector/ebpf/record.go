@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
+	"golang.org/x/sys/unix"
 )
 
 // PayloadMax is how many bytes of each dropped packet, from its network
@@ -43,6 +44,15 @@ type Record struct {
 	KernelTimeNs uint64
 	// TimestampNs is KernelTimeNs as Unix time in nanoseconds.
 	TimestampNs int64
+}
+
+// AddressFamily is the record's family as an address family number, AF_INET
+// (2) or AF_INET6 (10): the family an NFLOG message carries.
+func (r *Record) AddressFamily() uint8 {
+	if r.Family == packet.FamilyIPv6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
 }
 
 // CtInfo is the kernel's enum ip_conntrack_info.

@@ -117,6 +117,15 @@ func TestDecodedPayload(t *testing.T) {
 	}
 }
 
+func TestAddressFamily(t *testing.T) {
+	if got := (&Record{Family: packet.FamilyIPv4}).AddressFamily(); got != 2 {
+		t.Errorf("IPv4: %d, want AF_INET 2", got)
+	}
+	if got := (&Record{Family: packet.FamilyIPv6}).AddressFamily(); got != 10 {
+		t.Errorf("IPv6: %d, want AF_INET6 10", got)
+	}
+}
+
 func TestCtInfoString(t *testing.T) {
 	for c, want := range map[CtInfo]string{CtEstablished: "established", CtRelated: "related", CtNew: "new",
 		CtEstablishedReply: "established_reply", CtRelatedReply: "related_reply", CtUntracked: "untracked", 5: "ctinfo_5"} {

@@ -307,22 +307,3 @@ func TestFirewallKeepsNDP(t *testing.T) {
 		})
 	}
 }
-
-func TestParsePolicyCounter(t *testing.T) {
-	for _, tc := range []struct {
-		out  string
-		want uint64
-		err  bool
-	}{
-		{"Chain INPUT (policy DROP 1234 packets, 56789 bytes)\n    pkts      bytes target     prot opt in     out     source               destination\n", 1234, false},
-		{"Chain FORWARD (policy ACCEPT 0 packets, 0 bytes)\n", 0, false},
-		// A user chain has references, not a policy.
-		{"Chain mine (1 references)\n", 0, true},
-		{"", 0, true},
-	} {
-		got, err := parsePolicyCounter(tc.out)
-		if (err != nil) != tc.err || got != tc.want {
-			t.Errorf("%q: got %d, %v; want %d, err=%v", tc.out, got, err, tc.want, tc.err)
-		}
-	}
-}
