@@ -13,11 +13,11 @@ var ErrUnavailable = errors.New("the eBPF drop source cannot run here; the NFLOG
 // The reasons this source cannot run. Each is one sentence that says what is
 // missing; match them with errors.Is.
 var (
-	ErrNoBTF = &unavailableError{msg: "the eBPF drop source needs the kernel's BTF, but /sys/kernel/btf/vmlinux is missing " +
+	ErrNoBTF error = &unavailableError{msg: "the eBPF drop source needs the kernel's BTF, but /sys/kernel/btf/vmlinux is missing " +
 		"(a kernel built with CONFIG_DEBUG_INFO_BTF=y has it); the NFLOG source works without it"}
-	ErrKernelTooOld = &unavailableError{msg: "the eBPF drop source needs the drop reason SKB_DROP_REASON_NETFILTER_DROP, " +
+	ErrKernelTooOld error = &unavailableError{msg: "the eBPF drop source needs the drop reason SKB_DROP_REASON_NETFILTER_DROP, " +
 		"which this kernel's BTF does not have (Linux 5.17 or later has it); the NFLOG source works without it"}
-	ErrPermission = &unavailableError{msg: "the eBPF drop source needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load " +
+	ErrPermission error = &unavailableError{msg: "the eBPF drop source needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load " +
 		"its tracing program; the NFLOG source works without it"}
 )
 
