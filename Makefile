@@ -41,7 +41,7 @@ PODMAN    ?= podman
 NFPM      ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 TAR       := tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner --format=gnu
 
-.PHONY: all build deps test test-unit test-e2e demo bench fuzz clean release stage docs image deb
+.PHONY: all build deps generate test test-unit test-e2e demo bench fuzz clean release stage docs image deb
 
 all: build
 
@@ -101,6 +101,11 @@ deb: stage
 deps:
 	.ci/deps
 
+# generate: rebuilds the committed BPF objects and their Go loaders from
+# collector/ebpf/kfree_skb.bpf.c (needs clang-14, llvm-14 and libbpf-dev).
+generate:
+	$(GO) generate ./collector/ebpf/
+
 # The one test command: static checks, unit tests, then the end-to-end tests
 # against the real kernel, a real Prometheus and promtool (root required).
 test: deps
@@ -120,8 +125,8 @@ bench: deps build
 
 # Every fuzz target of the module, as package:FuzzName. `make fuzz` first
 # fails if a func FuzzXxx in a _test.go file is missing here, then runs each
-# target for FUZZTIME (60s unless given), one after the other: 17 targets,
-# 17 minutes plus their builds. FUZZFLAGS adds go test flags
+# target for FUZZTIME (60s unless given), one after the other: 18 targets,
+# 18 minutes plus their builds. FUZZFLAGS adds go test flags
 # (FUZZFLAGS=-parallel=1 on a shared machine).
 FUZZ_TARGETS := \
 	./collector/packet/:FuzzDecode \
@@ -140,7 +145,8 @@ FUZZ_TARGETS := \
 	./collector/ruleaudit/:FuzzNFLOGInfo \
 	./cmd/nfdrop_exporter/internal/explain/:FuzzFrame \
 	./cmd/nfdrop_exporter/internal/explain/:FuzzPcapInput \
-	./deploy/internal/docbundle/:FuzzRewriteLinks
+	./deploy/internal/docbundle/:FuzzRewriteLinks \
+	./collector/ebpf/:FuzzDecodeRecord
 FUZZTIME ?= 60s
 FUZZFLAGS ?=
 
