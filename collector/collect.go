@@ -29,6 +29,9 @@ func (c *Collector) families() []*prometheus.Desc {
 	if c.auditor != nil {
 		d = append(d, logRulesDesc, logRulesUncountedDesc, logRulePacketsDesc, ruleAuditSuccessDesc, ruleAuditAgeDesc)
 	}
+	if c.ebpf != nil {
+		d = append(d, ebpfDropsDesc, ebpfMissedDesc, kernelDropsDesc)
+	}
 	if c.ctstats != nil {
 		d = append(d, ctStatInvalidDesc, ctStatDropDesc, ctStatEarlyDropDesc, ctStatInsertFailedDesc,
 			ctStatSearchRestartDesc, ctEntriesDesc, ctEntriesLimitDesc, ctStatsSuccessDesc)
@@ -73,6 +76,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.ctstats != nil {
 		c.collectConntrackStats(ch)
 	}
+	if c.ebpf != nil {
+		c.collectEBPF(ch)
+	}
 }
 
 // emit sends one const metric, or an invalid metric if its labels cannot
@@ -99,7 +105,7 @@ func (c *Collector) collectPackets(ch chan<- prometheus.Metric) {
 	for _, g := range c.order {
 		l := g.label
 		emit(ch, upDesc, prometheus.GaugeValue, boolValue(g.up.Load()), l)
-		emit(ch, lostDesc, prometheus.CounterValue, float64(g.lost.Load()), l)
+		emit(ch, lostDesc, prometheus.CounterValue, float64(c.lost(g)), l)
 		emit(ch, rebindsDesc, prometheus.CounterValue, float64(g.rebinds.Load()), l)
 		for r := source.ErrorReason(0); r < source.NumReasons; r++ {
 			emit(ch, receiveErrorsDesc, prometheus.CounterValue, float64(g.recvErrors[r].Load()), l, r.String())
@@ -135,6 +141,40 @@ func (c *Collector) collectPackets(ch chan<- prometheus.Metric) {
 			}
 			ch <- m
 		}
+	}
+}
+
+// lost is a group's lost messages: NFLOG's sequence gaps, or for the eBPF
+// source the drops its full ring buffer had no room for, as the kernel
+// counts them now (before Collect reads its drops, so that the drops are
+// never fewer than the packets and losses of one scrape).
+func (c *Collector) lost(g *group) uint64 {
+	if g.id == classify.GroupEBPF && c.ebpf != nil {
+		if counts, err := c.ebpf.Counts(); err == nil {
+			g.lost.Store(counts.Lost) // the last good read, should one fail
+		}
+	}
+	return g.lost.Load()
+}
+
+// collectEBPF emits the eBPF program's own counts. They are read after the
+// packet counters: every drop is counted in the kernel before it is read or
+// lost, so nfdrop_ebpf_drops_total is never below the packets and losses of
+// the same scrape.
+func (c *Collector) collectEBPF(ch chan<- prometheus.Metric) {
+	if counts, err := c.ebpf.Counts(); err == nil {
+		emit(ch, ebpfDropsDesc, prometheus.CounterValue, float64(counts.Matched))
+		emit(ch, ebpfMissedDesc, prometheus.CounterValue, float64(counts.Missed))
+	} else {
+		c.logger.Debug("reading the eBPF program's counters failed", "err", err)
+	}
+	drops, err := c.ebpf.KernelDrops()
+	if err != nil {
+		c.logger.Debug("reading the eBPF program's drop reasons failed", "err", err)
+		return
+	}
+	for _, d := range drops {
+		emit(ch, kernelDropsDesc, prometheus.CounterValue, float64(d.Count), d.Reason)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctstats"
+	"github.com/nfdrop/nfdrop_exporter/collector/ebpf"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleaudit"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
@@ -45,12 +46,22 @@ type Config struct {
 	RuleAudit *ruleaudit.Config
 	// ConntrackStats, if set, reads conntrack's statistics at scrape time.
 	ConntrackStats ctstats.Reader
+	// EBPF, if set, is the eBPF drop source's kernel-side accounting, read at
+	// scrape time; Groups must then hold classify.GroupEBPF.
+	EBPF KernelCounter
 	// KernelSettings exposes the netfilter sysctls of the exporter's network
 	// namespace; off when the packets did not come from this kernel (a
 	// replayed capture).
 	KernelSettings bool
 	// SysctlDir is where the sysctls are read; "" = /proc/sys/net/netfilter.
 	SysctlDir string
+}
+
+// KernelCounter is what the eBPF drop source counts in the kernel
+// (*ebpf.Program).
+type KernelCounter interface {
+	Counts() (ebpf.Counts, error)
+	KernelDrops() ([]ebpf.ReasonCount, error)
 }
 
 // Collector implements prometheus.Collector and source.Handler.
@@ -66,6 +77,7 @@ type Collector struct {
 	reasons  *ctlog.Log         // nil: conntrack's messages are not counted
 	auditor  *ruleaudit.Auditor // nil: no rule audit
 	ctstats  *ctstats.Poller    // nil: no conntrack statistics
+	ebpf     KernelCounter      // nil: no eBPF source
 	delays   []prometheus.Histogram
 	describe []*prometheus.Desc // every family Collect may emit
 }
@@ -150,6 +162,12 @@ func (c *Collector) buildParts() error {
 	}
 	if cfg.ConntrackStats != nil {
 		c.ctstats = ctstats.NewPoller(cfg.ConntrackStats, c.logger.With("collector", "conntrack-stats"))
+	}
+	if cfg.EBPF != nil {
+		if c.groups[classify.GroupEBPF] == nil {
+			return errors.New("the eBPF source's counts need the ebpf group")
+		}
+		c.ebpf = cfg.EBPF
 	}
 	c.describe = c.families()
 	return nil

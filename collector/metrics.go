@@ -159,6 +159,17 @@ var (
 		"Seconds from the start of the nf_tables ruleset read this scrape shows to the scrape: how far the rule counters may lag the exporter's.")
 )
 
+// The eBPF drop source's own accounting, kept in the kernel (package ebpf).
+var (
+	ebpfDropsDesc = desc("ebpf_drops_total",
+		"Packets netfilter dropped in the exporter's network namespace that the eBPF program saw (the kernel's drop tracepoint, reason NETFILTER_DROP): once read, each is in nfdrop_packets_total{group=\"ebpf\"} or nfdrop_messages_lost_total{group=\"ebpf\"}.")
+	ebpfMissedDesc = desc("ebpf_program_misses_total",
+		"Drop tracepoint events of any namespace and reason the kernel did not run the eBPF program for, because it was already running on that CPU; drops they stand for are in no count.")
+	kernelDropsDesc = desc("kernel_drops_total",
+		"Packets the kernel freed as dropped in the exporter's network namespace, by the kernel's drop reason (SKB_DROP_REASON_ lower-cased, unknown for values outside the kernel's list), counted in the kernel.",
+		labelReason)
+)
+
 // Conntrack's statistics over ctnetlink (package ctstats).
 var (
 	ctStatInvalidDesc = desc("conntrack_stat_invalid_total",

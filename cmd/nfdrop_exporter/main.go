@@ -24,6 +24,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
 	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/ebpf"
 	"github.com/nfdrop/nfdrop_exporter/collector/source"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,7 @@ type flags struct {
 	conntrack              *conntrackFlags
 	reasons                *reasonsFlags
 	audit                  *auditFlags
+	ebpf                   *ebpfFlags
 }
 
 // newApp defines the commands and flags; versionText is what --version prints.
@@ -91,6 +93,7 @@ func newApp(f *flags, versionText string) (*kingpin.Application, *kingpin.CmdCla
 	f.conntrack = addConntrackFlags(serve)
 	f.reasons = addReasonsFlags(serve)
 	f.audit = addAuditFlags(serve)
+	f.ebpf = addEBPFFlags(serve)
 	f.web = kingpinflag.AddFlags(serve, ":9786")
 	f.log = &promslog.Config{Level: promslog.NewLevel(), Format: promslog.NewFormat()}
 	serve.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).Default("info").HintOptions(promslog.LevelFlagOptions...).SetValue(f.log.Level)
@@ -230,14 +233,24 @@ func (f *flags) validate() (collector.Config, error) {
 	if err := classify.CheckMaxPrefixes("--collector.max-prefixes", f.maxPrefixes); err != nil {
 		return cfg, err
 	}
-	if cfg.Groups, err = classify.ParseGroups("--nflog.group", f.groups); err != nil {
+	replay := f.replayFile != ""
+	if err := f.ebpf.validate(replay); err != nil {
 		return cfg, err
 	}
-	// After the groups: --conntrack.reasons.bind may add group 0.
+	if f.ebpf.nflog {
+		if cfg.Groups, err = classify.ParseGroups("--nflog.group", f.groups); err != nil {
+			return cfg, err
+		}
+	} else if f.reasons.bind {
+		return cfg, fmt.Errorf("--conntrack.reasons.bind binds NFLOG group 0: it needs --nflog.enable")
+	}
+	// After the NFLOG groups: --conntrack.reasons.bind may add group 0.
 	if cfg.Reasons, err = f.reasons.config(&cfg.Groups); err != nil {
 		return cfg, err
 	}
-	replay := f.replayFile != ""
+	if f.ebpf.enable {
+		cfg.Groups = append(cfg.Groups, classify.GroupEBPF)
+	}
 	cfg.Conntrack = f.conntrack.config(replay) // collector.New validates it
 	cfg.RuleAudit = f.audit.ruleAuditConfig(replay)
 	cfg.ConntrackStats = f.audit.conntrackStats(replay)
@@ -262,36 +275,61 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	logger.Info("Starting "+name, "version", version.Info())
 	logger.Info("Build context", "build_context", version.BuildContext())
 	if os.Geteuid() == 0 {
-		logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN: run it as an unprivileged user holding that capability (systemd: DynamicUser=yes and AmbientCapabilities=CAP_NET_ADMIN, as the shipped nfdrop_exporter.service does)")
+		if f.ebpf.enable {
+			logger.Warn("nfdrop_exporter is running as root; with --ebpf.enable it only needs CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON: run it as an unprivileged user holding those (systemd: DynamicUser=yes and AmbientCapabilities=, as the shipped nfdrop_exporter-ebpf.service does)")
+		} else {
+			logger.Warn("nfdrop_exporter is running as root; it only needs CAP_NET_ADMIN: run it as an unprivileged user holding that capability (systemd: DynamicUser=yes and AmbientCapabilities=CAP_NET_ADMIN, as the shipped nfdrop_exporter.service does)")
+		}
+	}
+	// Load the eBPF program and bind every group before serving, so that a
+	// misconfiguration or a missing kernel feature exits at once with the
+	// reason instead of serving nfdrop_up 0 forever.
+	prog, err := f.ebpf.load()
+	if err != nil {
+		logger.Error(err.Error())
+		return 2
+	}
+	var sources []source.Source
+	if prog != nil {
+		cfg.EBPF = prog
+		sources = append(sources, ebpf.NewSource(prog))
+		defer prog.Close()
 	}
 	coll, err := collector.New(cfg, logger)
 	if err != nil {
 		logger.Error("invalid flag: " + err.Error())
 		return 2
 	}
-	// Bind every group before serving, so that a misconfiguration exits at
-	// once with the reason instead of serving nfdrop_up 0 forever.
-	src, err := source.New(source.Config{
-		Groups:         nflogGroups(cfg.Groups),
-		ReplayFile:     f.replayFile,
-		CopyRange:      f.copyRange,
-		QueueThreshold: f.queueThreshold,
-		FlushTimeout:   f.flushTimeout,
-		BatchSize:      uint32(f.batchSize),
-		ReceiveBuffer:  int(f.receiveBuffer),
-		ProbeConntrackAttrs: &source.ConntrackAttrsProbe{Group: 0, Report: func(ok bool) {
-			coll.SetConntrackAttrs(ok)
-			logger.Info("NFLOG conntrack attributes (NFULNL_CFG_F_CONNTRACK) probed; not used: INVALID packets carry none", "supported", ok)
-		}},
-	}, logger)
-	if err == nil {
-		err = src.Open(coll)
+	if groups := nflogGroups(cfg.Groups); len(groups) > 0 {
+		src, err := source.New(source.Config{
+			Groups:         groups,
+			ReplayFile:     f.replayFile,
+			CopyRange:      f.copyRange,
+			QueueThreshold: f.queueThreshold,
+			FlushTimeout:   f.flushTimeout,
+			BatchSize:      uint32(f.batchSize),
+			ReceiveBuffer:  int(f.receiveBuffer),
+			ProbeConntrackAttrs: &source.ConntrackAttrsProbe{Group: 0, Report: func(ok bool) {
+				coll.SetConntrackAttrs(ok)
+				logger.Info("NFLOG conntrack attributes (NFULNL_CFG_F_CONNTRACK) probed; not used: INVALID packets carry none", "supported", ok)
+			}},
+		}, logger)
+		if err != nil {
+			logger.Error(err.Error())
+			return 1
+		}
+		sources = append(sources, src)
 	}
-	if err != nil {
-		logger.Error(f.reasons.bindError(err).Error())
-		return 1
+	for i, src := range sources {
+		if err := src.Open(coll); err != nil {
+			for _, opened := range sources[:i] {
+				opened.Close()
+			}
+			logger.Error(f.reasons.bindError(err).Error())
+			return 1
+		}
+		defer src.Close()
 	}
-	defer src.Close()
 	coll.Start()
 	defer coll.Stop()
 
@@ -301,13 +339,15 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var readers sync.WaitGroup
-	readers.Add(1)
-	go func() {
-		defer readers.Done()
-		if err := src.Run(ctx, coll); err != nil {
-			logger.Error("NFLOG source stopped", "err", err)
-		}
-	}()
+	for _, src := range sources {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			if err := src.Run(ctx, coll); err != nil {
+				logger.Error("A drop source stopped", "err", err)
+			}
+		}()
+	}
 
 	sum := summary.New(summary.Config{Collector: coll, Evidence: coll, Reasons: coll, Rules: coll, Sources: f.landingSources, Exporter: name, Version: version.Version})
 	go sum.Run(ctx)
@@ -318,7 +358,7 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	code := 0
 	select {
 	case <-ctx.Done():
-		logger.Info("Shutting down: unbinding NFLOG groups")
+		logger.Info("Shutting down: unbinding the drop sources")
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("HTTP server failed", "err", err)

@@ -11,10 +11,11 @@
 // one the full ring buffer had no room for (Counts.Lost); each other one is a
 // record. So once Read has drained the ring,
 //
-//	Matched == Read + Malformed + Lost
+//	Matched == Read + Lost
 //
-// (Malformed is always 0 unless the Go and C sides disagree), and while drops
-// flow Matched >= Read + Malformed + Lost. Matched equals the kernel's
+// (a record that cannot be decoded, which never happens unless the Go and C
+// sides disagree, is still handed on, without headers, and counted in
+// Malformed too), and while drops flow Matched >= Read + Lost. Matched equals the kernel's
 // counters of the rules and policies that dropped the packets, apart from the
 // drops the kernel did not run the program for (Counts.Missed).
 package ebpf
@@ -206,6 +207,12 @@ var errReading = errors.New("eBPF drop source: Read is already running")
 // behind and does not wake it for every record (each wakeup costs the
 // program several times its own run time).
 func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
+	return p.readRecords(ctx, fn, nil)
+}
+
+// readRecords is Read that also calls drained, if set, each time the ring is
+// empty: the end of a batch.
+func (p *Program) readRecords(ctx context.Context, fn func(*Record), drained func()) error {
 	if p.closed.Load() {
 		return ErrClosed
 	}
@@ -230,15 +237,21 @@ func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
 		default:
 			return fmt.Errorf("eBPF drop source: read the ring buffer: %w", err)
 		}
-		if !decodeRecord(p.raw.RawSample, &p.rec) {
+		if decodeRecord(p.raw.RawSample, &p.rec) {
+			p.rec.TimestampNs = p.clock.wall(p.rec.KernelTimeNs)
+		} else {
+			// Still a drop: handed on without headers, so that it is
+			// counted (as malformed) rather than lost from the sum.
 			p.malformed.Add(1)
-			continue
+			p.rec = Record{TimestampNs: time.Now().UnixNano()}
 		}
-		p.rec.TimestampNs = p.clock.wall(p.rec.KernelTimeNs)
 		fn(&p.rec)
 		p.read.Add(1)
 		if p.raw.Remaining != 0 {
 			continue
+		}
+		if drained != nil {
+			drained()
 		}
 		// The ring is empty. When it last was less than batchDelay ago,
 		// drops are streaming in: let them gather.
@@ -259,8 +272,8 @@ func (p *Program) Read(ctx context.Context, fn func(*Record)) error {
 type Counts struct {
 	Matched   uint64 // netfilter drops of IPv4/IPv6 packets the program kept: each became a record or was lost
 	Lost      uint64 // of Matched, those the full ring buffer had no room for
-	Read      uint64 // records Read handed to its function
-	Malformed uint64 // records Read could not decode (never, unless the program and this package disagree)
+	Read      uint64 // records Read handed to its function, Malformed included
+	Malformed uint64 // records Read could not decode and handed on without headers (never, unless the program and this package disagree)
 	// Missed counts the tracepoint's events the kernel did not run the
 	// program for because it was already running on that CPU (an
 	// interrupt freeing a packet during a run): drops of any reason and
@@ -274,13 +287,20 @@ func (p *Program) Counts() (Counts, error) {
 		return Counts{}, ErrClosed
 	}
 	var c Counts
+	// Read before Lost before Matched: each drop is matched before it is
+	// lost or read, so counts read in this order keep Matched >= Read +
+	// Lost while drops flow.
+	c.Read, c.Malformed = p.read.Load(), p.malformed.Load()
 	var per []uint64
-	for slot, dst := range []*uint64{&c.Matched, &c.Lost} {
-		if err := p.objs.Counters.Lookup(uint32(slot), &per); err != nil {
+	for _, k := range []struct {
+		slot uint32
+		dst  *uint64
+	}{{1, &c.Lost}, {0, &c.Matched}} {
+		if err := p.objs.Counters.Lookup(k.slot, &per); err != nil {
 			return Counts{}, fmt.Errorf("eBPF drop source: read the counters: %w", err)
 		}
 		for _, v := range per {
-			*dst += v
+			*k.dst += v
 		}
 	}
 	st, err := p.objs.KfreeSkb.Stats()
@@ -288,7 +308,6 @@ func (p *Program) Counts() (Counts, error) {
 		return Counts{}, fmt.Errorf("eBPF drop source: read the program's statistics: %w", err)
 	}
 	c.Missed = st.RecursionMisses
-	c.Read, c.Malformed = p.read.Load(), p.malformed.Load()
 	return c, nil
 }
 

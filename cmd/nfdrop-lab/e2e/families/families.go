@@ -12,6 +12,7 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/conntrack"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctlog"
 	"github.com/nfdrop/nfdrop_exporter/collector/ctstats"
+	"github.com/nfdrop/nfdrop_exporter/collector/ebpf"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleaudit"
 	"github.com/prometheus/common/promslog"
 )
@@ -24,7 +25,8 @@ const (
 	Reasons                         // conntrack's messages, the reasons join and conntrack's logging settings
 	RuleAudit                       // the nf_tables log rules
 	ConntrackStats                  // conntrack's statistics
-	AllParts       = Evidence | Reasons | RuleAudit | ConntrackStats
+	EBPF                            // the eBPF source's kernel-side counts
+	AllParts       = Evidence | Reasons | RuleAudit | ConntrackStats | EBPF
 )
 
 // Of returns the names of the metric families a collector with the
@@ -46,6 +48,10 @@ func Of(t testing.TB, parts Part) map[string]bool {
 	if parts&ConntrackStats != 0 {
 		cfg.ConntrackStats = ctstats.Netlink{}
 	}
+	if parts&EBPF != 0 {
+		cfg.Groups = append(cfg.Groups, classify.GroupEBPF)
+		cfg.EBPF = noCounts{}
+	}
 	c, err := collector.New(cfg, promslog.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -56,3 +62,9 @@ func Of(t testing.TB, parts Part) map[string]bool {
 	}
 	return names
 }
+
+// noCounts stands for the eBPF program, which Of does not load.
+type noCounts struct{}
+
+func (noCounts) Counts() (ebpf.Counts, error)             { return ebpf.Counts{}, nil }
+func (noCounts) KernelDrops() ([]ebpf.ReasonCount, error) { return nil, nil }
