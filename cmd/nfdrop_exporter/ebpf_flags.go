@@ -12,10 +12,10 @@ import (
 // ebpfFlags are the --ebpf.* flags: the drop source on the kernel's drop
 // tracepoint, which needs no log rule.
 type ebpfFlags struct {
-	enable     bool
-	ringSize   units.Base2Bytes
-	kernelBTF  string
-	nflog      bool // --nflog.enable
+	enable    bool
+	ringSize  units.Base2Bytes
+	kernelBTF string
+	nflog     bool // --nflog.enable
 }
 
 func addEBPFFlags(app *kingpin.CmdClause) *ebpfFlags {
