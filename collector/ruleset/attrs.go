@@ -14,13 +14,38 @@ type attr struct {
 	data []byte
 }
 
-type attrs []attr
+// attrs are the attributes of one record (a message, an expression), held
+// without allocating; a record has far fewer than maxAttrs, and any beyond
+// them are not read.
+type attrs struct {
+	n int
+	a [maxAttrs]attr
+}
+
+const maxAttrs = 32
 
 var errBadAttr = errors.New("malformed netlink attribute")
 
-// parseAttrs splits b into its attributes.
+// parseAttrs splits a record into its attributes.
 func parseAttrs(b []byte) (attrs, error) {
 	var out attrs
+	a := nlmsg.NewAttrs(b)
+	for a.Next() {
+		if out.n < maxAttrs {
+			out.a[out.n] = attr{typ: a.Type, data: a.Data}
+			out.n++
+		}
+	}
+	if a.Bad {
+		return attrs{}, errBadAttr
+	}
+	return out, nil
+}
+
+// parseList splits a list (NFTA_LIST_ELEM ..., which can be long) into its
+// attributes.
+func parseList(b []byte) ([]attr, error) {
+	var out []attr
 	a := nlmsg.NewAttrs(b)
 	for a.Next() {
 		out = append(out, attr{typ: a.Type, data: a.Data})
@@ -31,22 +56,24 @@ func parseAttrs(b []byte) (attrs, error) {
 	return out, nil
 }
 
-func (as attrs) get(t uint16) ([]byte, bool) {
-	for _, a := range as {
-		if a.typ == t {
-			return a.data, true
+func (as *attrs) all() []attr { return as.a[:as.n] }
+
+func (as *attrs) get(t uint16) ([]byte, bool) {
+	for i := 0; i < as.n; i++ {
+		if as.a[i].typ == t {
+			return as.a[i].data, true
 		}
 	}
 	return nil, false
 }
 
-func (as attrs) has(t uint16) bool {
+func (as *attrs) has(t uint16) bool {
 	_, ok := as.get(t)
 	return ok
 }
 
 // str reads a NUL-terminated string attribute, keeping its bytes as they are.
-func (as attrs) str(t uint16) string {
+func (as *attrs) str(t uint16) string {
 	b, _ := as.get(t)
 	return cstring(b)
 }
@@ -60,7 +87,7 @@ func cstring(b []byte) string {
 	return string(b)
 }
 
-func (as attrs) u32(t uint16) (uint32, bool) {
+func (as *attrs) u32(t uint16) (uint32, bool) {
 	b, ok := as.get(t)
 	if !ok || len(b) != 4 {
 		return 0, false
@@ -68,7 +95,7 @@ func (as attrs) u32(t uint16) (uint32, bool) {
 	return binary.BigEndian.Uint32(b), true
 }
 
-func (as attrs) u16(t uint16) (uint16, bool) {
+func (as *attrs) u16(t uint16) (uint16, bool) {
 	b, ok := as.get(t)
 	if !ok || len(b) != 2 {
 		return 0, false
@@ -76,7 +103,7 @@ func (as attrs) u16(t uint16) (uint16, bool) {
 	return binary.BigEndian.Uint16(b), true
 }
 
-func (as attrs) u64(t uint16) (uint64, bool) {
+func (as *attrs) u64(t uint16) (uint64, bool) {
 	b, ok := as.get(t)
 	if !ok || len(b) != 8 {
 		return 0, false
@@ -84,16 +111,16 @@ func (as attrs) u64(t uint16) (uint64, bool) {
 	return binary.BigEndian.Uint64(b), true
 }
 
-func (as attrs) nested(t uint16) (attrs, error) {
+func (as *attrs) nested(t uint16) (attrs, error) {
 	b, ok := as.get(t)
 	if !ok {
-		return nil, nil
+		return attrs{}, nil
 	}
 	return parseAttrs(b)
 }
 
 // counter reads a nested NFTA_COUNTER_* pair.
-func counterFrom(as attrs) (*Counter, error) {
+func counterFrom(as *attrs) (*Counter, error) {
 	p, okp := as.u64(counterPackets)
 	b, okb := as.u64(counterBytes)
 	if !okp || !okb {

@@ -10,7 +10,8 @@ import (
 // sends them in reply to dumps (NEWGEN, NEWTABLE, NEWCHAIN, NEWSET,
 // NEWSETELEM, NEWOBJ, NEWRULE), concatenated in any order; other messages
 // (NLMSG_DONE) are skipped. Names keep their bytes. A malformed message is
-// an error that names it; Decode never panics.
+// an error that names it; Decode never panics. The rules' Expr.Data alias
+// b: do not change b while the snapshot is in use.
 func Decode(b []byte) (*Snapshot, error) {
 	d := newDecoder()
 	m := nlmsg.NewMessages(b)
@@ -47,11 +48,13 @@ type rawRule struct {
 type decoder struct {
 	snap     *Snapshot
 	tables   map[tableKey]*Table
+	chains   map[setKey]*Chain // by table and chain name
 	sets     map[setKey]*Set
 	counters map[setKey]*Counter // named counter objects
 	limits   map[setKey]string   // named limit objects' rates
 	rules    []rawRule
 	elems    []rawElems
+	scratch  []byte // reused to build terms
 }
 
 type rawElems struct {
@@ -60,7 +63,7 @@ type rawElems struct {
 }
 
 func newDecoder() *decoder {
-	return &decoder{snap: &Snapshot{}, tables: map[tableKey]*Table{}, sets: map[setKey]*Set{},
+	return &decoder{snap: &Snapshot{}, tables: map[tableKey]*Table{}, chains: map[setKey]*Chain{}, sets: map[setKey]*Set{},
 		counters: map[setKey]*Counter{}, limits: map[setKey]string{}}
 }
 
@@ -80,22 +83,22 @@ func (d *decoder) message(typ uint16, data []byte) error {
 	case msgNewGen:
 		d.snap.Generation, _ = as.u32(genID)
 	case msgNewTable:
-		return d.table(fam, as)
+		return d.table(fam, &as)
 	case msgNewChain:
-		return d.chain(fam, as)
+		return d.chain(fam, &as)
 	case msgNewSet:
-		return d.set(fam, as)
+		return d.set(fam, &as)
 	case msgNewSetElem:
-		return d.setElems(fam, as)
+		return d.setElems(fam, &as)
 	case msgNewObj:
-		return d.object(fam, as)
+		return d.object(fam, &as)
 	case msgNewRule:
-		return d.rule(fam, as)
+		return d.rule(fam, &as)
 	}
 	return nil
 }
 
-func (d *decoder) table(fam Family, as attrs) error {
+func (d *decoder) table(fam Family, as *attrs) error {
 	name, ok := as.get(tableName)
 	if !ok {
 		return fmt.Errorf("table without a name")
@@ -113,7 +116,7 @@ func (d *decoder) table(fam Family, as attrs) error {
 }
 
 // tableOf finds the table a message names, creating none.
-func (d *decoder) tableOf(fam Family, as attrs, attr uint16, what string) (*Table, error) {
+func (d *decoder) tableOf(fam Family, as *attrs, attr uint16, what string) (*Table, error) {
 	name, ok := as.get(attr)
 	if !ok {
 		return nil, fmt.Errorf("%s without a table", what)
@@ -125,7 +128,7 @@ func (d *decoder) tableOf(fam Family, as attrs, attr uint16, what string) (*Tabl
 	return t, nil
 }
 
-func (d *decoder) chain(fam Family, as attrs) error {
+func (d *decoder) chain(fam Family, as *attrs) error {
 	t, err := d.tableOf(fam, as, chainTable, "chain")
 	if err != nil {
 		return err
@@ -135,9 +138,11 @@ func (d *decoder) chain(fam Family, as attrs) error {
 		return fmt.Errorf("chain without a name")
 	}
 	c := &Chain{Table: t, Name: cstring(name)}
-	if t.Chain(c.Name) != nil {
+	ck := setKey{tableKey{fam, t.Name}, c.Name}
+	if d.chains[ck] != nil {
 		return fmt.Errorf("chain %s listed twice", LabelValue(c.Name))
 	}
+	d.chains[ck] = c
 	c.Handle, _ = as.u64(chainHandle)
 	if as.has(chainHook) {
 		hook, err := as.nested(chainHook)
@@ -151,8 +156,12 @@ func (d *decoder) chain(fam Family, as attrs) error {
 		if dev, ok := hook.get(hookDev); ok {
 			b.Devices = append(b.Devices, cstring(dev))
 		}
-		if devs, err := hook.nested(hookDevs); err == nil {
-			for _, a := range devs {
+		if devs, ok := hook.get(hookDevs); ok {
+			list, err := parseList(devs)
+			if err != nil {
+				return fmt.Errorf("chain %s devices: %w", LabelValue(c.Name), err)
+			}
+			for _, a := range list {
 				b.Devices = append(b.Devices, cstring(a.data))
 			}
 		}
@@ -164,7 +173,7 @@ func (d *decoder) chain(fam Family, as attrs) error {
 			if err != nil {
 				return fmt.Errorf("chain %s counters: %w", LabelValue(c.Name), err)
 			}
-			if b.Counter, err = counterFrom(cs); err != nil {
+			if b.Counter, err = counterFrom(&cs); err != nil {
 				return fmt.Errorf("chain %s: %w", LabelValue(c.Name), err)
 			}
 		}
@@ -174,7 +183,7 @@ func (d *decoder) chain(fam Family, as attrs) error {
 	return nil
 }
 
-func (d *decoder) set(fam Family, as attrs) error {
+func (d *decoder) set(fam Family, as *attrs) error {
 	t, err := d.tableOf(fam, as, setTable, "set")
 	if err != nil {
 		return err
@@ -198,7 +207,7 @@ func (d *decoder) set(fam Family, as attrs) error {
 }
 
 // setElems keeps an element list until its set is known.
-func (d *decoder) setElems(fam Family, as attrs) error {
+func (d *decoder) setElems(fam Family, as *attrs) error {
 	tbl, ok1 := as.get(setElemListTable)
 	set, ok2 := as.get(setElemListSet)
 	if !ok1 || !ok2 {
@@ -209,7 +218,7 @@ func (d *decoder) setElems(fam Family, as attrs) error {
 	return nil
 }
 
-func (d *decoder) object(fam Family, as attrs) error {
+func (d *decoder) object(fam Family, as *attrs) error {
 	t, err := d.tableOf(fam, as, objTable, "object")
 	if err != nil {
 		return err
@@ -222,18 +231,18 @@ func (d *decoder) object(fam Family, as attrs) error {
 	}
 	switch typ {
 	case objectCounter:
-		c, err := counterFrom(data)
+		c, err := counterFrom(&data)
 		if err != nil {
 			return fmt.Errorf("counter %s: %w", LabelValue(k.name), err)
 		}
 		d.counters[k] = c
 	case objectLimit:
-		d.limits[k] = limitText(data)
+		d.limits[k] = limitText(&data)
 	}
 	return nil
 }
 
-func (d *decoder) rule(fam Family, as attrs) error {
+func (d *decoder) rule(fam Family, as *attrs) error {
 	tbl, ok1 := as.get(ruleTable)
 	chain, ok2 := as.get(ruleChain)
 	if !ok1 || !ok2 {
@@ -266,7 +275,7 @@ func (d *decoder) finish() (*Snapshot, error) {
 		if t == nil {
 			return nil, fmt.Errorf("rule of unknown table %s %s", raw.table.family, LabelValue(raw.table.name))
 		}
-		c := t.Chain(raw.chain)
+		c := d.chains[setKey{raw.table, raw.chain}]
 		if c == nil {
 			return nil, fmt.Errorf("rule of unknown chain %s in table %s", LabelValue(raw.chain), LabelValue(t.Name))
 		}
@@ -296,7 +305,7 @@ func (d *decoder) finish() (*Snapshot, error) {
 // addElements reads an NFTA_SET_ELEM_LIST_ELEMENTS list; only verdict
 // maps' elements are kept.
 func (s *Set) addElements(list []byte) error {
-	elems, err := parseAttrs(list)
+	elems, err := parseList(list)
 	if err != nil {
 		return err
 	}

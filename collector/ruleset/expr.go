@@ -3,7 +3,7 @@ package ruleset
 import (
 	"encoding/hex"
 	"fmt"
-	"strings"
+	"strconv"
 )
 
 // ruleDecoder turns a rule's expressions into Terms, statements and a
@@ -28,7 +28,7 @@ type ruleDecoder struct {
 }
 
 func (rd *ruleDecoder) decode(list []byte) error {
-	elems, err := parseAttrs(list)
+	elems, err := parseList(list)
 	if err != nil {
 		return err
 	}
@@ -42,7 +42,7 @@ func (rd *ruleDecoder) decode(list []byte) error {
 		}
 		name := as.str(exprName)
 		data, _ := as.get(exprData)
-		e := Expr{Name: name, Data: append([]byte(nil), data...)}
+		e := Expr{Name: name, Data: data}
 		rd.r.Exprs = append(rd.r.Exprs, e)
 		if err := rd.expr(e); err != nil {
 			return fmt.Errorf("%s expression: %w", name, err)
@@ -117,14 +117,14 @@ func (rd *ruleDecoder) expr(e Expr) error {
 		return rd.check(e)
 	case "lookup":
 		if dreg, ok := as.u32(lookupDreg); ok && dreg == 0 {
-			return rd.verdictMap(as)
+			return rd.verdictMap(&as)
 		}
 		return rd.check(e)
 	case "match":
-		return rd.xtMatch(as)
+		return rd.xtMatch(&as)
 	case "target":
 		rd.pending = rd.pending[:0]
-		return rd.xtTarget(as)
+		return rd.xtTarget(&as)
 	case "log":
 		l := Log{Kind: LogNFT, Before: len(rd.r.Terms), Sampled: rd.limited, Prefix: as.str(logPrefix)}
 		if g, ok := as.u16(logGroup); ok {
@@ -133,18 +133,18 @@ func (rd *ruleDecoder) expr(e Expr) error {
 		rd.r.Logs = append(rd.r.Logs, l)
 	case "limit":
 		flags, _ := as.u32(limitFlags)
-		rd.rateLimit(&RateLimit{Kind: "limit", Over: flags&limitFlagInv != 0, Text: limitText(as)})
+		rd.rateLimit(&RateLimit{Kind: "limit", Over: flags&limitFlagInv != 0, Text: limitText(&as)})
 	case "counter":
-		c, err := counterFrom(as)
+		c, err := counterFrom(&as)
 		if err != nil {
 			return err
 		}
 		rd.counter(c)
 	case "objref":
-		return rd.objref(as)
+		return rd.objref(&as)
 	case "dynset":
 		rd.pending = rd.pending[:0]
-		if rd.dynsetLimits(as) {
+		if rd.dynsetLimits(&as) {
 			rd.rateLimit(&RateLimit{Kind: "meter"})
 		} else {
 			rd.r.Stateful = true // add/update can fail when the set is full
@@ -193,7 +193,7 @@ func (rd *ruleDecoder) counter(c *Counter) {
 	}
 }
 
-func (rd *ruleDecoder) objref(as attrs) error {
+func (rd *ruleDecoder) objref(as *attrs) error {
 	rd.pending = rd.pending[:0]
 	if as.has(objrefSetName) {
 		rd.r.Stateful = true // an object map: which object depends on the packet
@@ -220,7 +220,7 @@ func (rd *ruleDecoder) objref(as attrs) error {
 
 // dynsetLimits says whether a dynset carries a limit (a meter: nft's
 // "update @s { ip saddr limit rate ... }").
-func (rd *ruleDecoder) dynsetLimits(as attrs) bool {
+func (rd *ruleDecoder) dynsetLimits(as *attrs) bool {
 	found := false
 	visit := func(b []byte) {
 		es, err := parseAttrs(b)
@@ -234,19 +234,21 @@ func (rd *ruleDecoder) dynsetLimits(as attrs) bool {
 	if b, ok := as.get(dynsetExpr); ok {
 		visit(b)
 	}
-	if list, err := as.nested(dynsetExprs); err == nil {
-		for _, a := range list {
-			visit(a.data)
+	if b, ok := as.get(dynsetExprs); ok {
+		if list, err := parseList(b); err == nil {
+			for _, a := range list {
+				visit(a.data)
+			}
 		}
 	}
 	return found
 }
 
 // verdictMap records a lookup whose result is the verdict.
-func (rd *ruleDecoder) verdictMap(as attrs) error {
+func (rd *ruleDecoder) verdictMap(as *attrs) error {
 	name := as.str(lookupSet)
 	m := &VerdictMap{Set: name}
-	if s := rd.t.Set(name); s != nil {
+	if s := rd.d.sets[setKey{tableKey{rd.t.Family, rd.t.Name}, name}]; s != nil {
 		m.Anonymous = s.Anonymous
 		m.Elements = s.Elements
 	}
@@ -262,39 +264,44 @@ func (rd *ruleDecoder) canonical(parts []Expr) (string, error) {
 	if t, ok := ctStateTerm(parts); ok {
 		return t, nil
 	}
-	regs := map[uint32]int{}
-	var b strings.Builder
+	var regs regNames
+	b := rd.d.scratch[:0]
 	for i, e := range parts {
 		if i > 0 {
-			b.WriteByte(';')
+			b = append(b, ';')
 		}
 		as, err := parseAttrs(e.Data)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(e.Name)
-		b.WriteByte('(')
-		for j, a := range as {
+		b = append(b, e.Name...)
+		b = append(b, '(')
+		for j, a := range as.all() {
 			if j > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.WriteString(uitoa(uint64(a.typ)))
-			b.WriteByte('=')
+			b = strconv.AppendUint(b, uint64(a.typ), 10)
+			b = append(b, '=')
 			switch {
 			case isRegAttr(e.Name, a.typ):
-				b.WriteByte('r')
-				b.WriteString(uitoa(uint64(regSlot(regs, a.data))))
+				b = append(b, 'r')
+				b = strconv.AppendUint(b, uint64(regs.name(a.data)), 10)
 			case e.Name == "lookup" && a.typ == lookupSet:
-				b.WriteString(rd.t.Family.String() + "/" + quoteName(rd.t.Name) + "/@" + quoteName(cstring(a.data)))
+				b = append(b, rd.t.Family.String()...)
+				b = append(b, '/')
+				b = append(b, quoteName(rd.t.Name)...)
+				b = append(b, "/@"...)
+				b = append(b, quoteName(cstring(a.data))...)
 			case isDataAttr(e.Name, a.typ):
-				b.WriteString(dataHex(a.data))
+				b = hex.AppendEncode(b, dataValueOf(a.data))
 			default:
-				b.WriteString(hex.EncodeToString(a.data))
+				b = hex.AppendEncode(b, a.data)
 			}
 		}
-		b.WriteByte(')')
+		b = append(b, ')')
 	}
-	return b.String(), nil
+	rd.d.scratch = b
+	return string(b), nil
 }
 
 // regAttrs lists, per expression, the attributes that hold a register.
@@ -322,10 +329,17 @@ func contains(s []uint16, v uint16) bool {
 	return false
 }
 
-// regSlot maps a register to its 32-bit slot, as the kernel does
-// (NFT_REG_1..4 are 16-byte registers over four slots each), then to the
-// order of first use.
-func regSlot(regs map[uint32]int, b []byte) int {
+// regNames renames registers in the order of their first use within a
+// term.
+type regNames struct {
+	n     int
+	slots [16]uint32
+}
+
+// name maps a register to its 32-bit slot, as the kernel does (NFT_REG_1..4
+// are 16-byte registers over four slots each), then to its order of first
+// use.
+func (rn *regNames) name(b []byte) int {
 	var r uint32
 	if len(b) == 4 {
 		r = uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -337,23 +351,29 @@ func regSlot(regs map[uint32]int, b []byte) int {
 	case r >= 8:
 		slot = r - 4
 	}
-	if n, ok := regs[slot]; ok {
-		return n
+	for i := 0; i < rn.n; i++ {
+		if rn.slots[i] == slot {
+			return i
+		}
 	}
-	regs[slot] = len(regs)
-	return regs[slot]
+	if rn.n == len(rn.slots) {
+		return int(slot) + len(rn.slots) // a term never uses this many
+	}
+	rn.slots[rn.n] = slot
+	rn.n++
+	return rn.n - 1
 }
 
-// dataHex renders a nested NFTA_DATA_VALUE as its hex value.
-func dataHex(b []byte) string {
+// dataValueOf unwraps a nested NFTA_DATA_VALUE.
+func dataValueOf(b []byte) []byte {
 	as, err := parseAttrs(b)
 	if err != nil {
-		return hex.EncodeToString(b)
+		return b
 	}
 	if v, ok := as.get(dataValue); ok {
-		return hex.EncodeToString(v)
+		return v
 	}
-	return hex.EncodeToString(b)
+	return b
 }
 
 // ctStateTerm recognises nft's "ct state S" (a ct state load, a bitwise
@@ -373,15 +393,15 @@ func ctStateTerm(parts []Expr) (string, bool) {
 		return "", false
 	}
 	reg, _ := ct.get(1)
-	if !regEqual(reg, bw, bitwiseSreg) || !regEqual(reg, bw, bitwiseDreg) || !regEqual(reg, cmp, cmpSreg) {
+	if !regEqual(reg, &bw, bitwiseSreg) || !regEqual(reg, &bw, bitwiseDreg) || !regEqual(reg, &cmp, cmpSreg) {
 		return "", false
 	}
 	if op, ok := bw.u32(bitwiseOp); ok && op != 0 {
 		return "", false
 	}
-	mask, ok1 := dataU32(bw, bitwiseMask)
-	xor, ok2 := dataU32(bw, bitwiseXor)
-	val, ok3 := dataU32(cmp, cmpData)
+	mask, ok1 := dataU32(&bw, bitwiseMask)
+	xor, ok2 := dataU32(&bw, bitwiseXor)
+	val, ok3 := dataU32(&cmp, cmpData)
 	op, ok4 := cmp.u32(cmpOp)
 	if !ok1 || !ok2 || !ok3 || !ok4 || xor != 0 || val != 0 {
 		return "", false
@@ -395,16 +415,16 @@ func ctStateTerm(parts []Expr) (string, bool) {
 	return "", false
 }
 
-func regEqual(reg []byte, as attrs, t uint16) bool {
+func regEqual(reg []byte, as *attrs, t uint16) bool {
 	b, ok := as.get(t)
 	return ok && string(b) == string(reg)
 }
 
 // dataU32 reads a nested NFTA_DATA_VALUE of 4 bytes in the host's order
 // (ct state is a host-order bitmask).
-func dataU32(as attrs, t uint16) (uint32, bool) {
+func dataU32(as *attrs, t uint16) (uint32, bool) {
 	inner, err := as.nested(t)
-	if err != nil || inner == nil {
+	if err != nil {
 		return 0, false
 	}
 	v, ok := inner.get(dataValue)

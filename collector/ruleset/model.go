@@ -216,7 +216,7 @@ func (r *Rule) Unconditional() bool {
 }
 
 // Expr is one expression as the kernel sent it: its name and its attributes
-// (NFTA_EXPR_DATA).
+// (NFTA_EXPR_DATA), which alias the messages the snapshot was decoded from.
 type Expr struct {
 	Name string
 	Data []byte

@@ -12,7 +12,7 @@ import (
 func nativeU32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
 func nativeU16(b []byte) uint16 { return binary.NativeEndian.Uint16(b) }
 
-func (rd *ruleDecoder) xtTarget(as attrs) error {
+func (rd *ruleDecoder) xtTarget(as *attrs) error {
 	rd.r.Xtables = true
 	name := as.str(xtName)
 	info, _ := as.get(xtInfo)
@@ -57,7 +57,7 @@ func (rd *ruleDecoder) xtTarget(as attrs) error {
 	return nil
 }
 
-func (rd *ruleDecoder) xtMatch(as attrs) error {
+func (rd *ruleDecoder) xtMatch(as *attrs) error {
 	rd.r.Xtables = true
 	name := as.str(xtName)
 	rev, _ := as.u32(xtRev)
@@ -163,7 +163,7 @@ func xtHashlimitName(info []byte) string {
 }
 
 // limitText renders a native limit's rate (NFTA_LIMIT_*).
-func limitText(as attrs) string {
+func limitText(as *attrs) string {
 	rate, ok := as.u64(limitRate)
 	if !ok {
 		return ""
