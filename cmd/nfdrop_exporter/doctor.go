@@ -8,10 +8,10 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/doctor"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/nsfacts"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
-	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/doctor"
 )
 
 type doctorFlags struct {
