@@ -140,10 +140,14 @@ func worse(a, b state) state {
 }
 
 // condLog is a log statement that ran for the packets that passed terms.
+// A weak one (from a base chain that runs before, from the caller of the
+// chain, or from a chain jumped to) covers a drop whose condition it
+// includes and says nothing about others: it was written for other drops.
 type condLog struct {
 	terms   []string
 	sampled bool
 	rule    *ruleset.Rule
+	weak    bool
 }
 
 type analyzer struct {
@@ -242,7 +246,7 @@ func (a *analyzer) priorLogs(s *ruleset.Snapshot, c *ruleset.Chain) []condLog {
 			}
 			for _, l := range r.Logs {
 				if a.counts(l) {
-					out = append(out, condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r})
+					out = append(out, condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r, weak: true})
 				}
 			}
 		}
@@ -269,7 +273,7 @@ func inherit(site callSite) []condLog {
 				rest = append(rest, t)
 			}
 		}
-		out = append(out, condLog{terms: rest, sampled: c.sampled, rule: c.rule})
+		out = append(out, condLog{terms: rest, sampled: c.sampled, rule: c.rule, weak: true})
 	}
 	return out
 }
@@ -284,7 +288,9 @@ func (a *analyzer) fallThroughOf(c *ruleset.Chain) fallThrough {
 		return fallThrough{st: state{cov: CannotTell}} // a loop, which the kernel refuses to load
 	}
 	a.busy[c] = true
-	w := walker{a: a, chain: c}
+	// Its conditional log statements are handed to the caller as weak
+	// ones; they make no "cannot tell" of what it returns.
+	w := walker{a: a, chain: c, weakAll: true}
 	st := w.walk(state{cov: NotCovered}, nil)
 	delete(a.busy, c)
 	ft := fallThrough{st: st, conds: w.conds[:w.passed]}
@@ -294,10 +300,11 @@ func (a *analyzer) fallThroughOf(c *ruleset.Chain) fallThrough {
 
 // walker walks one chain's rules in order.
 type walker struct {
-	a      *analyzer
-	chain  *ruleset.Chain
-	record bool // record drop points and call sites (not for fallThrough)
-	points []DropPoint
+	a       *analyzer
+	chain   *ruleset.Chain
+	record  bool // record drop points and call sites (not for fallThrough)
+	weakAll bool // every conditional log statement is weak
+	points  []DropPoint
 
 	s     state // what is known of every packet reaching the current rule
 	conds []condLog
@@ -378,7 +385,7 @@ func (w *walker) at(terms []string) state {
 	for _, c := range w.conds {
 		if subset(c.terms, terms) {
 			st = better(st, logged(ruleset.Log{Sampled: c.sampled}, c.rule))
-		} else {
+		} else if !c.weak && !w.weakAll {
 			st = better(st, state{cov: CannotTell, by: c.rule})
 		}
 	}
@@ -451,6 +458,7 @@ func (w *walker) after(r *ruleset.Rule) {
 			ft := w.a.fallThroughOf(target)
 			w.s = better(w.s, ft.st)
 			for _, c := range ft.conds {
+				c.weak = true
 				w.addCond(c)
 			}
 		}
