@@ -1,7 +1,12 @@
 package ruleset
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 )
@@ -302,8 +307,8 @@ func (d *decoder) finish() (*Snapshot, error) {
 	return d.snap, nil
 }
 
-// addElements reads an NFTA_SET_ELEM_LIST_ELEMENTS list; only verdict
-// maps' elements are kept.
+// addElements reads an NFTA_SET_ELEM_LIST_ELEMENTS list: a verdict map's
+// keys and verdicts, and an anonymous set's content.
 func (s *Set) addElements(list []byte) error {
 	elems, err := parseList(list)
 	if err != nil {
@@ -312,6 +317,9 @@ func (s *Set) addElements(list []byte) error {
 	for _, el := range elems {
 		if el.typ != listElem {
 			continue
+		}
+		if s.Anonymous {
+			s.content = append(s.content, el.data)
 		}
 		as, err := parseAttrs(el.data)
 		if err != nil {
@@ -336,12 +344,33 @@ func (s *Set) addElements(list []byte) error {
 		var key []byte
 		if kn, err := as.nested(setElemKey); err == nil {
 			if kv, ok := kn.get(dataValue); ok {
-				key = append([]byte(nil), kv...)
+				key = kv
 			}
 		}
 		s.Elements = append(s.Elements, MapElement{Key: key, Verdict: v})
 	}
 	return nil
+}
+
+// contentKey names an anonymous set by what it holds, so that the same
+// "{ 80, 443 }" written in two rules compares equal; "" when its elements
+// were not read.
+func (s *Set) contentKey() string {
+	if len(s.content) == 0 {
+		return ""
+	}
+	sorted := slices.Clone(s.content)
+	slices.SortFunc(sorted, bytes.Compare)
+	h := sha256.New()
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], s.KeyType)
+	h.Write(n[:])
+	for _, e := range sorted {
+		binary.BigEndian.PutUint32(n[:], uint32(len(e)))
+		h.Write(n[:])
+		h.Write(e)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // ruleComment reads the comment from a rule's user data (NFTNL_UDATA_RULE_COMMENT:

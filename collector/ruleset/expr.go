@@ -287,11 +287,18 @@ func (rd *ruleDecoder) canonical(parts []Expr) (string, error) {
 				b = append(b, 'r')
 				b = strconv.AppendUint(b, uint64(regs.name(a.data)), 10)
 			case e.Name == "lookup" && a.typ == lookupSet:
+				set := cstring(a.data)
+				if s := rd.d.sets[setKey{tableKey{rd.t.Family, rd.t.Name}, set}]; s != nil && s.Anonymous {
+					if k := s.contentKey(); k != "" {
+						b = append(b, "{"+k+"}"...)
+						continue
+					}
+				}
 				b = append(b, rd.t.Family.String()...)
 				b = append(b, '/')
 				b = append(b, quoteName(rd.t.Name)...)
 				b = append(b, "/@"...)
-				b = append(b, quoteName(cstring(a.data))...)
+				b = append(b, quoteName(set)...)
 			case isDataAttr(e.Name, a.typ):
 				b = hex.AppendEncode(b, dataValueOf(a.data))
 			default:

@@ -425,3 +425,20 @@ func TestNoNetAdmin(t *testing.T) {
 		t.Fatalf("without CAP_NET_ADMIN: %s; want %q", out, ErrNoNetAdmin)
 	}
 }
+
+// TestAnonymousSetsCompareByContent: "{ 80, 443 }" written in two rules
+// (two anonymous sets) is one condition; "{ 80, 8080 }" is another.
+func TestAnonymousSetsCompareByContent(t *testing.T) {
+	_, fd := labNS(t, "a", loadFile(t, "nft", `table inet t {
+	chain a {
+		tcp dport { 80, 443 } log group 0
+		tcp dport { 443, 80 } drop
+		tcp dport { 80, 8080 } drop
+	}
+}
+`))
+	r := chainOf(t, read(t, fd), FamilyINet, "t", "a").Rules
+	if !reflect.DeepEqual(r[0].Terms, r[1].Terms) || reflect.DeepEqual(r[0].Terms, r[2].Terms) {
+		t.Errorf("terms:\n%q\n%q\n%q", r[0].Terms, r[1].Terms, r[2].Terms)
+	}
+}

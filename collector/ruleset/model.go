@@ -318,7 +318,9 @@ type RateLimit struct {
 	Text string // the rate as far as it is known, e.g. "3/minute burst 10"
 }
 
-// Set is an nf_tables set or map. Elements are read for verdict maps only.
+// Set is an nf_tables set or map. Elements are read for verdict maps only;
+// the content of anonymous sets (up to MaxAnonymousSets of them) is read to
+// compare the conditions that use them.
 type Set struct {
 	Name      string
 	Flags     uint32
@@ -326,6 +328,8 @@ type Set struct {
 	DataType  uint32
 	Anonymous bool
 	Elements  []MapElement
+
+	content [][]byte // an anonymous set's elements, as the kernel sent them
 }
 
 // IsVerdictMap says that the set maps keys to verdicts.

@@ -16,6 +16,11 @@ import (
 // DefaultTimeout bounds one Read, retries included.
 const DefaultTimeout = 5 * time.Second
 
+// MaxAnonymousSets bounds the anonymous sets ("{ 80, 443 }" in a rule)
+// whose elements a read dumps (one dump each) to compare the conditions
+// that use them; beyond it a condition on such a set never equals another.
+const MaxAnonymousSets = 256
+
 // DefaultAttempts is how often Read tries when the ruleset changes while
 // it is read.
 const DefaultAttempts = 3
@@ -150,6 +155,7 @@ func (n Netlink) attempt(conn *netlink.Conn, attempt int) (raw []byte, ok bool, 
 	if err != nil {
 		return nil, false, err
 	}
+	anonymous := 0
 	for _, m := range sets {
 		if len(m.Data) < 4 {
 			continue
@@ -160,7 +166,11 @@ func (n Netlink) attempt(conn *netlink.Conn, attempt int) (raw []byte, ok bool, 
 		}
 		flags, _ := as.u32(setFlags)
 		dt, _ := as.u32(setDataType)
-		if flags&setFlagMap == 0 || dt != dataTypeVerdict {
+		switch {
+		case flags&setFlagMap != 0 && dt == dataTypeVerdict:
+		case flags&setFlagAnon != 0 && flags&setFlagMap == 0 && anonymous < MaxAnonymousSets:
+			anonymous++
+		default:
 			continue
 		}
 		tbl, _ := as.get(setTable)
