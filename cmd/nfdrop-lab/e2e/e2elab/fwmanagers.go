@@ -3,6 +3,7 @@
 package e2elab
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // The distribution's firewall managers, confined to a lab namespace: each
@@ -178,5 +180,104 @@ func (f *Firewalld) stop(t testing.TB, exited <-chan struct{}) {
 	if t.Failed() {
 		b, _ := os.ReadFile(filepath.Join(f.Dir, "firewalld.log"))
 		t.Logf("firewalld output:\n%s", b)
+	}
+}
+
+// LogEveryDrop writes, into the private copies of ufw's rules files, an
+// NFLOG line to group in front of every drop of a vanilla ufw (deny
+// incoming): the INVALID drops, the not-local drop, the IPv6 routing header
+// drops, and the top of the after chains for the policies and the drops
+// that stand for them. Run ufw reload (or enable) afterwards.
+func (u *UFW) LogEveryDrop(t testing.TB, group int) {
+	t.Helper()
+	nflog := func(rule string) string {
+		return fmt.Sprintf("%s -j NFLOG --nflog-group %d --nflog-prefix \"[UFW BLOCK] \"", rule, group)
+	}
+	const commit = "# don't delete the 'COMMIT' line"
+	u.EditRules(t, "before.rules", "-A ufw-before-input -m conntrack --ctstate INVALID -j DROP",
+		nflog("-A ufw-before-input -m conntrack --ctstate INVALID"))
+	u.EditRules(t, "before.rules", "-A ufw-not-local -j DROP", nflog("-A ufw-not-local"))
+	u.EditRules(t, "after.rules", "-A ufw-after-input", nflog("-A ufw-after-input"))
+	u.EditRules(t, "after.rules", commit, nflog("-A ufw-after-forward"))
+	for _, d := range []string{"input", "forward", "output"} {
+		u.EditRules(t, "before6.rules", "-A ufw6-before-"+d+" -m rt --rt-type 0 -j DROP", nflog("-A ufw6-before-"+d+" -m rt --rt-type 0"))
+	}
+	u.EditRules(t, "before6.rules", "-A ufw6-before-input -m conntrack --ctstate INVALID -j DROP",
+		nflog("-A ufw6-before-input -m conntrack --ctstate INVALID"))
+	u.EditRules(t, "after6.rules", "-A ufw6-after-input", nflog("-A ufw6-after-input"))
+	u.EditRules(t, "after6.rules", commit, nflog("-A ufw6-after-forward"))
+}
+
+// LogInFrontOfDrops inserts, in front of every drop and reject rule of one
+// nft table in namespace ns, a rule with the same matches that logs to
+// group: the hand-written "after" state of a table whose manager has no
+// setting for it. It reads the rules from nft -a list table.
+func LogInFrontOfDrops(t testing.TB, ns, family, table string, group int) int {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-a", "list", "table", family, table).Output()
+	if err != nil {
+		t.Fatalf("nft -a list table %s %s: %v", family, table, err)
+	}
+	statements := map[string]bool{"counter": true, "log": true, "drop": true, "reject": true, "accept": true, "jump": true, "goto": true, "return": true, "limit": true}
+	chain, n := "", 0
+	for _, line := range strings.Split(string(out), "\n") {
+		line = strings.TrimSpace(line)
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "chain" {
+			chain = f[1]
+			continue
+		}
+		text, handle, ok := strings.Cut(line, " # handle ")
+		if !ok || chain == "" {
+			continue
+		}
+		words := strings.Fields(text)
+		i := 0
+		for i < len(words) && !statements[words[i]] {
+			i++
+		}
+		if i == len(words) || (words[i] != "drop" && words[i] != "reject") {
+			continue
+		}
+		rule := strings.TrimSpace(strings.Join(words[:i], " ") + fmt.Sprintf(" log group %d counter", group))
+		args := append([]string{"netns", "exec", ns, "nft", "insert", "rule", family, table, chain, "position", handle}, strings.Fields(rule)...)
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("nft insert rule ... %s: %v: %s", rule, err, out)
+		}
+		n++
+	}
+	return n
+}
+
+// NewUFWLab creates a lab (prefix nfd-<tag><pid>) whose server namespace
+// runs vanilla ufw: default deny incoming, allow 80, enabled.
+func NewUFWLab(t testing.TB, tag string) (*lab.Lab, *UFW) {
+	t.Helper()
+	e2e.Require(t, "ip", "ufw", "iptables")
+	l, err := lab.New(fmt.Sprintf("nfd-%s%d", tag, os.Getpid()%100000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	u := NewUFW(t, l.Server)
+	u.Run(t, "default", "deny", "incoming")
+	u.Run(t, "allow", "80")
+	u.Run(t, "--force", "enable")
+	return l, u
+}
+
+// SendAuditSet sends AuditSet over IPv4 from the client: 9 packets that
+// conntrack calls INVALID and 5 NEW ones to closed ports.
+func SendAuditSet(t testing.TB, l *lab.Lab) {
+	t.Helper()
+	invalid, valid := AuditSet(false)
+	for _, s := range []lab.Scenario{invalid, valid} {
+		if err := l.RunScenario(context.Background(), s, 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

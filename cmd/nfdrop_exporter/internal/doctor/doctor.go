@@ -300,6 +300,10 @@ func (d *diagnosis) logs(a *droppoint.Analysis) {
 			f.ID, f.Severity = IDLogUncounted, Warning
 			f.Message = fmt.Sprintf("Rule %d logs to group %d without a counter: the exporter cannot check its counts against the kernel's.", l.Rule.Handle, g)
 			f.Fix = d.fix.counter(l.Rule)
+			if f.Manager == fwmanager.Firewalld {
+				// firewalld has no setting that adds one: nothing to act on.
+				f.Severity = Info
+			}
 			d.add(f)
 		case !read:
 			if b, ok := d.in.Facts.Bound(g); ok {

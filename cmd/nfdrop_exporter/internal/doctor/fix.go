@@ -239,6 +239,9 @@ func (f fixer) unlimit(r *ruleset.Rule) string {
 
 // counter is the fix for an NFLOG rule without a counter.
 func (f fixer) counter(r *ruleset.Rule) string {
+	if fwmanager.Owner(f.snap, r.Chain) == fwmanager.Firewalld {
+		return "firewalld writes its log rules without a counter and has no setting to add one; the exporter's check of its counts against the kernel's (nfdrop_log_rule_packets_total) stays unavailable for this rule. Nothing else is affected."
+	}
 	where := fmt.Sprintf("%s %s %s", r.Chain.Table.Family, nftName(r.Chain.Table.Name), nftName(r.Chain.Name))
 	if text, ok := f.nftText(r); ok {
 		return fmt.Sprintf("nft replace rule %s handle %d %s counter", where, r.Handle, text)
