@@ -104,6 +104,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
 	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzDecode -fuzztime=60s ./collector/ruleset/
+	$(GO) test -run '^$$' -fuzz=FuzzAnalyze -fuzztime=60s ./collector/droppoint/
+	$(GO) test -run '^$$' -fuzz=FuzzParseNFLOGInstances -fuzztime=30s ./collector/nsfacts/
+	$(GO) test -run '^$$' -fuzz=FuzzParseNetlink -fuzztime=30s ./collector/nsfacts/
+	$(GO) test -run '^$$' -fuzz=FuzzParseIptablesSave -fuzztime=30s ./cmd/nfdrop_exporter/internal/doctor/
+	$(GO) test -run '^$$' -fuzz=FuzzParseNftList -fuzztime=30s ./cmd/nfdrop_exporter/internal/doctor/
 
 clean:
 	rm -rf $(BIN)

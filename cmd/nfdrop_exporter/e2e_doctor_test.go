@@ -244,6 +244,29 @@ func TestDoctorFirewalldE2E(t *testing.T) {
 		t.Errorf("with the rich rule: %q; want the zone's reject covered", got)
 	}
 
+	// The fix doctor gives for firewalld's INVALID drop, run as it is: a
+	// table of one's own, just before firewalld's chain, that logs the same
+	// packets.
+	var fix string
+	for _, fd := range r.Findings {
+		if fd.ID == "drop-not-logged" && fd.Chain == "filter_INPUT" {
+			fix = fd.Fix
+		}
+	}
+	ran := 0
+	for _, line := range strings.Split(fix, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "nft ") {
+			if _, err := l.Run(l.Server, "sh", "-c", line); err != nil {
+				t.Fatalf("the fix's %q: %v", line, err)
+			}
+			ran++
+		}
+	}
+	r, _ = doctorReport(t, bin, l.Server)
+	if got := dropFindings(r, "drop-not-logged"); ran != 3 || slices.Contains(got, "inet firewalld filter_INPUT#29") || len(got) != 5 {
+		t.Errorf("after running %d lines of the INVALID fix: %q; want it covered", ran, got)
+	}
+
 	if n := e2elab.LogInFrontOfDrops(t, l.Server, "inet", "firewalld", 0); n < 6 {
 		t.Fatalf("inserted %d log rules", n)
 	}

@@ -87,7 +87,7 @@ func (f fixer) ufw(p droppoint.DropPoint) string {
 	if v6 {
 		prefix, sfx = "ufw6-", "6"
 	}
-	recipe := fmt.Sprintf("or run "+ufwRecipe+", which adds NFLOG rules in front of all of ufw's drops.", f.group)
+	recipe := fmt.Sprintf("Or run "+ufwRecipe+" for all of ufw's drops at once.", f.group)
 	name := p.Chain.Name
 	dir := chainDirection(name)
 	switch {
@@ -145,6 +145,9 @@ func (f fixer) firewalld(p droppoint.DropPoint) string {
 		case m[1] == "IN":
 			return fmt.Sprintf("firewall-cmd --permanent %s --add-rich-rule='rule priority=32767 nflog group=\"%d\" prefix=\"denied\"'\nfirewall-cmd --reload\n(the rule logs, at the end of the zone, every packet the zone then rejects)", kind, f.group)
 		}
+	}
+	if p.Kind == droppoint.PolicyDrop || (p.Rule != nil && p.Rule.Unconditional()) {
+		return "firewalld drops here every packet its earlier rules did not accept (a zone's or a policy's default target). Zone rich rules log input only, and a log rule in front of it elsewhere would also log the packets firewalld accepts. Count these drops with the exporter's --ebpf.enable."
 	}
 	hook := p.Chain.HookName()
 	if p.Chain.Base == nil {

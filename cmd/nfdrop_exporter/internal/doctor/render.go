@@ -33,8 +33,11 @@ func WriteText(w io.Writer, r Report) error {
 		}
 		fmt.Fprintf(&b, "%s (%s)", m.Name, printable(strings.Join(m.Tables, ", ")))
 	}
-	fmt.Fprintf(&b, "\nRead %d tables, %d chains, %d rules (%d drop points) in %.1f ms; the exporter reads NFLOG group %s.\n",
-		r.Ruleset.Tables, r.Ruleset.Chains, r.Ruleset.Rules, r.Ruleset.DropPoints, r.Ruleset.ReadMillis, groupList(r.Groups))
+	fmt.Fprintf(&b, "\nRead %d tables, %d chains, %d rules (%d drop points)", r.Ruleset.Tables, r.Ruleset.Chains, r.Ruleset.Rules, r.Ruleset.DropPoints)
+	if r.Ruleset.ReadMillis > 0 {
+		fmt.Fprintf(&b, " in %.1f ms", r.Ruleset.ReadMillis)
+	}
+	fmt.Fprintf(&b, "; the exporter reads NFLOG group %s.\n", groupList(r.Groups))
 	counts := map[Severity]int{}
 	for _, f := range r.Findings {
 		counts[f.Severity]++
