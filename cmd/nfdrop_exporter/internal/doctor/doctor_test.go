@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/nsfacts"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
@@ -217,5 +218,40 @@ func TestJSONShape(t *testing.T) {
 		if f["id"] == IDDropNotLogged && f["packets"] != nil {
 			t.Errorf("firewalld drop with packets %v; its rules have no counter", f["packets"])
 		}
+	}
+}
+
+// TestNamesNotUTF8: table and chain names that are not UTF-8 (or hold
+// control characters) come out as valid UTF-8 in JSON and printable text.
+func TestNamesNotUTF8(t *testing.T) {
+	tb := &ruleset.Table{Family: ruleset.FamilyIP, Name: "t\xff"}
+	c := &ruleset.Chain{Table: tb, Name: "in\x1b[2J\xfe", Base: &ruleset.BaseChain{Hook: 1, Policy: ruleset.Drop, Counter: &ruleset.Counter{Packets: 3}}}
+	tb.Chains = []*ruleset.Chain{c}
+	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: []*ruleset.Table{tb}}, Groups: []uint16{0}})
+	var txt, js bytes.Buffer
+	if err := WriteText(&txt, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	if !utf8.Valid(txt.Bytes()) || bytes.Contains(txt.Bytes(), []byte("\x1b")) || !strings.Contains(txt.String(), `ip t\xff in\x1b[2J\xfe (nftables)`) {
+		t.Errorf("text:\n%s", txt.String())
+	}
+	var doc struct {
+		Findings []struct {
+			Table, Chain string
+			Packets      *uint64
+		}
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc); err != nil || !utf8.Valid(js.Bytes()) {
+		t.Fatalf("json: %v", err)
+	}
+	f := doc.Findings[0]
+	if f.Table != `t\xff` || f.Chain != "in\x1b[2J\\xfe" || f.Packets == nil || *f.Packets != 3 {
+		t.Errorf("finding %+v", f)
+	}
+	if r.ExitCode() != 1 {
+		t.Errorf("exit %d", r.ExitCode())
 	}
 }

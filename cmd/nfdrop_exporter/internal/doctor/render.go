@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"unicode"
 )
@@ -88,13 +87,29 @@ func indent(b *strings.Builder, first, rest, text string) {
 	}
 }
 
-// printable keeps a terminal safe from control characters in names.
+// printable keeps a terminal safe from control characters in names: each
+// becomes \xNN (or \uNNNN), and nothing else changes.
 func printable(s string) string {
+	clean := true
 	for _, r := range s {
 		if !unicode.IsPrint(r) && r != ' ' {
-			q := strconv.QuoteToGraphic(s)
-			return q[1 : len(q)-1]
+			clean = false
+			break
 		}
 	}
-	return s
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case unicode.IsPrint(r) || r == ' ':
+			b.WriteRune(r)
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
 }
