@@ -125,8 +125,8 @@ bench: deps build
 
 # Every fuzz target of the module, as package:FuzzName. `make fuzz` first
 # fails if a func FuzzXxx in a _test.go file is missing here, then runs each
-# target for FUZZTIME (60s unless given), one after the other: 18 targets,
-# 18 minutes plus their builds. FUZZFLAGS adds go test flags
+# target for FUZZTIME (60s unless given), one after the other: 24 targets,
+# 24 minutes plus their builds. FUZZFLAGS adds go test flags
 # (FUZZFLAGS=-parallel=1 on a shared machine).
 FUZZ_TARGETS := \
 	./collector/packet/:FuzzDecode \
@@ -146,7 +146,13 @@ FUZZ_TARGETS := \
 	./cmd/nfdrop_exporter/internal/explain/:FuzzFrame \
 	./cmd/nfdrop_exporter/internal/explain/:FuzzPcapInput \
 	./deploy/internal/docbundle/:FuzzRewriteLinks \
-	./collector/ebpf/:FuzzDecodeRecord
+	./collector/ebpf/:FuzzDecodeRecord \
+	./collector/ruleset/:FuzzDecode \
+	./collector/droppoint/:FuzzAnalyze \
+	./collector/nsfacts/:FuzzParseNFLOGInstances \
+	./collector/nsfacts/:FuzzParseNetlink \
+	./cmd/nfdrop_exporter/internal/doctor/:FuzzParseIptablesSave \
+	./cmd/nfdrop_exporter/internal/doctor/:FuzzParseNftList
 FUZZTIME ?= 60s
 FUZZFLAGS ?=
 

@@ -61,6 +61,7 @@ type flags struct {
 	web                    *web.FlagConfig
 	log                    *promslog.Config
 	explain                explainFlags
+	doctor                 doctorFlags
 	conntrack              *conntrackFlags
 	reasons                *reasonsFlags
 	audit                  *auditFlags
@@ -99,6 +100,7 @@ func newApp(f *flags, versionText string) (*kingpin.Application, *kingpin.CmdCla
 	serve.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).Default("info").HintOptions(promslog.LevelFlagOptions...).SetValue(f.log.Level)
 	serve.Flag(promslogflag.FormatFlagName, promslogflag.FormatFlagHelp).Default("logfmt").HintOptions(promslog.FormatFlagOptions...).SetValue(f.log.Format)
 	explain := addExplainCommand(app, &f.explain)
+	addDoctorCommand(app, &f.doctor)
 	return app, serve, explain
 }
 
@@ -116,7 +118,7 @@ func defaultCommand(args []string) []string {
 		return []string{"serve", "--help"}
 	}
 	switch args[0] {
-	case "serve", "explain", "help", "--help", "-h", "--help-long", "--help-man", "--version",
+	case "serve", "explain", "doctor", "help", "--help", "-h", "--help-long", "--help-man", "--version",
 		"--completion-bash", "--completion-script-bash", "--completion-script-zsh":
 		return args
 	}
@@ -163,6 +165,8 @@ func run(args []string, stdin *os.File, stdout, stderr *os.File) (code int) {
 	switch cmd {
 	case explain.FullCommand():
 		return runExplain(&f.explain, stdin, stdout, stderr)
+	case "doctor":
+		return runDoctor(&f.doctor, stdout, stderr)
 	case serve.FullCommand():
 	}
 	cfg, err := f.validate()
