@@ -22,21 +22,21 @@ type fakeRuleReader struct {
 	reads int
 }
 
-func (f *fakeRuleReader) LogRules() ([]ruleaudit.Rule, error) {
+func (f *fakeRuleReader) Read() (ruleaudit.Ruleset, error) {
 	f.reads++
 	if len(f.errs) > 0 {
 		err := f.errs[0]
 		f.errs = f.errs[1:]
 		if err != nil {
-			return nil, err
+			return ruleaudit.Ruleset{}, err
 		}
 	}
-	return f.rules, nil
+	return ruleaudit.Ruleset{LogRules: f.rules}, nil
 }
 
 // auditFamilies are the families of the rule audit, but its age, which a
 // test cannot know exactly.
-var auditFamilies = []string{"nfdrop_log_rule_audit_success", "nfdrop_log_rule_packets_total", "nfdrop_log_rules", "nfdrop_log_rules_without_counter"}
+var auditFamilies = []string{"nfdrop_log_rule_audit_success", "nfdrop_log_rule_packets_total", "nfdrop_log_rules", "nfdrop_log_rules_uncounted"}
 
 func newAuditCollector(t *testing.T, r ruleaudit.Reader, groups ...classify.Group) (*Collector, *bytes.Buffer) {
 	t.Helper()
@@ -70,10 +70,10 @@ nfdrop_log_rule_packets_total{chain="INPUT",family="ip6",group="0",table="filter
 # TYPE nfdrop_log_rules gauge
 nfdrop_log_rules{group="0"} 4
 nfdrop_log_rules{group="1"} 0
-# HELP nfdrop_log_rules_without_counter Log rules of the group that have no counter, so that their packets are missing from nfdrop_log_rule_packets_total; add "counter" to them.
-# TYPE nfdrop_log_rules_without_counter gauge
-nfdrop_log_rules_without_counter{group="0"} 1
-nfdrop_log_rules_without_counter{group="1"} 0
+# HELP nfdrop_log_rules_uncounted Log rules of the group that have no counter, so that their packets are missing from nfdrop_log_rule_packets_total; add "counter" to them.
+# TYPE nfdrop_log_rules_uncounted gauge
+nfdrop_log_rules_uncounted{group="0"} 1
+nfdrop_log_rules_uncounted{group="1"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), auditFamilies...); err != nil {
 		t.Error(err)

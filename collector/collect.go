@@ -27,7 +27,8 @@ func (c *Collector) families() []*prometheus.Desc {
 		}
 	}
 	if c.auditor != nil {
-		d = append(d, logRulesDesc, logRulesUncountedDesc, logRulePacketsDesc, ruleAuditSuccessDesc, ruleAuditAgeDesc)
+		d = append(d, logRulesDesc, logRulesUncountedDesc, logRulePacketsDesc, ruleAuditSuccessDesc, ruleAuditAgeDesc,
+			firewallDropsDesc, firewallUncountedDesc)
 	}
 	if c.ebpf != nil {
 		d = append(d, ebpfDropsDesc, ebpfMissedDesc, kernelDropsDesc)
@@ -266,6 +267,12 @@ func (c *Collector) collectAudit(ch chan<- prometheus.Metric) {
 	}
 	for _, cp := range au.Chains {
 		emit(ch, logRulePacketsDesc, prometheus.CounterValue, float64(cp.Packets), cp.Group.String(), cp.Family, cp.Table, cp.Chain)
+	}
+	for _, d := range au.Drops {
+		emit(ch, firewallDropsDesc, prometheus.CounterValue, float64(d.Packets), d.Family, d.Table, d.Chain)
+	}
+	for _, u := range au.Uncounted {
+		emit(ch, firewallUncountedDesc, prometheus.GaugeValue, float64(u.DropPoints), u.Family, u.Table)
 	}
 }
 

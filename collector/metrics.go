@@ -147,7 +147,7 @@ var (
 	logRulesDesc = desc("log_rules",
 		"nf_tables rules that log to the NFLOG group (nft log group, iptables-nft -j NFLOG), read from the kernel; 0 means nothing can reach the group.",
 		groupLabel...)
-	logRulesUncountedDesc = desc("log_rules_without_counter",
+	logRulesUncountedDesc = desc("log_rules_uncounted",
 		"Log rules of the group that have no counter, so that their packets are missing from nfdrop_log_rule_packets_total; add \"counter\" to them.",
 		groupLabel...)
 	logRulePacketsDesc = desc("log_rule_packets_total",
@@ -157,6 +157,17 @@ var (
 		"1 if the last read of the nf_tables ruleset succeeded; while 0 the other nfdrop_log_rule* series are absent.")
 	ruleAuditAgeDesc = desc("log_rule_audit_age_seconds",
 		"Seconds from the start of the nf_tables ruleset read this scrape shows to the scrape: how far the rule counters may lag the exporter's.")
+)
+
+// The firewall's own drop counters, read with the log rules: what the
+// kernel dropped, logged or not.
+var (
+	firewallDropsDesc = desc("firewall_drops_total",
+		"Packets the firewall dropped or rejected in one chain, as the kernel counts them: the packet counters of its drop and reject rules and of its drop policy (nf_tables, read at scrape time). Compare with nfdrop_log_rule_packets_total: what a chain drops that no log rule saw is invisible to NFLOG.",
+		classify.LabelFamily, labelTable, labelChain)
+	firewallUncountedDesc = desc("firewall_drop_rules_uncounted",
+		"Drop points of a table whose packets the kernel does not count (a rule without a counter, a verdict map's drop elements, a native chain's drop policy), so that they are missing from nfdrop_firewall_drops_total.",
+		classify.LabelFamily, labelTable)
 )
 
 // The eBPF drop source's own accounting, kept in the kernel (package ebpf).

@@ -172,8 +172,8 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 	if got := value(s, "nfdrop_log_rules", g0); got != wantRules {
 		t.Errorf("nfdrop_log_rules = %v, want %v", got, wantRules)
 	}
-	if got := value(s, "nfdrop_log_rules_without_counter", g0); got != 0 {
-		t.Errorf("nfdrop_log_rules_without_counter = %v, want 0", got)
+	if got := value(s, "nfdrop_log_rules_uncounted", g0); got != 0 {
+		t.Errorf("nfdrop_log_rules_uncounted = %v, want 0", got)
 	}
 	for _, name := range []string{"nfdrop_log_rule_audit_success", "nfdrop_conntrack_stats_success"} {
 		if got := value(s, name, nil); got != 1 {

@@ -4,7 +4,7 @@ import (
 	"cmp"
 	"slices"
 
-	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 )
 
 // MaxChainSeries caps the chains FirewallDrops returns: chain names are the
@@ -22,7 +22,8 @@ const Other = "(other)"
 
 // ChainDrops is the kernel's count of the packets one chain's drop points
 // dropped: the counters of its drop and reject rules and its policy
-// counter. Family, Table and Chain are valid UTF-8 (ruleset.LabelValue).
+// counter. Family, Table and Chain are valid label values
+// (classify.LabelText).
 type ChainDrops struct {
 	Family, Table, Chain string
 	Packets              uint64
@@ -49,9 +50,9 @@ func (a *Analysis) FirewallDrops() ([]ChainDrops, []TableUncounted) {
 	chains := map[ck]uint64{}
 	tables := map[tk]int{}
 	for _, p := range a.DropPoints {
-		f, t := p.Chain.Table.Family.String(), ruleset.LabelValue(p.Chain.Table.Name)
+		f, t := p.Chain.Table.Family.String(), classify.LabelText(p.Chain.Table.Name)
 		if p.Counted {
-			chains[ck{f, t, ruleset.LabelValue(p.Chain.Name)}] += p.Packets
+			chains[ck{f, t, classify.LabelText(p.Chain.Name)}] += p.Packets
 		} else {
 			tables[tk{f, t}]++
 		}

@@ -67,12 +67,12 @@ func TestFirewallDropsCap(t *testing.T) {
 	}
 	// "t\xff" sorts after "big" and falls into (other); check its label in
 	// the uncounted series instead.
-	if !slices.Equal(tu, []TableUncounted{{"inet", `t\xff`, 2}}) {
+	if !slices.Equal(tu, []TableUncounted{{"inet", "t\uFFFD", 2}}) {
 		t.Errorf("uncounted %+v", tu)
 	}
-	small := Analyze(snapshot(map[string][]string{"t\xff": {"x\xfe", `x\xfe`}}), Options{})
+	small := Analyze(snapshot(map[string][]string{"t\xff": {"x\xfe", "x\xff"}}), Options{})
 	cd, _ = small.FirewallDrops()
-	if !slices.Equal(cd, []ChainDrops{{"inet", `t\xff`, `x\xfe`, 3}}) {
+	if !slices.Equal(cd, []ChainDrops{{"inet", "t\uFFFD", "x\uFFFD", 3}}) {
 		t.Errorf("merged names: %+v", cd)
 	}
 }

@@ -36,7 +36,7 @@ func Detect(s *ruleset.Snapshot) []Manager {
 	ufw := hasUFW(s)
 	tables := map[string][]string{}
 	for _, t := range s.Tables {
-		tname := t.Family.String() + " " + ruleset.LabelValue(t.Name)
+		tname := t.Family.String() + " " + ruleset.Printable(t.Name)
 		seen := map[string]bool{}
 		for _, c := range t.Chains {
 			seen[owner(c, ufw)] = true

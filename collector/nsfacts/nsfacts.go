@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nfdrop/nfdrop_exporter/collector/sysctl"
 )
 
 // Paths are where the facts are read; the zero value reads the calling
@@ -113,28 +115,16 @@ func Read(p Paths) (Facts, error) {
 			f.Legacy[fam] = names
 		}
 	}
-	if f.TCPLoose, err = readInt(filepath.Join(p.ProcSys, "net", "netfilter", "nf_conntrack_tcp_loose")); err != nil {
-		return f, err
+	settings := sysctl.Read(filepath.Join(p.ProcSys, "net", "netfilter"))
+	if v, ok := settings.ConntrackValue("tcp_loose"); ok {
+		n := int(v)
+		f.TCPLoose = &n
 	}
-	if f.LogInvalid, err = readInt(filepath.Join(p.ProcSys, "net", "netfilter", "nf_conntrack_log_invalid")); err != nil {
-		return f, err
+	if settings.HasLogInvalid {
+		n := int(settings.LogInvalid)
+		f.LogInvalid = &n
 	}
 	return f, nil
-}
-
-func readInt(path string) (*int, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return &v, nil
 }
 
 // maxLines bounds what the parsers read from one /proc file.

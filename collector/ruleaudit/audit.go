@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
+	"github.com/nfdrop/nfdrop_exporter/collector/droppoint"
 )
 
 // DefaultMaxAge is how long one read of the ruleset serves scrapes by
@@ -56,6 +57,10 @@ type Audit struct {
 	// group and chain, at most MaxChainSeries per group. Family, table
 	// and chain are valid label values.
 	Chains []ChainPackets
+	// Drops and Uncounted are the ruleset's drop points: the kernel's
+	// counts per chain, and per table the drop points it does not count.
+	Drops     []droppoint.ChainDrops
+	Uncounted []droppoint.TableUncounted
 }
 
 // GroupRules counts the rules that log to one group.
@@ -108,18 +113,19 @@ func (a *Auditor) Read() Audit {
 	if r := a.last.ReadAt; !r.IsZero() && (!r.Before(called) || now.Sub(r) < a.cfg.MaxAge) {
 		return a.last
 	}
-	rules, err := a.cfg.Reader.LogRules()
+	rs, err := a.cfg.Reader.Read()
 	if err != nil {
 		// A firewall reload can delete a chain between listing and
 		// dumping it: one retry reads the new ruleset.
-		rules, err = a.cfg.Reader.LogRules()
+		rs, err = a.cfg.Reader.Read()
 	}
 	if err != nil {
 		a.logger.Warn("Reading the nf_tables ruleset failed; nfdrop_log_rule_audit_success is 0", "err", err)
 		a.last = Audit{ReadAt: now, Err: err}
 		return a.last
 	}
-	a.last = a.audit(rules, now)
+	a.last = a.audit(rs.LogRules, now)
+	a.last.Drops, a.last.Uncounted = rs.Drops, rs.Uncounted
 	a.report(a.last, now)
 	return a.last
 }

@@ -23,7 +23,7 @@ type fakeReader struct {
 	delay time.Duration // each read takes this long
 }
 
-func (f *fakeReader) LogRules() ([]Rule, error) {
+func (f *fakeReader) Read() (Ruleset, error) {
 	time.Sleep(f.delay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -32,10 +32,10 @@ func (f *fakeReader) LogRules() ([]Rule, error) {
 		err := f.errs[0]
 		f.errs = f.errs[1:]
 		if err != nil {
-			return nil, err
+			return Ruleset{}, err
 		}
 	}
-	return f.rules, nil
+	return Ruleset{LogRules: f.rules}, nil
 }
 
 type clock struct{ now time.Time }

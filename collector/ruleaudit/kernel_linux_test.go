@@ -3,6 +3,7 @@
 package ruleaudit
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/prometheus/common/promslog"
@@ -65,10 +67,11 @@ func TestNetlinkReadsRealRuleset(t *testing.T) {
 			"add rule inet fw input counter packets 1 bytes 1 drop"},
 	)
 	addXtNFLOG(t, fd, 7)
-	got, err := Netlink{Timeout: 2 * time.Second, NetNS: fd}.LogRules()
+	rs, err := Netlink{Timeout: 2 * time.Second, NetNS: fd}.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := rs.LogRules
 	sort.Slice(got, func(i, j int) bool { return fmt.Sprint(got[i]) < fmt.Sprint(got[j]) })
 	want := []Rule{
 		{Family: "inet", Table: "fw", Chain: "input", LogTarget: LogTarget{Group: 5, Counted: true, Packets: 7}},
@@ -110,7 +113,8 @@ func addXtNFLOG(t *testing.T, fd int, group uint16) {
 // no error.
 func TestNetlinkEmptyRuleset(t *testing.T) {
 	fd := kernelNetns(t, "empty")
-	got, err := Netlink{Timeout: 2 * time.Second, NetNS: fd}.LogRules()
+	rs, err := Netlink{Timeout: 2 * time.Second, NetNS: fd}.Read()
+	got := rs.LogRules
 	if err != nil || len(got) != 0 {
 		t.Errorf("empty namespace: %+v, %v; want no rule, no error", got, err)
 	}
@@ -141,4 +145,15 @@ func BenchmarkRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// nflogInfo builds struct xt_nflog_info as iptables writes it.
+func nflogInfo(group uint16, prefix string) *xt.Unknown {
+	b := make([]byte, 4+2+2+2+2+64)
+	binary.NativeEndian.PutUint32(b[0:], 256) // len (--nflog-size)
+	binary.NativeEndian.PutUint16(b[4:], group)
+	binary.NativeEndian.PutUint16(b[8:], 1) // flags: XT_NFLOG_F_COPY_LEN
+	copy(b[12:], prefix)
+	u := xt.Unknown(b)
+	return &u
 }

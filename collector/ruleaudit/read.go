@@ -1,11 +1,10 @@
 package ruleaudit
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/droppoint"
+	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
 )
 
 // Rule is one nf_tables rule that logs to an NFLOG group.
@@ -16,14 +15,32 @@ type Rule struct {
 	LogTarget
 }
 
-// Reader reads the log rules of the ruleset the exporter's network namespace
-// sees.
+// LogTarget is what one rule says about logging to NFLOG.
+type LogTarget struct {
+	Group   uint16
+	Counted bool   // the rule has a counter
+	Packets uint64 // its packet count (0 when not Counted)
+}
+
+// Ruleset is what the audit needs of one read of the ruleset.
+type Ruleset struct {
+	LogRules []Rule // the rules that log to an NFLOG group, any group
+	// Drops are the kernel's counts of the packets each chain's drop and
+	// reject rules and drop policy dropped; Uncounted the drop points per
+	// table the kernel does not count. Both are capped and their names are
+	// valid label values (droppoint.Analysis.FirewallDrops).
+	Drops     []droppoint.ChainDrops
+	Uncounted []droppoint.TableUncounted
+}
+
+// Reader reads the ruleset the exporter's network namespace sees.
 type Reader interface {
-	LogRules() ([]Rule, error)
+	Read() (Ruleset, error)
 }
 
 // Netlink reads the ruleset over nf_tables netlink (CAP_NET_ADMIN) in the
-// calling process's network namespace.
+// calling process's network namespace, with package ruleset, and finds its
+// log rules and drop points with package droppoint.
 type Netlink struct {
 	// Timeout bounds one whole read: a ruleset too large to dump in time
 	// fails the read instead of stalling scrapes.
@@ -33,54 +50,27 @@ type Netlink struct {
 	NetNS int
 }
 
-// LogRules lists every chain, then dumps each chain's rules: the kernel
-// filters a rule dump by exact table and chain name only.
-func (n Netlink) LogRules() ([]Rule, error) {
-	deadline := time.Now().Add(n.Timeout)
-	c, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(n.NetNS), nftables.WithSockOptions(func(c *netlink.Conn) error {
-		return c.SetDeadline(deadline)
-	}))
+// Read implements Reader.
+func (n Netlink) Read() (Ruleset, error) {
+	snap, err := ruleset.Netlink{Timeout: n.Timeout, NetNS: n.NetNS}.Read()
 	if err != nil {
-		return nil, fmt.Errorf("nf_tables netlink: %w", err)
+		return Ruleset{}, err
 	}
-	defer c.CloseLasting()
-	chains, err := c.ListChains()
-	if err != nil {
-		return nil, fmt.Errorf("listing nf_tables chains: %w", err)
-	}
-	var out []Rule
-	for _, ch := range chains {
-		if ch.Table == nil {
-			continue
-		}
-		rules, err := c.GetRules(ch.Table, ch)
-		if err != nil {
-			return nil, fmt.Errorf("reading rules of chain %s %s %s: %w", FamilyName(ch.Table.Family), ch.Table.Name, ch.Name, err)
-		}
-		for _, r := range rules {
-			if t, ok := Match(r.Exprs); ok {
-				out = append(out, Rule{Family: FamilyName(ch.Table.Family), Table: ch.Table.Name, Chain: ch.Name, LogTarget: t})
-			}
-		}
-	}
-	return out, nil
+	return FromSnapshot(snap), nil
 }
 
-// FamilyName is the family as nft spells it.
-func FamilyName(f nftables.TableFamily) string {
-	switch f {
-	case nftables.TableFamilyIPv4:
-		return "ip"
-	case nftables.TableFamilyIPv6:
-		return "ip6"
-	case nftables.TableFamilyINet:
-		return "inet"
-	case nftables.TableFamilyARP:
-		return "arp"
-	case nftables.TableFamilyBridge:
-		return "bridge"
-	case nftables.TableFamilyNetdev:
-		return "netdev"
+// FromSnapshot extracts what the audit needs from a read of the ruleset.
+func FromSnapshot(snap *ruleset.Snapshot) Ruleset {
+	a := droppoint.Analyze(snap, droppoint.Options{})
+	var out Ruleset
+	for _, l := range a.Logs {
+		if !l.NFLOG {
+			continue // a kernel-log statement, which no NFLOG reader sees
+		}
+		c := l.Rule.Chain
+		out.LogRules = append(out.LogRules, Rule{Family: c.Table.Family.String(), Table: c.Table.Name, Chain: c.Name,
+			LogTarget: LogTarget{Group: l.Group, Counted: l.Counted, Packets: l.Packets}})
 	}
-	return "unknown"
+	out.Drops, out.Uncounted = a.FirewallDrops()
+	return out
 }

@@ -110,7 +110,7 @@ func (d *decoder) table(fam Family, as *attrs) error {
 	}
 	k := tableKey{fam, cstring(name)}
 	if d.tables[k] != nil {
-		return fmt.Errorf("table %s %s listed twice", fam, LabelValue(k.name))
+		return fmt.Errorf("table %s %s listed twice", fam, Printable(k.name))
 	}
 	t := &Table{Family: fam, Name: k.name}
 	t.Flags, _ = as.u32(tableFlags)
@@ -128,7 +128,7 @@ func (d *decoder) tableOf(fam Family, as *attrs, attr uint16, what string) (*Tab
 	}
 	t := d.tables[tableKey{fam, cstring(name)}]
 	if t == nil {
-		return nil, fmt.Errorf("%s of unknown table %s %s", what, fam, LabelValue(cstring(name)))
+		return nil, fmt.Errorf("%s of unknown table %s %s", what, fam, Printable(cstring(name)))
 	}
 	return t, nil
 }
@@ -145,14 +145,14 @@ func (d *decoder) chain(fam Family, as *attrs) error {
 	c := &Chain{Table: t, Name: cstring(name)}
 	ck := setKey{tableKey{fam, t.Name}, c.Name}
 	if d.chains[ck] != nil {
-		return fmt.Errorf("chain %s listed twice", LabelValue(c.Name))
+		return fmt.Errorf("chain %s listed twice", Printable(c.Name))
 	}
 	d.chains[ck] = c
 	c.Handle, _ = as.u64(chainHandle)
 	if as.has(chainHook) {
 		hook, err := as.nested(chainHook)
 		if err != nil {
-			return fmt.Errorf("chain %s hook: %w", LabelValue(c.Name), err)
+			return fmt.Errorf("chain %s hook: %w", Printable(c.Name), err)
 		}
 		b := &BaseChain{Type: as.str(chainType), Policy: Accept}
 		b.Hook, _ = hook.u32(hookNum)
@@ -164,7 +164,7 @@ func (d *decoder) chain(fam Family, as *attrs) error {
 		if devs, ok := hook.get(hookDevs); ok {
 			list, err := parseList(devs)
 			if err != nil {
-				return fmt.Errorf("chain %s devices: %w", LabelValue(c.Name), err)
+				return fmt.Errorf("chain %s devices: %w", Printable(c.Name), err)
 			}
 			for _, a := range list {
 				b.Devices = append(b.Devices, cstring(a.data))
@@ -176,10 +176,10 @@ func (d *decoder) chain(fam Family, as *attrs) error {
 		if as.has(chainCounters) {
 			cs, err := as.nested(chainCounters)
 			if err != nil {
-				return fmt.Errorf("chain %s counters: %w", LabelValue(c.Name), err)
+				return fmt.Errorf("chain %s counters: %w", Printable(c.Name), err)
 			}
 			if b.Counter, err = counterFrom(&cs); err != nil {
-				return fmt.Errorf("chain %s: %w", LabelValue(c.Name), err)
+				return fmt.Errorf("chain %s: %w", Printable(c.Name), err)
 			}
 		}
 		c.Base = b
@@ -204,7 +204,7 @@ func (d *decoder) set(fam Family, as *attrs) error {
 	s.Anonymous = s.Flags&setFlagAnon != 0
 	k := setKey{tableKey{fam, t.Name}, s.Name}
 	if d.sets[k] != nil {
-		return fmt.Errorf("set %s listed twice", LabelValue(s.Name))
+		return fmt.Errorf("set %s listed twice", Printable(s.Name))
 	}
 	d.sets[k] = s
 	t.Sets = append(t.Sets, s)
@@ -232,13 +232,13 @@ func (d *decoder) object(fam Family, as *attrs) error {
 	k := setKey{tableKey{fam, t.Name}, as.str(objName)}
 	data, err := as.nested(objData)
 	if err != nil {
-		return fmt.Errorf("object %s: %w", LabelValue(k.name), err)
+		return fmt.Errorf("object %s: %w", Printable(k.name), err)
 	}
 	switch typ {
 	case objectCounter:
 		c, err := counterFrom(&data)
 		if err != nil {
-			return fmt.Errorf("counter %s: %w", LabelValue(k.name), err)
+			return fmt.Errorf("counter %s: %w", Printable(k.name), err)
 		}
 		d.counters[k] = c
 	case objectLimit:
@@ -266,10 +266,10 @@ func (d *decoder) finish() (*Snapshot, error) {
 	for _, e := range d.elems {
 		s := d.sets[e.set]
 		if s == nil {
-			return nil, fmt.Errorf("elements of unknown set %s", LabelValue(e.set.name))
+			return nil, fmt.Errorf("elements of unknown set %s", Printable(e.set.name))
 		}
 		if err := s.addElements(e.list); err != nil {
-			return nil, fmt.Errorf("elements of set %s: %w", LabelValue(s.Name), err)
+			return nil, fmt.Errorf("elements of set %s: %w", Printable(s.Name), err)
 		}
 	}
 	objUse := map[setKey]int{}
@@ -278,16 +278,16 @@ func (d *decoder) finish() (*Snapshot, error) {
 	for _, raw := range d.rules {
 		t := d.tables[raw.table]
 		if t == nil {
-			return nil, fmt.Errorf("rule of unknown table %s %s", raw.table.family, LabelValue(raw.table.name))
+			return nil, fmt.Errorf("rule of unknown table %s %s", raw.table.family, Printable(raw.table.name))
 		}
 		c := d.chains[setKey{raw.table, raw.chain}]
 		if c == nil {
-			return nil, fmt.Errorf("rule of unknown chain %s in table %s", LabelValue(raw.chain), LabelValue(t.Name))
+			return nil, fmt.Errorf("rule of unknown chain %s in table %s", Printable(raw.chain), Printable(t.Name))
 		}
 		r := &Rule{Chain: c, Handle: raw.handle, Index: len(c.Rules), Comment: ruleComment(raw.udata)}
 		rd := ruleDecoder{d: d, t: t, r: r}
 		if err := rd.decode(raw.exprs); err != nil {
-			return nil, fmt.Errorf("rule %d of chain %s: %w", raw.handle, LabelValue(c.Name), err)
+			return nil, fmt.Errorf("rule %d of chain %s: %w", raw.handle, Printable(c.Name), err)
 		}
 		k := setKey{raw.table, rd.counterObj}
 		if rd.counterObj != "" {

@@ -87,7 +87,7 @@ func TestDecodeMalformed(t *testing.T) {
 	}
 }
 
-func TestLabelValue(t *testing.T) {
+func TestPrintable(t *testing.T) {
 	for in, want := range map[string]string{
 		"INPUT":        "INPUT",
 		"ünïcode":      "ünïcode",
@@ -97,8 +97,8 @@ func TestLabelValue(t *testing.T) {
 		"":             "",
 		"\x00\x80\x7f": "\x00\\x80\x7f",
 	} {
-		if got := LabelValue(in); got != want || !utf8.ValidString(got) {
-			t.Errorf("LabelValue(%q) = %q, want %q", in, got, want)
+		if got := Printable(in); got != want || !utf8.ValidString(got) {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -129,11 +129,11 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("second decode failed: %v", err)
 		}
 		for ti, tb := range s.Tables {
-			if !utf8.ValidString(LabelValue(tb.Name)) {
-				t.Fatalf("table label %q", LabelValue(tb.Name))
+			if !utf8.ValidString(Printable(tb.Name)) {
+				t.Fatalf("table label %q", Printable(tb.Name))
 			}
 			for ci, c := range tb.Chains {
-				if c.Table != tb || !utf8.ValidString(LabelValue(c.Name)) {
+				if c.Table != tb || !utf8.ValidString(Printable(c.Name)) {
 					t.Fatalf("chain %q", c.Name)
 				}
 				for i, r := range c.Rules {

@@ -452,4 +452,4 @@ func ctStateText(mask uint32, none bool) string {
 
 // quoteName renders a name for a canonical term or a message: valid UTF-8
 // as it is, other bytes escaped (see LabelValue).
-func quoteName(s string) string { return LabelValue(s) }
+func quoteName(s string) string { return Printable(s) }

@@ -302,12 +302,12 @@ func TestNonUTF8Names(t *testing.T) {
 		t.Fatalf("names %q %q, rule %+v", got.Table.Name, got.Name, got.Rules[0].Verdict)
 	}
 	for _, n := range []string{tname, cname, "\x80"} {
-		if v := LabelValue(n); !utf8.ValidString(v) {
-			t.Errorf("LabelValue(%q) = %q, not UTF-8", n, v)
+		if v := Printable(n); !utf8.ValidString(v) {
+			t.Errorf("Printable(%q) = %q, not UTF-8", n, v)
 		}
 	}
-	if LabelValue(tname) != `t\xff\xfe` || LabelValue(cname) != `c\xc3(` {
-		t.Errorf("LabelValue: %q, %q", LabelValue(tname), LabelValue(cname))
+	if Printable(tname) != `t\xff\xfe` || Printable(cname) != `c\xc3(` {
+		t.Errorf("LabelValue: %q, %q", Printable(tname), Printable(cname))
 	}
 }
 

@@ -5,11 +5,11 @@ import (
 	"unicode/utf8"
 )
 
-// LabelValue turns a table or chain name into valid UTF-8: a valid name is
-// returned as it is, and each byte of an invalid sequence becomes \xNN.
-// Distinct names can map to the same value (the bytes ff and the text
-// "\xff"): whoever makes label values from them must sum such series.
-func LabelValue(s string) string {
+// Printable turns a table, chain or set name into valid UTF-8 for messages
+// and commands: a valid name is returned as it is, and each byte of an
+// invalid sequence becomes \xNN. (Label values are made by
+// classify.LabelText.)
+func Printable(s string) string {
 	if utf8.ValidString(s) {
 		return s
 	}

@@ -108,7 +108,7 @@ func TestPromtoolCatchesBrokenRules(t *testing.T) {
 		{"suspicious without unproven", "rules.yml", "+\n          instance_group:nfdrop_teardown_evidence_unproven:rate5m\n", "\n"},
 		{"missing rule of a down group", "alerts.yml", "and on (job, instance, group)\n          nfdrop_up == 1", "and on (job, instance, group)\n          nfdrop_up >= 0"},
 		{"losses not accounted", "alerts.yml", "increase(nfdrop_messages_lost_total[15m])", "increase(nfdrop_messages_lost_total[15m]) * 0"},
-		{"rules without counter compared", "alerts.yml", "nfdrop_log_rules_without_counter == 0", "nfdrop_log_rules_without_counter >= 0"},
+		{"rules without counter compared", "alerts.yml", "nfdrop_log_rules_uncounted == 0", "nfdrop_log_rules_uncounted >= 0"},
 		{"silent exporter not compared", "alerts.yml", "or\n              nfdrop_up * 0\n", ""},
 		{"no tolerance", "alerts.yml", "10 + 0.02 *", "0 *"},
 	} {

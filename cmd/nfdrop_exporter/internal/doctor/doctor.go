@@ -180,7 +180,7 @@ func (d *diagnosis) add(f Finding) { d.rep.Findings = append(d.rep.Findings, f) 
 
 // where fills a finding's family, table, chain and manager.
 func (d *diagnosis) where(f *Finding, c *ruleset.Chain, r *ruleset.Rule) {
-	f.Family, f.Table, f.Chain = c.Table.Family.String(), ruleset.LabelValue(c.Table.Name), ruleset.LabelValue(c.Name)
+	f.Family, f.Table, f.Chain = c.Table.Family.String(), ruleset.Printable(c.Table.Name), ruleset.Printable(c.Name)
 	f.Manager = fwmanager.Owner(d.in.Snapshot, c)
 	if r != nil {
 		h := r.Handle
@@ -234,7 +234,7 @@ func ruleRef(r *ruleset.Rule) string {
 	if r == nil {
 		return "a log rule"
 	}
-	return fmt.Sprintf("rule %d of %s %s %s", r.Handle, r.Chain.Table.Family, ruleset.LabelValue(r.Chain.Table.Name), ruleset.LabelValue(r.Chain.Name))
+	return fmt.Sprintf("rule %d of %s %s %s", r.Handle, r.Chain.Table.Family, ruleset.Printable(r.Chain.Table.Name), ruleset.Printable(r.Chain.Name))
 }
 
 func groupList(gs []uint16) string {
@@ -269,7 +269,7 @@ func (d *diagnosis) kernelLog(r *ruleset.Rule, p droppoint.DropPoint) {
 }
 
 func pointRef(p droppoint.DropPoint) string {
-	where := fmt.Sprintf("%s %s %s", p.Chain.Table.Family, ruleset.LabelValue(p.Chain.Table.Name), ruleset.LabelValue(p.Chain.Name))
+	where := fmt.Sprintf("%s %s %s", p.Chain.Table.Family, ruleset.Printable(p.Chain.Table.Name), ruleset.Printable(p.Chain.Name))
 	if p.Rule == nil {
 		return "the policy of " + where
 	}

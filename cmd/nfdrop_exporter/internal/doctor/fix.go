@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/droppoint"
 	"github.com/nfdrop/nfdrop_exporter/collector/fwmanager"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
@@ -93,7 +94,7 @@ func (f fixer) ufw(p droppoint.DropPoint) string {
 	switch {
 	case strings.HasPrefix(name, prefix+"user-"):
 		return "This is a ufw rule of your own (ufw deny, reject or limit; `ufw status numbered` lists it). ufw writes it to user.rules" + sfx +
-			", where no recipe can put a log rule in front of it. Its packets are counted in nfdrop_firewall_drops_total{chain=\"" + ruleset.LabelValue(name) +
+			", where no recipe can put a log rule in front of it. Its packets are counted in nfdrop_firewall_drops_total{chain=\"" + classify.LabelText(name) +
 			"\"}; to see them packet by packet, run the exporter with --ebpf.enable."
 	case strings.HasPrefix(name, prefix+"before-") || name == prefix+"not-local":
 		file := "/etc/ufw/before" + sfx + ".rules"
@@ -182,9 +183,9 @@ func (f fixer) iptables(p droppoint.DropPoint) string {
 		cmd = "iptables"
 	}
 	if t.Name != "filter" {
-		cmd += " -t " + shellWord(ruleset.LabelValue(t.Name))
+		cmd += " -t " + shellWord(ruleset.Printable(t.Name))
 	}
-	chain := shellWord(ruleset.LabelValue(p.Chain.Name))
+	chain := shellWord(ruleset.Printable(p.Chain.Name))
 	switch p.Kind {
 	case droppoint.PolicyDrop:
 		return fmt.Sprintf("%s -A %s %s\n(at the end of the chain it logs exactly the packets the policy drops)", cmd, chain, f.nflogTarget(""))
@@ -235,7 +236,7 @@ func (f fixer) unlimit(r *ruleset.Rule) string {
 		return "Remove \"-m limit ...\" from the NFLOG line in /etc/ufw/*.rules, then run: ufw reload (the recipe " + fmt.Sprintf(ufwRecipe, f.group) + " writes its NFLOG lines without a limit)."
 	}
 	if r.Xtables || iptablesOwned(r.Chain.Table) {
-		return fmt.Sprintf("Remove the limit match (-m limit / -m hashlimit) from rule %d of chain %s (iptables -S %s shows it): the exporter's counts are exact only if the rule logs every packet.", r.Handle, ruleset.LabelValue(r.Chain.Name), ruleset.LabelValue(r.Chain.Name))
+		return fmt.Sprintf("Remove the limit match (-m limit / -m hashlimit) from rule %d of chain %s (iptables -S %s shows it): the exporter's counts are exact only if the rule logs every packet.", r.Handle, ruleset.Printable(r.Chain.Name), ruleset.Printable(r.Chain.Name))
 	}
 	return fmt.Sprintf("Remove the limit statement from rule %d: nft replace rule %s %s %s handle %d <the rule without limit>.", r.Handle, r.Chain.Table.Family, nftName(r.Chain.Table.Name), nftName(r.Chain.Name), r.Handle)
 }
@@ -268,7 +269,7 @@ func (f fixer) kernelLog(r *ruleset.Rule) string {
 		return "Log to NFLOG instead of the kernel log: replace\n    " + line + "\nwith\n    " + nflog
 	}
 	if r.Xtables {
-		return fmt.Sprintf("Use -j NFLOG --nflog-group %d instead of -j LOG in rule %d of chain %s.", f.group, r.Handle, ruleset.LabelValue(r.Chain.Name))
+		return fmt.Sprintf("Use -j NFLOG --nflog-group %d instead of -j LOG in rule %d of chain %s.", f.group, r.Handle, ruleset.Printable(r.Chain.Name))
 	}
 	return fmt.Sprintf("Give the log statement of rule %d a group: log group %d (nft replace rule %s %s %s handle %d ...).", r.Handle, f.group, r.Chain.Table.Family, nftName(r.Chain.Table.Name), nftName(r.Chain.Name), r.Handle)
 }
@@ -277,7 +278,7 @@ var plainName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 
 // nftName quotes a table or chain name as nft needs it on a shell line.
 func nftName(s string) string {
-	s = ruleset.LabelValue(s)
+	s = ruleset.Printable(s)
 	if plainName.MatchString(s) {
 		return s
 	}
