@@ -3,6 +3,7 @@ package collector
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,10 +155,10 @@ func TestCollectorPacketSizeHistogram(t *testing.T) {
 			le string
 			n  int
 		}{{"28", 0}, {"40", b40}, {"52", b52}, {"60", b60}, {"64", b60}, {"80", b60}, {"128", b60}, {"256", b60}, {"576", b60}, {"1280", b60}, {"1500", b60}, {"9000", b60}, {"65535", b60}, {"+Inf", count}} {
-			sb.WriteString("nfdrop_packet_size_bytes_bucket{class=\"" + cl + "\",group=\"1\",le=\"" + b.le + "\"} " + itoa(b.n) + "\n")
+			sb.WriteString("nfdrop_packet_size_bytes_bucket{class=\"" + cl + "\",group=\"1\",le=\"" + b.le + "\"} " + strconv.Itoa(b.n) + "\n")
 		}
-		sb.WriteString("nfdrop_packet_size_bytes_sum{class=\"" + cl + "\",group=\"1\"} " + itoa(sum) + "\n")
-		sb.WriteString("nfdrop_packet_size_bytes_count{class=\"" + cl + "\",group=\"1\"} " + itoa(count) + "\n")
+		sb.WriteString("nfdrop_packet_size_bytes_sum{class=\"" + cl + "\",group=\"1\"} " + strconv.Itoa(sum) + "\n")
+		sb.WriteString("nfdrop_packet_size_bytes_count{class=\"" + cl + "\",group=\"1\"} " + strconv.Itoa(count) + "\n")
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(sb.String()), "nfdrop_packet_size_bytes"); err != nil {
 		t.Error(err)

@@ -78,7 +78,7 @@ var (
 
 // deployEnv is one test's namespace and the binaries under test.
 type deployEnv struct {
-	ns      string
+	ns      *e2e.Netns
 	bin     string // the exporter, world-executable (e2e.Binary)
 	fcapBin string // a copy with file capability cap_net_admin+ep
 	dir     string // world-readable scratch directory
@@ -111,33 +111,16 @@ func deploySetup(t *testing.T) *deployEnv {
 		t.Fatalf("setcap: %v\n%s", err, out)
 	}
 
-	e.ns = fmt.Sprintf("nfdE-e2e-%d", os.Getpid())
-	deployRun(t, "ip", "netns", "add", e.ns)
-	t.Cleanup(func() {
-		// Only processes this test started live in the namespace.
-		out, _ := exec.Command("ip", "netns", "pids", e.ns).Output()
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		_ = exec.Command("ip", "netns", "del", e.ns).Run()
-	})
-	deployRun(t, "ip", "-n", e.ns, "link", "set", "lo", "up")
+	// Only processes this test started live in the namespace; what still runs there at
+	// the end is killed with it.
+	e.ns = e2e.NewNetns(t, "E-e2e")
 	// A firewall that logs UDP to 127.0.0.1:9 to group 0 and drops it: traffic the test
 	// controls, without touching the exporter's TCP listener on the same loopback.
-	ipt := []string{"ip", "netns", "exec", e.ns, "iptables", "-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "9"}
-	deployRun(t, append(ipt, "-j", "NFLOG", "--nflog-group", "0", "--nflog-prefix", "denied", "--nflog-size", "256")...)
-	deployRun(t, append(ipt, "-j", "DROP")...)
-	e.client = lab.HTTPClient(e.ns, 5*time.Second)
+	ipt := []string{"-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "9"}
+	e.ns.Exec("iptables", append(ipt, "-j", "NFLOG", "--nflog-group", "0", "--nflog-prefix", "denied", "--nflog-size", "256")...)
+	e.ns.Exec("iptables", append(ipt, "-j", "DROP")...)
+	e.client = lab.HTTPClient(e.ns.Name, 5*time.Second)
 	return e
-}
-
-func deployRun(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 type deployProc struct {
@@ -151,10 +134,8 @@ type deployProc struct {
 // so the child's PID is the exporter's.
 func (e *deployEnv) start(t *testing.T, priv []string, bin string, args ...string) *deployProc {
 	t.Helper()
-	argv := append([]string{"netns", "exec", e.ns}, priv...)
-	argv = append(argv, bin)
-	argv = append(argv, args...)
-	p := &deployProc{cmd: exec.Command("ip", argv...), stderr: &lab.SyncBuffer{}, done: make(chan struct{})}
+	argv := append(append(append([]string{}, priv...), bin), args...)
+	p := &deployProc{cmd: e.ns.Command(argv[0], argv[1:]...), stderr: &lab.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -246,7 +227,7 @@ func (e *deployEnv) sendDrops(t *testing.T, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := lab.DialContext(ctx, e.ns, "udp", "127.0.0.1:9")
+	c, err := lab.DialContext(ctx, e.ns.Name, "udp", "127.0.0.1:9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,9 +490,9 @@ func deployTLS(t *testing.T, e *deployEnv) {
 
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	trusting := lab.HTTPClient(e.ns, 5*time.Second)
+	trusting := lab.HTTPClient(e.ns.Name, 5*time.Second)
 	trusting.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
-	untrusting := lab.HTTPClient(e.ns, 5*time.Second)
+	untrusting := lab.HTTPClient(e.ns.Name, 5*time.Second)
 	untrusting.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: x509.NewCertPool()}
 
 	// Wait until the TLS listener answers (a 401 is an answer).
@@ -727,7 +708,7 @@ func deployRestart(t *testing.T, e *deployEnv) {
 func (e *deployEnv) startHolder(t *testing.T, ready string, argv ...string) (*deployProc, func(*testing.T)) {
 	t.Helper()
 	h := &deployProc{stderr: &lab.SyncBuffer{}, done: make(chan struct{})}
-	h.cmd = exec.Command("ip", append([]string{"netns", "exec", e.ns}, argv...)...)
+	h.cmd = e.ns.Command(argv[0], argv[1:]...)
 	h.cmd.Stdout = h.stderr
 	h.cmd.Stderr = h.stderr
 	if err := h.cmd.Start(); err != nil {

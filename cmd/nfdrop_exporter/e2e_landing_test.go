@@ -90,7 +90,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 		}
 		return sc
 	}
-	waitFor(t, 10*time.Second, "nfdrop_up{group=\"0\"} == 1", func() bool {
+	e2e.WaitEvery(t, 10*time.Second, 200*time.Millisecond, "nfdrop_up{group=\"0\"} == 1", func() bool {
 		sc, err := lab.FetchMetrics(ctx, authed, base+"/metrics")
 		v, ok := sc.Value("nfdrop_up", map[string]string{"group": e2eGroup})
 		return err == nil && ok && v == 1
@@ -121,7 +121,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	// Wait until every logged packet is counted and every teardown-shaped
 	// one has its evidence (decided after the conntrack hold).
 	var sc lab.Scrape
-	waitFor(t, 20*time.Second, "packets and evidence to settle", func() bool {
+	e2e.WaitEvery(t, 20*time.Second, 200*time.Millisecond, "packets and evidence to settle", func() bool {
 		counter, err := l.RuleCounter(0)
 		if err != nil {
 			t.Fatal(err)
@@ -413,16 +413,4 @@ func forward(t *testing.T, ns, addr string) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-// waitFor polls cond every 200 ms until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }

@@ -124,7 +124,7 @@ sync=1
 	client := lab.HTTPClient(l.Server, 2*time.Second)
 	url := "http://127.0.0.1:9786/metrics"
 	ctx := context.Background()
-	waitFor(t, 15*time.Second, "exporter and ulogd2 ready", func() bool {
+	e2e.WaitEvery(t, 15*time.Second, 200*time.Millisecond, "exporter and ulogd2 ready", func() bool {
 		b, _ := os.ReadFile(ulogdLog)
 		sc, err := lab.FetchMetrics(ctx, client, url)
 		if err != nil {
@@ -147,7 +147,7 @@ sync=1
 	// Everything the rule logged must have reached all three readers.
 	var counter uint64
 	var got map[lab.Series]float64
-	waitFor(t, 10*time.Second, "every logged packet in /metrics and in both ulogd2 files", func() bool {
+	e2e.WaitEvery(t, 10*time.Second, 200*time.Millisecond, "every logged packet in /metrics and in both ulogd2 files", func() bool {
 		counter, err = l.RuleCounter(0)
 		if err != nil {
 			t.Fatal(err)

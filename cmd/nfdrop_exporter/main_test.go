@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 func TestMain(m *testing.M) { e2e.Main(m) }
@@ -96,18 +96,11 @@ func stable(exposition string) string {
 // sumPackets adds up every nfdrop_packets_total series in an exposition.
 func sumPackets(t *testing.T, exposition string) float64 {
 	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(exposition))
+	sc, err := lab.ParseMetrics(strings.NewReader(exposition))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	if f := fams["nfdrop_packets_total"]; f != nil {
-		for _, m := range f.Metric {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
+	return lab.Sum(sc.Packets(""))
 }
 
 // TestReplayGolden replays a capture recorded in the lab (testdata/record-replay.sh)

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
@@ -213,7 +214,7 @@ func TestParsePorts(t *testing.T) {
 	}
 	many := "1"
 	for i := 2; i <= maxListedPorts+1; i++ {
-		many += "," + itoa(i)
+		many += "," + strconv.Itoa(i)
 	}
 	if _, err := ParsePorts(many); err == nil {
 		t.Errorf("ParsePorts accepted %d ports", maxListedPorts+1)

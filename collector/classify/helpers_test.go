@@ -1,9 +1,5 @@
 package classify
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 func fmtPorts(p []uint16) string { return fmt.Sprint(p) }
-func itoa(i int) string          { return strconv.Itoa(i) }

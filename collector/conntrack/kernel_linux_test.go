@@ -8,10 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,83 +16,28 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/ti-mo/conntrack"
-	"golang.org/x/sys/unix"
 )
 
 // The kernel tests subscribe for real, in a network namespace of their own
 // (nfdF-*), so the host's conntrack table and firewall are never touched.
 // They need root and skip otherwise.
 
-type testNetns struct {
-	name string
-	fd   int
-}
-
-func kernelNetns(t testing.TB, tag string) *testNetns {
+// kernelNetns is a namespace of the test (e2e.NewNetns) whose conntrack
+// tracks connections.
+func kernelNetns(t testing.TB, tag string) *e2e.Netns {
 	t.Helper()
 	e2e.Require(t, "ip", "iptables", "sysctl", "conntrack")
-	n := &testNetns{name: fmt.Sprintf("nfdF-%s-%d", tag, os.Getpid()%100000)}
-	_ = exec.Command("ip", "netns", "del", n.name).Run()
-	n.run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() {
-		if n.fd > 0 {
-			unix.Close(n.fd)
-		}
-		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
-		}
-	})
-	n.run(t, "ip", "-n", n.name, "link", "set", "lo", "up")
+	n := e2e.NewNetns(t, "F-"+tag)
 	// Conntrack only tracks a namespace once a rule uses it.
-	n.exec(t, "iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
-	fd, err := unix.Open(filepath.Join("/run/netns", n.name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.fd = fd
+	n.Exec("iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+	n.FD()
 	return n
 }
 
-func (n *testNetns) run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func (n *testNetns) exec(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	return n.run(t, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
-}
-
-// in runs f on a thread switched into the namespace; sockets made by f stay
-// in it.
-func (n *testNetns) in(t testing.TB, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			panic(err) // never hand a thread stuck in the test namespace back to the scheduler
-		}
-	}()
-	f()
-}
-
-func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config), withLooker ...bool) *Tracker {
+func startKernelTracker(t testing.TB, n *e2e.Netns, mod func(*Config), withLooker ...bool) *Tracker {
 	t.Helper()
 	cfg := Config{Groups: []classify.Group{0}, Window: DefaultWindow, Hold: 300 * time.Millisecond, MaxFlows: 1024,
-		LookupsPerSecond: 1000, QueueSize: 64, ReceiveBuffer: DefaultReceiveBuffer, NetNS: n.fd, SysctlDir: t.TempDir()}
+		LookupsPerSecond: 1000, QueueSize: 64, ReceiveBuffer: DefaultReceiveBuffer, NetNS: n.FD(), SysctlDir: t.TempDir()}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -106,19 +48,8 @@ func startKernelTracker(t testing.TB, n *testNetns, mod func(*Config), withLooke
 	tr.Start()
 	t.Cleanup(tr.Stop)
 	looker := len(withLooker) == 0 || withLooker[0]
-	waitFor(t, 5*time.Second, "conntrack subscription", func() bool { return tr.up.Load() && (!looker || tr.looker.Load() != nil) })
+	e2e.WaitFor(t, 5*time.Second, "conntrack subscription", func() bool { return tr.up.Load() && (!looker || tr.looker.Load() != nil) })
 	return tr
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestKernelRealConnection: a real TCP connection over loopback ends; the
@@ -127,11 +58,11 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 // gets destroyed, a packet of a flow that never existed gets none.
 func TestKernelRealConnection(t *testing.T) {
 	n := kernelNetns(t, "ct")
-	n.exec(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
+	n.Exec("sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
 	tr := startKernelTracker(t, n, nil)
 
 	var cli, srv net.Conn
-	n.in(t, func() {
+	n.Do(func() {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -164,7 +95,7 @@ func TestKernelRealConnection(t *testing.T) {
 
 	looker := tr.looker.Load()
 	var state uint8
-	waitFor(t, 2*time.Second, "the entry to reach TIME_WAIT", func() bool {
+	e2e.WaitFor(t, 2*time.Second, "the entry to reach TIME_WAIT", func() bool {
 		s, found, err := looker.Lookup(&fwd)
 		state = s
 		return err == nil && found && s == tcpTimeWait
@@ -181,8 +112,8 @@ func TestKernelRealConnection(t *testing.T) {
 	}
 
 	before := time.Now()
-	n.exec(t, "conntrack", "-D", "-p", "tcp", "--sport", fmt.Sprint(cliAddr.Port()))
-	waitFor(t, 5*time.Second, "the DESTROY event", func() bool {
+	n.Exec("conntrack", "-D", "-p", "tcp", "--sport", fmt.Sprint(cliAddr.Port()))
+	e2e.WaitFor(t, 5*time.Second, "the DESTROY event", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		_, ok := tr.mem.lookup(rev.key())
@@ -202,7 +133,7 @@ func TestKernelRealConnection(t *testing.T) {
 	tr.observe(0, pkt(rev), late.UnixNano()) // the server's late packet, as the other direction
 	tr.observe(0, pkt(unknown), late.UnixNano())
 	ev := &tr.groups[0].evidence
-	waitFor(t, 5*time.Second, "evidence", func() bool { return ev[EvidenceDestroyed].Load()+ev[EvidenceNone].Load() == 2 })
+	e2e.WaitFor(t, 5*time.Second, "evidence", func() bool { return ev[EvidenceDestroyed].Load()+ev[EvidenceNone].Load() == 2 })
 	if ev[EvidenceDestroyed].Load() != 1 || ev[EvidenceNone].Load() != 1 {
 		t.Errorf("evidence destroyed %d none %d, want 1 and 1", ev[EvidenceDestroyed].Load(), ev[EvidenceNone].Load())
 	}
@@ -212,9 +143,9 @@ func TestKernelRealConnection(t *testing.T) {
 }
 
 // createFlows inserts n TCP entries through ctnetlink in the namespace.
-func createFlows(t testing.TB, n *testNetns, first, count int) {
+func createFlows(t testing.TB, n *e2e.Netns, first, count int) {
 	t.Helper()
-	c, err := conntrack.Dial(&netlink.Config{NetNS: n.fd})
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,9 +168,9 @@ func TestKernelEventLossSurvived(t *testing.T) {
 	tr := startKernelTracker(t, n, func(c *Config) { c.ReceiveBuffer = 1 }) // the kernel's minimum
 	const flows = 5000
 	createFlows(t, n, 0, flows)
-	n.exec(t, "conntrack", "-F")
+	n.Exec("conntrack", "-F")
 	lost := func() uint64 { return tr.lostBase.Load() + tr.undecodable.Load() + tr.sock.drops() }
-	waitFor(t, 10*time.Second, "received + lost DESTROY events to add up", func() bool { return tr.destroys.Load()+lost() >= flows })
+	e2e.WaitFor(t, 10*time.Second, "received + lost DESTROY events to add up", func() bool { return tr.destroys.Load()+lost() >= flows })
 	if got := tr.destroys.Load() + lost(); got != flows {
 		t.Errorf("received %d + lost %d = %d, want %d", tr.destroys.Load(), lost(), got, flows)
 	}
@@ -251,8 +182,8 @@ func TestKernelEventLossSurvived(t *testing.T) {
 	// Still subscribed: one more flow ends and is seen.
 	before := tr.destroys.Load()
 	createFlows(t, n, flows, 1)
-	n.exec(t, "conntrack", "-F")
-	waitFor(t, 5*time.Second, "a DESTROY after the loss", func() bool { return tr.destroys.Load() == before+1 })
+	n.Exec("conntrack", "-F")
+	e2e.WaitFor(t, 5*time.Second, "a DESTROY after the loss", func() bool { return tr.destroys.Load() == before+1 })
 	if !tr.up.Load() {
 		t.Error("nfdrop_conntrack_up 0 after the loss")
 	}
@@ -263,7 +194,7 @@ func TestKernelEventLossSurvived(t *testing.T) {
 func BenchmarkKernelLookup(b *testing.B) {
 	n := kernelNetns(b, "bl")
 	createFlows(b, n, 0, 1)
-	l, closeLooker, err := NewKernelLooker(n.fd)
+	l, closeLooker, err := NewKernelLooker(n.FD())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -302,8 +233,8 @@ func BenchmarkKernelEvents(b *testing.B) {
 		createFlows(b, n, 0, k)
 		want := tr.destroys.Load() + uint64(k)
 		b.StartTimer()
-		n.exec(b, "conntrack", "-F")
-		waitFor(b, 30*time.Second, "DESTROY events", func() bool {
+		n.Exec("conntrack", "-F")
+		e2e.WaitFor(b, 30*time.Second, "DESTROY events", func() bool {
 			return tr.destroys.Load()+tr.sock.drops()+tr.lostBase.Load() >= want
 		})
 		done += k
@@ -324,14 +255,14 @@ func TestKernelResubscribe(t *testing.T) {
 	first := tr.sock.s
 	_ = first.Close()
 	tr.sock.mu.Unlock()
-	waitFor(t, 5*time.Second, "a new subscription", func() bool {
+	e2e.WaitFor(t, 5*time.Second, "a new subscription", func() bool {
 		tr.sock.mu.Lock()
 		defer tr.sock.mu.Unlock()
 		return tr.sock.s != nil && tr.sock.s != first && tr.up.Load()
 	})
 	createFlows(t, n, 0, 1)
-	n.exec(t, "conntrack", "-F")
-	waitFor(t, 5*time.Second, "a DESTROY on the new subscription", func() bool { return tr.destroys.Load() == 1 })
+	n.Exec("conntrack", "-F")
+	e2e.WaitFor(t, 5*time.Second, "a DESTROY on the new subscription", func() bool { return tr.destroys.Load() == 1 })
 }
 
 // TestKernelLookupBothFamilies: the hand-built ctnetlink GET finds entries
@@ -339,12 +270,12 @@ func TestKernelResubscribe(t *testing.T) {
 // state; a tuple with no entry is not found; and a lookup allocates nothing.
 func TestKernelLookupBothFamilies(t *testing.T) {
 	n := kernelNetns(t, "lk")
-	c, err := conntrack.Dial(&netlink.Config{NetNS: n.fd})
+	c, err := conntrack.Dial(&netlink.Config{NetNS: n.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	l, closeLooker, err := NewKernelLooker(n.fd)
+	l, closeLooker, err := NewKernelLooker(n.FD())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +321,7 @@ const recordedEvents = "testdata/conntrack-destroy.pcap"
 // remembered flows.
 func TestKernelRecordEvents(t *testing.T) {
 	n := kernelNetns(t, "rec")
-	n.exec(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
+	n.Exec("sysctl", "-qw", "net.netfilter.nf_conntrack_timestamp=1")
 	path := filepath.Join(t.TempDir(), "events.pcap")
 	f, err := os.Create(path)
 	if err != nil {
@@ -398,7 +329,7 @@ func TestKernelRecordEvents(t *testing.T) {
 	}
 	tr := startKernelTracker(t, n, func(c *Config) {
 		c.Events = func() (Events, error) {
-			s, err := dialEventSocket(n.fd, DefaultReceiveBuffer)
+			s, err := dialEventSocket(n.FD(), DefaultReceiveBuffer)
 			if err != nil {
 				return nil, err
 			}
@@ -407,8 +338,8 @@ func TestKernelRecordEvents(t *testing.T) {
 		c.SysctlDir = t.TempDir()
 	}, false)
 	createFlows(t, n, 0, 3)
-	n.exec(t, "conntrack", "-F")
-	waitFor(t, 5*time.Second, "3 DESTROY events", func() bool { return tr.destroys.Load() == 3 })
+	n.Exec("conntrack", "-F")
+	e2e.WaitFor(t, 5*time.Second, "3 DESTROY events", func() bool { return tr.destroys.Load() == 3 })
 	tr.Stop()
 	if err := f.Close(); err != nil {
 		t.Fatal(err)

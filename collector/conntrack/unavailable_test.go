@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 )
 
 type countingHandler struct{ warns, infos atomic.Int32 }
@@ -51,7 +53,7 @@ func TestUnavailable(t *testing.T) {
 	}
 	tr.flush(5)
 	skipped := &tr.groups[tr.groupIndex(5)].evidence[EvidenceSkipped]
-	waitFor(t, 5*time.Second, "3 skipped", func() bool { return skipped.Load() == 3 })
+	e2e.WaitFor(t, 5*time.Second, "3 skipped", func() bool { return skipped.Load() == 3 })
 	time.Sleep(1500 * time.Millisecond) // at least one retry (backoff 1s)
 	if w := h.warns.Load(); w != 1 {
 		t.Errorf("%d warnings, want exactly 1", w)

@@ -4,11 +4,6 @@ package ctstats
 
 import (
 	"encoding/binary"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,29 +20,21 @@ import (
 // and /proc/sys/net/netfilter print for that namespace.
 func TestNetlinkMatchesConntrackTool(t *testing.T) {
 	e2e.Require(t, "ip", "iptables", "conntrack")
-	name := fmt.Sprintf("nfdS-%d", os.Getpid()%100000)
-	_ = exec.Command("ip", "netns", "del", name).Run()
-	nsRun(t, "", "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	nsRun(t, name, "ip", "link", "set", "lo", "up")
+	n := e2e.NewNetns(t, "S")
 	// Conntrack only tracks a namespace once a rule uses it.
-	nsRun(t, name, "iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
-	fd, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	n.Exec("iptables", "-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP")
+	fd := n.FD()
 
 	const sent = 5
-	sendNullScans(t, fd, sent)
+	sendNullScans(t, n, sent)
 	// A valid datagram leaves an entry (UDP, 30 s) for the entry count.
-	nsRun(t, name, "bash", "-c", "echo x >/dev/udp/127.0.0.1/9")
+	n.Exec("bash", "-c", "echo x >/dev/udp/127.0.0.1/9")
 
 	got, err := Netlink{NetNS: fd}.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := conntrackS(t, name)
+	want := conntrackS(t, n)
 	// Each segment passes conntrack twice, leaving (OUTPUT) and arriving
 	// (PREROUTING) on loopback, and is invalid both times.
 	if got.Invalid != 2*sent || got.Entries != 1 {
@@ -68,7 +55,7 @@ func TestNetlinkMatchesConntrackTool(t *testing.T) {
 		file string
 		got  uint64
 	}{{"nf_conntrack_count", got.Entries}, {"nf_conntrack_max", got.MaxEntries}} {
-		s := strings.TrimSpace(nsRun(t, name, "cat", "/proc/sys/net/netfilter/"+c.file))
+		s := strings.TrimSpace(n.Exec("cat", "/proc/sys/net/netfilter/"+c.file))
 		if n, err := strconv.ParseUint(s, 10, 64); err != nil || n != c.got {
 			t.Errorf("%s: netlink %d, /proc %q", c.file, c.got, s)
 		}
@@ -76,23 +63,11 @@ func TestNetlinkMatchesConntrackTool(t *testing.T) {
 	t.Logf("netlink %+v; conntrack -S %v", got, want)
 }
 
-func nsRun(t *testing.T, ns string, args ...string) string {
-	t.Helper()
-	if ns != "" {
-		args = append([]string{"ip", "netns", "exec", ns}, args...)
-	}
-	out, err := exec.Command(args[0], args[1:]...).Output()
-	if err != nil {
-		t.Fatalf("%s: %v", strings.Join(args, " "), err)
-	}
-	return string(out)
-}
-
 // conntrackS sums the per-CPU lines of conntrack -S.
-func conntrackS(t *testing.T, ns string) map[string]uint64 {
+func conntrackS(t *testing.T, n *e2e.Netns) map[string]uint64 {
 	t.Helper()
 	sum := map[string]uint64{}
-	for _, line := range strings.Split(nsRun(t, ns, "conntrack", "-S"), "\n") {
+	for _, line := range strings.Split(n.Exec("conntrack", "-S"), "\n") {
 		for _, f := range strings.Fields(line) {
 			k, v, ok := strings.Cut(f, "=")
 			if !ok || k == "cpu" {
@@ -110,42 +85,28 @@ func conntrackS(t *testing.T, ns string) map[string]uint64 {
 
 // sendNullScans sends n TCP segments without any flag to 127.0.0.1 from a
 // raw socket inside the namespace: conntrack rejects the flag combination.
-func sendNullScans(t *testing.T, nsfd, n int) {
+func sendNullScans(t *testing.T, ns *e2e.Netns, n int) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// The thread stays locked and dies with the goroutine, never
-		// returning to the runtime in the other namespace.
-		runtime.LockOSThread()
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		s, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(s)
-		pkt := make([]byte, 40)
-		pkt[0], pkt[8], pkt[9] = 0x45, 64, unix.IPPROTO_TCP
-		binary.BigEndian.PutUint16(pkt[2:], 40)
-		copy(pkt[12:], []byte{127, 0, 0, 1, 127, 0, 0, 1})
-		binary.BigEndian.PutUint16(pkt[20:], 40000)
-		binary.BigEndian.PutUint16(pkt[22:], 9)
-		pkt[32] = 5 << 4 // data offset; flags byte pkt[33] stays 0
-		binary.BigEndian.PutUint16(pkt[34:], 512)
-		for i := range n {
-			binary.BigEndian.PutUint32(pkt[24:], uint32(1000+i))
-			if err := unix.Sendto(s, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-				errc <- err
-				return
-			}
-		}
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
+	var s int
+	var err error
+	ns.Do(func() { s, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW) })
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer unix.Close(s)
+	pkt := make([]byte, 40)
+	pkt[0], pkt[8], pkt[9] = 0x45, 64, unix.IPPROTO_TCP
+	binary.BigEndian.PutUint16(pkt[2:], 40)
+	copy(pkt[12:], []byte{127, 0, 0, 1, 127, 0, 0, 1})
+	binary.BigEndian.PutUint16(pkt[20:], 40000)
+	binary.BigEndian.PutUint16(pkt[22:], 9)
+	pkt[32] = 5 << 4 // data offset; flags byte pkt[33] stays 0
+	binary.BigEndian.PutUint16(pkt[34:], 512)
+	for i := range n {
+		binary.BigEndian.PutUint32(pkt[24:], uint32(1000+i))
+		if err := unix.Sendto(s, pkt, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -5,12 +5,9 @@ package ruleaudit
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,34 +17,21 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/prometheus/common/promslog"
-	"golang.org/x/sys/unix"
 )
 
 // The kernel tests read a real ruleset in a network namespace of their own
 // (nfdR-*), so the host's firewall is never touched. They need root.
 
-// kernelNetns creates a namespace, runs setup commands in it and returns a
-// file descriptor of it.
+// kernelNetns creates a namespace (e2e.NewNetns), runs setup commands in it
+// and returns a file descriptor of it.
 func kernelNetns(tb testing.TB, tag string, setup ...[]string) int {
 	tb.Helper()
 	e2e.Require(tb, "ip", "iptables", "ip6tables-restore", "nft")
-	name := fmt.Sprintf("nfdR-%s-%d", tag, os.Getpid()%100000)
-	_ = exec.Command("ip", "netns", "del", name).Run()
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		tb.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	n := e2e.NewNetns(tb, "R-"+tag)
 	for _, c := range setup {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", name}, c...)...).CombinedOutput(); err != nil {
-			tb.Fatalf("%s: %v: %s", strings.Join(c, " "), err, out)
-		}
+		n.Exec(c[0], c[1:]...)
 	}
-	fd, err := unix.Open(filepath.Join("/run/netns", name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { unix.Close(fd) })
-	return fd
+	return n.FD()
 }
 
 // TestNetlinkReadsRealRuleset: iptables-nft NFLOG rules (an xtables target)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -49,67 +48,29 @@ func (c *counter) Packet(m *Message) {
 	c.packets.Add(1)
 }
 
-// liveNetns is a private network namespace with rules that log every UDP
-// datagram to 127.0.0.1:9 rules times to group, then drop it.
-type liveNetns struct {
-	name string
-}
-
 func needLiveRoot(t testing.TB) {
 	t.Helper()
 	e2e.Require(t, "ip", "iptables")
 }
 
-func newLiveNetns(t testing.TB, group uint16, rules int) *liveNetns {
+// newLiveNetns is a private network namespace (e2e.NewNetns) with rules that
+// log every UDP datagram to 127.0.0.1:9 rules times to group, then drop it.
+func newLiveNetns(t testing.TB, group uint16, rules int) *e2e.Netns {
 	t.Helper()
-	n := &liveNetns{name: fmt.Sprintf("nfdG-live-%d", os.Getpid())}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-	_ = exec.Command("ip", "netns", "del", n.name).Run()
-	run("ip", "netns", "add", n.name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", n.name).Run() })
-	run("ip", "-n", n.name, "link", "set", "lo", "up")
+	n := e2e.NewNetns(t, "G-live")
 	for i := 0; i < rules; i++ {
-		run("ip", "netns", "exec", n.name, "iptables", "-A", "OUTPUT", "-o", "lo", "-p", "udp", "--dport", "9",
+		n.Exec("iptables", "-A", "OUTPUT", "-o", "lo", "-p", "udp", "--dport", "9",
 			"-j", "NFLOG", "--nflog-group", strconv.Itoa(int(group)), "--nflog-prefix", "nfdG-live", "--nflog-size", "128")
 	}
-	run("ip", "netns", "exec", n.name, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP")
+	n.Exec("iptables", "-A", "INPUT", "-p", "udp", "--dport", "9", "-j", "DROP")
 	return n
-}
-
-// in runs f on a locked OS thread switched into the namespace.
-func (n *liveNetns) in(t testing.TB, f func()) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		// The thread is never unlocked: the runtime discards it when the
-		// goroutine ends, so no other goroutine ever runs in the namespace.
-		target, err := os.Open("/run/netns/" + n.name)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			t.Error(err)
-			return
-		}
-		f()
-	}()
-	<-done
 }
 
 // flood sends count 64-byte UDP datagrams to 127.0.0.1:9 inside the
 // namespace, without allocating per datagram.
-func (n *liveNetns) flood(t testing.TB, count int) {
+func flood(t testing.TB, n *e2e.Netns, count int) {
 	t.Helper()
-	n.in(t, func() {
+	n.Do(func() {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {
 			t.Error(err)
@@ -134,11 +95,11 @@ func (n *liveNetns) flood(t testing.TB, count int) {
 
 // startLive binds group inside the namespace and runs the reader until the
 // test ends.
-func startLive(t testing.TB, n *liveNetns, cfg Config, h Handler) {
+func startLive(t testing.TB, n *e2e.Netns, cfg Config, h Handler) {
 	t.Helper()
 	var l *Live
 	var err error
-	n.in(t, func() {
+	n.Do(func() {
 		l = NewLive(cfg.Groups[0], cfg, slog.New(slog.DiscardHandler))
 		err = l.Open(h)
 	})
@@ -187,13 +148,13 @@ func TestLiveExactCountsAndNoAllocs(t *testing.T) {
 	startLive(t, n, defaultLiveConfig(group), c)
 
 	// Warm up: the first batches set up the poller and buffers.
-	n.flood(t, 1000)
+	flood(t, n, 1000)
 	waitCount(c, 1000*rules, 5*time.Second)
 	base := c.packets.Load()
 
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	n.flood(t, datagrams)
+	flood(t, n, datagrams)
 	waitCount(c, base+datagrams*rules, 10*time.Second)
 	runtime.ReadMemStats(&m1)
 
@@ -232,13 +193,13 @@ func TestLiveOverflowIsCounted(t *testing.T) {
 	cfg := defaultLiveConfig(group)
 	cfg.ReceiveBuffer = 64 << 10
 	startLive(t, n, cfg, h)
-	n.flood(t, datagrams)
+	flood(t, n, datagrams)
 	h.stall.Store(false)
 	// A lost batch shows as a sequence gap only when a later message
 	// arrives: once the reader has drained the queue, one more datagram
 	// (slowly, so that it is not lost too) reveals the loss at the tail.
 	waitCount(&h.counter, datagrams*rules, 2*time.Second)
-	n.flood(t, 1)
+	flood(t, n, 1)
 	const total = (datagrams + 1) * rules
 	waitCount(&h.counter, total, 10*time.Second)
 	got, lost := h.packets.Load(), h.lost.Load()
@@ -276,7 +237,7 @@ func BenchmarkLiveReceive(b *testing.B) {
 	c := &counter{wantLen: 20 + 8 + 64}
 	var l *Live
 	var err error
-	n.in(b, func() {
+	n.Do(func() {
 		l = NewLive(group, defaultLiveConfig(group), slog.New(slog.DiscardHandler))
 		err = l.Open(c)
 	})
@@ -294,14 +255,14 @@ func BenchmarkLiveReceive(b *testing.B) {
 	}()
 	defer func() { cancel(); <-done }()
 	tid := <-tidc
-	n.flood(b, 1000)
+	flood(b, n, 1000)
 	waitCount(c, 1000, 5*time.Second)
 	base := c.packets.Load()
 
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := threadCPU(b, tid)
-	n.flood(b, b.N)
+	flood(b, n, b.N)
 	waitCount(c, base+uint64(b.N), 30*time.Second)
 	cpu1 := threadCPU(b, tid)
 	b.StopTimer()

@@ -3,8 +3,6 @@ package source
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -51,13 +49,6 @@ func (s *syncRecorder) snapshot() (packets int, up bool, other int, lost uint64)
 	return len(s.r.packets), s.r.bound[7], s.r.errors[ReasonOther], s.r.lost[7]
 }
 
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", args, err, out)
-	}
-}
-
 // TestLiveRebindsAfterReceiveError binds a real NFLOG group in a private
 // network namespace and breaks the receive while the socket holds packets
 // the reader has not read yet. The reader must count the error and the
@@ -65,26 +56,15 @@ func run(t *testing.T, args ...string) {
 // again and keep counting, so that packets + lost equals the rule's counter.
 func TestLiveRebindsAfterReceiveError(t *testing.T) {
 	e2e.Require(t, "ip", "iptables")
-	ns := fmt.Sprintf("nfdL-rebind-%d", os.Getpid())
-	run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	run(t, "ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9999", "-j", "NFLOG", "--nflog-group", "7")
-	nsFile, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsFile.Close()
+	ns := e2e.NewNetns(t, "L-rebind")
+	ns.Exec("iptables", "-A", "INPUT", "-p", "udp", "--dport", "9999", "-j", "NFLOG", "--nflog-group", "7")
 	send := func(n int) {
-		run(t, "ip", "netns", "exec", ns, "bash", "-c", fmt.Sprintf("for i in $(seq %d); do echo x > /dev/udp/127.0.0.1/9999; done", n))
+		ns.Exec("bash", "-c", fmt.Sprintf("for i in $(seq %d); do echo x > /dev/udp/127.0.0.1/9999; done", n))
 	}
 	ruleCount := func() int {
-		out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-L", "INPUT", "-v", "-n", "-x").CombinedOutput()
-		if err != nil {
-			t.Fatalf("iptables -L: %v: %s", err, out)
-		}
+		out := ns.Exec("iptables", "-L", "INPUT", "-v", "-n", "-x")
 		var pkts int
-		for _, line := range strings.Split(string(out), "\n") {
+		for _, line := range strings.Split(out, "\n") {
 			if strings.Contains(line, "NFLOG") {
 				fmt.Sscan(line, &pkts)
 			}
@@ -102,7 +82,7 @@ func TestLiveRebindsAfterReceiveError(t *testing.T) {
 		}
 	}
 
-	l := NewLive(7, Config{CopyRange: 256, FlushTimeout: 10 * time.Millisecond, NetNS: int(nsFile.Fd())}, promslog.NewNopLogger())
+	l := NewLive(7, Config{CopyRange: 256, FlushTimeout: 10 * time.Millisecond, NetNS: ns.FD()}, promslog.NewNopLogger())
 	if err := l.Open(rec); err != nil {
 		t.Fatal(err)
 	}

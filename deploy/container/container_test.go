@@ -4,9 +4,9 @@
 package container_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,12 +17,11 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-	"golang.org/x/sys/unix"
-
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/netns"
 	"github.com/nfdrop/nfdrop_exporter/deploy/internal/maketest"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -212,16 +211,13 @@ func checkMetadata(t *testing.T, p *podman, ref string) {
 // drops it; the container joins it with every capability dropped but NET_ADMIN, as
 // nobody; one datagram gives exactly one count with the exact labels.
 func checkDropCounted(t *testing.T, p *podman, ref string) {
-	ns := fmt.Sprintf("nfdC-w16-%d", os.Getpid())
-	maketest.Run(t, "ip", "netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	maketest.Run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	ipt := []string{"netns", "exec", ns, "iptables", "-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "53"}
-	maketest.Run(t, "ip", append(ipt, "-j", "NFLOG", "--nflog-group", "0", "--nflog-prefix", "denied", "--nflog-size", "256")...)
-	maketest.Run(t, "ip", append(ipt, "-j", "DROP")...)
+	ns := e2e.NewNetns(t, "C-w16")
+	ipt := []string{"-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "53"}
+	ns.Exec("iptables", append(ipt, "-j", "NFLOG", "--nflog-group", "0", "--nflog-prefix", "denied", "--nflog-size", "256")...)
+	ns.Exec("iptables", append(ipt, "-j", "DROP")...)
 
 	name := "nfdC-w16-" + strconv.Itoa(os.Getpid())
-	p.run(t, "run", "-d", "--name", name, "--network=ns:/run/netns/"+ns, "--cap-drop=all", "--cap-add=NET_ADMIN",
+	p.run(t, "run", "-d", "--name", name, "--network=ns:"+netns.Path(ns.Name), "--cap-drop=all", "--cap-add=NET_ADMIN",
 		ref, "--nflog.group=0", "--web.listen-address="+listen)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -243,31 +239,30 @@ func checkDropCounted(t *testing.T, p *podman, ref string) {
 		}
 	}
 
-	waitFor(t, ns, "nfdrop_up", map[string]string{"group": "0"}, 1)
-	maketest.Run(t, "ip", "netns", "exec", ns, "bash", "-c", "echo nfdC > /dev/udp/127.0.0.1/53")
+	waitMetric(t, ns, "nfdrop_up", map[string]string{"group": "0"}, 1)
+	ns.Exec("bash", "-c", "echo nfdC > /dev/udp/127.0.0.1/53")
 	labels := map[string]string{"class": "other", "family": "ipv4", "flags": "", "group": "0", "port": "53",
 		"prefix": "denied", "proto": "udp", "side": "client"}
-	fams := waitFor(t, ns, "nfdrop_packets_total", labels, 1)
-	if n := len(fams["nfdrop_packets_total"].GetMetric()); n != 1 {
+	sc := waitMetric(t, ns, "nfdrop_packets_total", labels, 1)
+	if n := len(sc["nfdrop_packets_total"].GetMetric()); n != 1 {
 		t.Errorf("nfdrop_packets_total has %d series, want the one drop's", n)
 	}
 }
 
-// waitFor scrapes /metrics inside the namespace until the series with exactly these
+// waitMetric scrapes /metrics inside the namespace until the series with exactly these
 // labels has the value, for at most 10 s.
-func waitFor(t *testing.T, ns, name string, labels map[string]string, want float64) map[string]*dto.MetricFamily {
+func waitMetric(t *testing.T, ns *e2e.Netns, name string, labels map[string]string, want float64) lab.Scrape {
 	t.Helper()
 	var last string
 	for range 100 {
-		out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-sf", "--max-time", "2", "http://"+listen+"/metrics").Output()
+		out, err := ns.Command("curl", "-sf", "--max-time", "2", "http://"+listen+"/metrics").Output()
 		if err == nil {
-			parser := expfmt.NewTextParser(model.UTF8Validation)
-			fams, err := parser.TextToMetricFamilies(strings.NewReader(string(out)))
+			sc, err := lab.ParseMetrics(bytes.NewReader(out))
 			if err != nil {
 				t.Fatalf("parse /metrics: %v", err)
 			}
-			if v, ok := value(fams[name], labels); ok && v == want {
-				return fams
+			if v, ok := sc.ValueExact(name, labels); ok && v == want {
+				return sc
 			} else if ok {
 				last = fmt.Sprintf("%s = %v", name, v)
 			}
@@ -278,21 +273,4 @@ func waitFor(t *testing.T, ns, name string, labels map[string]string, want float
 	}
 	t.Fatalf("%s%v not %v within 10s (last: %s)", name, labels, want, last)
 	return nil
-}
-
-// value returns the counter or gauge whose labels are exactly these.
-func value(f *dto.MetricFamily, labels map[string]string) (float64, bool) {
-	for _, m := range f.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		if maps.Equal(got, labels) {
-			if m.Counter != nil {
-				return m.GetCounter().GetValue(), true
-			}
-			return m.GetGauge().GetValue(), true
-		}
-	}
-	return 0, false
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/deploy/internal/rulesets"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -255,7 +256,7 @@ func TestDeployKubernetesDaemonSetPrivileges(t *testing.T) {
 	if !slices.Contains(c.Args, "--nflog.group=0") {
 		t.Errorf("args %q do not read NFLOG group 0 (the group deploy/firewall logs to)", c.Args)
 	}
-	checkFirewallGroup(t, 0)
+	rulesets.CheckGroup(t, 0, "the DaemonSet reads")
 
 	// No surge: old and new pod would fight over the group and the host port.
 	if u := m.ds.Spec.UpdateStrategy.RollingUpdate; u == nil || u.MaxSurge == nil || u.MaxSurge.IntValue() != 0 {
@@ -448,40 +449,6 @@ func lineAt(b []byte, n int) string {
 		return string(lines[n-1])
 	}
 	return "<EOF>"
-}
-
-// checkFirewallGroup asserts that every example ruleset in deploy/firewall logs to group.
-func checkFirewallGroup(t *testing.T, group int) {
-	t.Helper()
-	patterns := map[string]*regexp.Regexp{
-		"iptables.rules":  regexp.MustCompile(`--nflog-group\s+(\d+)`),
-		"ip6tables.rules": regexp.MustCompile(`--nflog-group\s+(\d+)`),
-		"nftables.nft":    regexp.MustCompile(`\blog\b[^\n#]*\bgroup\s+(\d+)`),
-	}
-	for name, re := range patterns {
-		data, err := os.ReadFile(filepath.Join("..", "firewall", name))
-		if err != nil {
-			t.Errorf("example ruleset: %v", err)
-			continue
-		}
-		var groups []string
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "#") {
-				continue
-			}
-			for _, m := range re.FindAllStringSubmatch(line, -1) {
-				groups = append(groups, m[1])
-			}
-		}
-		if len(groups) == 0 {
-			t.Errorf("%s: no NFLOG group found", name)
-		}
-		for _, g := range groups {
-			if g != strconv.Itoa(group) {
-				t.Errorf("%s logs to group %s, the DaemonSet reads group %d", name, g, group)
-			}
-		}
-	}
 }
 
 // TestDeployKubernetesPrometheusRuleLoads hands the committed manifest's groups to promtool

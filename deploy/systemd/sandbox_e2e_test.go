@@ -4,9 +4,6 @@ package systemd_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -60,21 +57,14 @@ func TestDeploySystemdSandboxKeepsMetrics(t *testing.T) {
 	opts := procMountOptions(t, u)
 	bin := e2e.Binary(t)
 
-	ns := fmt.Sprintf("nfdS-sandbox-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v\n%s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v\n%s", err, out)
-	}
+	ns := e2e.NewNetns(t, "S-sandbox")
 	const listen = "127.0.0.1:9786"
-	client := lab.HTTPClient(ns, 5*time.Second)
+	client := lab.HTTPClient(ns.Name, 5*time.Second)
 
 	names := func(t *testing.T, argv ...string) []string {
 		t.Helper()
 		var out lab.SyncBuffer
-		cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+		cmd := ns.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/deploy/internal/rulesets"
 )
 
 const (
@@ -144,41 +145,7 @@ func TestDeploySystemdOptionsFile(t *testing.T) {
 	if !slices.Contains(args, "--nflog.group=0") {
 		t.Errorf("OPTIONS %q does not read group 0", args)
 	}
-	checkFirewallGroup(t, 0)
-}
-
-// checkFirewallGroup asserts that every example ruleset in deploy/firewall logs to group.
-func checkFirewallGroup(t *testing.T, group int) {
-	t.Helper()
-	patterns := map[string]*regexp.Regexp{
-		"iptables.rules":  regexp.MustCompile(`--nflog-group\s+(\d+)`),
-		"ip6tables.rules": regexp.MustCompile(`--nflog-group\s+(\d+)`),
-		"nftables.nft":    regexp.MustCompile(`\blog\b[^\n#]*\bgroup\s+(\d+)`),
-	}
-	for name, re := range patterns {
-		data, err := os.ReadFile(filepath.Join("..", "firewall", name))
-		if err != nil {
-			t.Errorf("example ruleset: %v", err)
-			continue
-		}
-		var groups []string
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(strings.TrimSpace(line), "#") {
-				continue
-			}
-			for _, m := range re.FindAllStringSubmatch(line, -1) {
-				groups = append(groups, m[1])
-			}
-		}
-		if len(groups) == 0 {
-			t.Errorf("%s: no NFLOG group found", name)
-		}
-		for _, g := range groups {
-			if g != strconv.Itoa(group) {
-				t.Errorf("%s logs to group %s, the unit's options read group %d", name, g, group)
-			}
-		}
-	}
+	rulesets.CheckGroup(t, 0, "the unit's options read")
 }
 
 // verifiableCopy writes the unit into dir with ExecStart pointing at an executable stub:

@@ -14,6 +14,20 @@
 // The rules: without NFDROP_E2E=1 an end-to-end test skips; with it, a
 // missing root or tool fails the test, so that `make test` (which sets it
 // and runs as root) can never pass by skipping. .ci/deps installs the tools.
+//
+// Tests that need a network namespace of their own take it from NewNetns
+// (created with its loopback up, removed with everything inside when the
+// test ends); tests that wait for a state use WaitFor:
+//
+//	n := e2e.NewNetns(t, "R-read")      // nfdR-read-<pid>
+//	n.Exec("iptables", "-A", "INPUT", "-j", "NFLOG")
+//	cfg.NetNS = n.FD()
+//	n.Do(func() { ln, err = net.Listen("tcp4", "127.0.0.1:0") })
+//	e2e.WaitFor(t, 5*time.Second, "the bind", func() bool { return up.Load() })
+//
+// The package imports only the standard library (and lab/netns, which does
+// too): the collector's kernel tests import it, so it must never import the
+// collector or a module.
 package e2e
 
 import (

@@ -8,7 +8,6 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/netns"
 )
 
 // Fixed lab addressing. Every lab uses the same addresses and MACs: they
@@ -81,7 +82,6 @@ func New(prefix string) (*Lab, error) {
 		return nil, fmt.Errorf("lab prefix %q: want 1-24 of [A-Za-z0-9_-]", prefix)
 	}
 	l := &Lab{Prefix: prefix, Server: prefix + "-srv", Client: prefix + "-cli"}
-	l.removeNamespaces()
 	if err := l.setup(); err != nil {
 		l.Close()
 		return nil, err
@@ -91,9 +91,12 @@ func New(prefix string) (*Lab, error) {
 
 func (l *Lab) setup() error {
 	s, c := l.Server, l.Client
+	for _, ns := range []string{s, c} {
+		if err := netns.Create(ns); err != nil {
+			return err
+		}
+	}
 	steps := [][]string{
-		{"ip", "netns", "add", s},
-		{"ip", "netns", "add", c},
 		// Both ends are created directly inside their namespaces: nothing
 		// ever appears in the caller's namespace, so concurrent labs cannot
 		// race on temporary interface names.
@@ -117,7 +120,6 @@ func (l *Lab) setup() error {
 				"net.ipv6.conf." + ns.ifname + ".autoconf=0"},
 			[]string{"ip", "-n", ns.name, "addr", "add", ns.v4, "dev", ns.ifname},
 			[]string{"ip", "-n", ns.name, "addr", "add", ns.v6, "dev", ns.ifname, "nodad"},
-			[]string{"ip", "-n", ns.name, "link", "set", "lo", "up"},
 			[]string{"ip", "-n", ns.name, "link", "set", ns.ifname, "up"},
 		)
 	}
@@ -142,22 +144,13 @@ func (l *Lab) setup() error {
 	return nil
 }
 
-// run executes a command and returns its stdout; the error carries stderr.
-func run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
-}
+// run executes a command in the caller's namespace and returns its stdout;
+// the error carries stderr.
+func run(name string, args ...string) (string, error) { return netns.Run("", name, args...) }
 
 // Run runs a command inside the namespace ns and returns its stdout.
 func (l *Lab) Run(ns string, name string, args ...string) (string, error) {
-	return run("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	return netns.Run(ns, name, args...)
 }
 
 // Start starts a long-running command inside the namespace ns. Close stops
@@ -170,7 +163,7 @@ func (l *Lab) Start(ns string, stdout, stderr io.Writer, name string, args ...st
 	}
 	// ip netns exec execs the command in place, so cmd.Process is the
 	// command itself and signals reach it directly.
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	cmd := netns.Command(ns, name, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -350,12 +343,7 @@ func (l *Lab) Close() error {
 	for _, p := range procs {
 		stopProcess(p, 3*time.Second)
 	}
-	l.removeNamespaces()
-	for _, ns := range []string{l.Server, l.Client} {
-		if _, err := os.Stat(filepath.Join(NetnsDir, ns)); err == nil {
-			l.closeErr = fmt.Errorf("namespace %s still exists after removal", ns)
-		}
-	}
+	l.closeErr = l.removeNamespaces()
 	return l.closeErr
 }
 
@@ -397,20 +385,8 @@ func waitGone(pid int, d time.Duration) bool {
 	}
 }
 
-// removeNamespaces kills what still runs inside the lab's namespaces (only
-// processes listed by `ip netns pids` for them) and deletes the namespaces.
-func (l *Lab) removeNamespaces() {
-	for _, ns := range []string{l.Server, l.Client} {
-		if _, err := os.Stat(filepath.Join(NetnsDir, ns)); err != nil {
-			continue
-		}
-		if out, err := run("ip", "netns", "pids", ns); err == nil {
-			for _, f := range strings.Fields(out) {
-				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		_, _ = run("ip", "netns", "del", ns)
-	}
+// removeNamespaces kills what still runs inside the lab's namespaces and
+// deletes them (netns.Remove).
+func (l *Lab) removeNamespaces() error {
+	return errors.Join(netns.Remove(l.Server), netns.Remove(l.Client))
 }

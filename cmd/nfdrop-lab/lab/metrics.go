@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -36,10 +37,19 @@ func FetchMetrics(ctx context.Context, client *http.Client, url string) (Scrape,
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	s, err := ParseMetrics(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", url, err)
+	}
+	return s, nil
+}
+
+// ParseMetrics reads an exposition in the classic text format.
+func ParseMetrics(r io.Reader) (Scrape, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
 	}
 	return Scrape(mfs), nil
 }
@@ -85,20 +95,27 @@ func (s Scrape) Packets(group string) map[Series]float64 {
 // Value returns the value of metric name whose labels include want, and
 // whether such a series exists.
 func (s Scrape) Value(name string, want map[string]string) (float64, bool) {
-	mf := s[name]
-	if mf == nil {
-		return 0, false
-	}
-	for _, m := range mf.GetMetric() {
-		l := labels(m)
-		ok := true
+	return s.find(name, func(l map[string]string) bool {
 		for k, v := range want {
 			if l[k] != v {
-				ok = false
-				break
+				return false
 			}
 		}
-		if ok {
+		return true
+	})
+}
+
+// ValueExact returns the value of the series of metric name whose labels
+// are exactly want (no more, no fewer), and whether it exists.
+func (s Scrape) ValueExact(name string, want map[string]string) (float64, bool) {
+	return s.find(name, func(l map[string]string) bool { return maps.Equal(l, want) })
+}
+
+// find returns the value of the first series of metric name whose labels
+// match.
+func (s Scrape) find(name string, match func(map[string]string) bool) (float64, bool) {
+	for _, m := range s[name].GetMetric() {
+		if match(labels(m)) {
 			return value(m), true
 		}
 	}

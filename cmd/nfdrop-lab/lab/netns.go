@@ -3,59 +3,26 @@ package lab
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab/netns"
 )
 
 // NetnsDir is where iproute2 keeps its named network namespaces.
-const NetnsDir = "/run/netns"
+const NetnsDir = netns.Dir
 
 // InNetns runs f on the calling goroutine's OS thread while that thread is
-// switched into the named network namespace, then switches it back.
+// switched into the named network namespace, then switches it back
+// (netns.Do).
 //
 // Sockets created by f belong to the namespace for their whole life, so a
 // listener or connection made inside f can be used from any goroutine after
 // InNetns returns. Goroutines started by f do NOT run in the namespace (they
 // may be scheduled on any thread).
-func InNetns(name string, f func() error) error {
-	target, err := os.Open(filepath.Join(NetnsDir, name))
-	if err != nil {
-		return fmt.Errorf("open netns %q: %w", name, err)
-	}
-	defer target.Close()
-
-	// The thread stays locked for the whole switch: the Go scheduler must
-	// never run another goroutine on a thread in a foreign namespace.
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %q: %w", name, err)
-	}
-	defer func() {
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: the runtime then terminates it when
-			// the goroutine exits, instead of reusing a thread stuck in the
-			// lab namespace.
-			return
-		}
-		runtime.UnlockOSThread()
-	}()
-	return f()
-}
+func InNetns(name string, f func() error) error { return netns.Do(name, f) }
 
 // ListenTCP opens a TCP listener inside the named namespace.
 func ListenTCP(ns, network, addr string) (net.Listener, error) {

@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // TestRealKernel makes the kernel itself write LOG lines and, from an NFLOG
@@ -113,59 +113,44 @@ for spec in sys.argv[1:]:
         for i in range(int(a[0])): s.sendto(struct.pack("!BBHHH", 128, 0, 0, 7, i), ("fd99::1", 0))
 `
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func realKernelRun(t *testing.T, fw string) {
+	// The tag keeps this run's LOG lines apart from any other in the host's
+	// kernel log, and its group apart from other readers.
 	id := rand.IntN(90000) + 10000
-	srv, cli := fmt.Sprintf("nfdD-s%d", id), fmt.Sprintf("nfdD-c%d", id)
+	srv, cli := e2e.NewNetns(t, "D-srv"), e2e.NewNetns(t, "D-cli")
 	vs, vc := fmt.Sprintf("nfdDs%d", id), fmt.Sprintf("nfdDc%d", id)
 	tag := fmt.Sprintf("nfdD%d", id)
 	group := fmt.Sprint(40 + id%20)
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", srv).Run()
-		exec.Command("ip", "netns", "del", cli).Run()
-	})
-	run(t, "ip", "netns", "add", srv)
-	run(t, "ip", "netns", "add", cli)
-	run(t, "ip", "link", "add", vs, "type", "veth", "peer", "name", vc)
-	run(t, "ip", "link", "set", vs, "netns", srv)
-	run(t, "ip", "link", "set", vc, "netns", cli)
-	for _, c := range [][]string{
-		{srv, "addr", "add", "10.99.0.1/24", "dev", vs},
-		{cli, "addr", "add", "10.99.0.2/24", "dev", vc},
-		{srv, "addr", "add", "fd99::1/64", "dev", vs, "nodad"},
-		{cli, "addr", "add", "fd99::2/64", "dev", vc, "nodad"},
-		{srv, "link", "set", "lo", "up"}, {cli, "link", "set", "lo", "up"},
-		{srv, "link", "set", vs, "up"}, {cli, "link", "set", vc, "up"},
+	// Both ends are made inside their namespaces: nothing appears in the host's.
+	srv.Exec("ip", "link", "add", vs, "type", "veth", "peer", "name", vc, "netns", cli.Name)
+	for _, c := range []struct {
+		ns   *e2e.Netns
+		args []string
+	}{
+		{srv, []string{"addr", "add", "10.99.0.1/24", "dev", vs}},
+		{cli, []string{"addr", "add", "10.99.0.2/24", "dev", vc}},
+		{srv, []string{"addr", "add", "fd99::1/64", "dev", vs, "nodad"}},
+		{cli, []string{"addr", "add", "fd99::2/64", "dev", vc, "nodad"}},
+		{srv, []string{"link", "set", vs, "up"}}, {cli, []string{"link", "set", vc, "up"}},
 	} {
-		run(t, "ip", append([]string{"-n"}, c...)...)
+		c.ns.Exec("ip", c.args...)
 	}
 	// Static neighbours: no ARP/ND traffic of our own addresses reaches the rules.
-	mac := strings.TrimSpace(run(t, "ip", "netns", "exec", srv, "cat", "/sys/class/net/"+vs+"/address"))
-	run(t, "ip", "-n", cli, "neigh", "replace", "10.99.0.1", "lladdr", mac, "dev", vc, "nud", "permanent")
-	run(t, "ip", "-n", cli, "neigh", "replace", "fd99::1", "lladdr", mac, "dev", vc, "nud", "permanent")
+	mac := strings.TrimSpace(srv.Exec("cat", "/sys/class/net/"+vs+"/address"))
+	cli.Exec("ip", "neigh", "replace", "10.99.0.1", "lladdr", mac, "dev", vc, "nud", "permanent")
+	cli.Exec("ip", "neigh", "replace", "fd99::1", "lladdr", mac, "dev", vc, "nud", "permanent")
 
 	// Rules in PREROUTING (raw priority, no conntrack in this namespace, so
 	// no defragmentation): fragments reach the rules as they are on the wire.
 	// The NFLOG rule and the LOG rule see exactly the same packets.
 	prefix := tag + " " + fw + " drop:"
-	ns := []string{"netns", "exec", srv}
 	switch fw {
 	case "iptables":
 		prefix = tag + " ipt:" // LOG prefixes are limited to 29 characters
 		for _, v := range []struct{ cmd, s, d string }{{"iptables", "10.99.0.2", "10.99.0.1"}, {"ip6tables", "fd99::2", "fd99::1"}} {
-			run(t, "ip", append(ns, v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "NFLOG", "--nflog-group", group, "--nflog-prefix", prefix, "--nflog-threshold", "1")...)
-			run(t, "ip", append(ns, v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "LOG", "--log-prefix", prefix+" ")...)
-			run(t, "ip", append(ns, v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "DROP")...)
+			srv.Exec(v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "NFLOG", "--nflog-group", group, "--nflog-prefix", prefix, "--nflog-threshold", "1")
+			srv.Exec(v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "LOG", "--log-prefix", prefix+" ")
+			srv.Exec(v.cmd, "-t", "raw", "-A", "PREROUTING", "-s", v.s, "-d", v.d, "-j", "DROP")
 		}
 	case "nft":
 		ruleset := fmt.Sprintf(`table inet nfdD {
@@ -185,12 +170,12 @@ func realKernelRun(t *testing.T, fw string) {
 		if err := os.WriteFile(f, []byte(ruleset), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run(t, "ip", append(ns, "nft", "-f", f)...)
+		srv.Exec("nft", "-f", f)
 	}
 
 	pcapFile := filepath.Join(t.TempDir(), "lab.pcap")
-	var tdErr syncBuffer
-	td := exec.Command("ip", "netns", "exec", srv, "tcpdump", "-i", "nflog:"+group, "-U", "-w", pcapFile)
+	var tdErr lab.SyncBuffer
+	td := srv.Command("tcpdump", "-i", "nflog:"+group, "-U", "-w", pcapFile)
 	td.Stderr = &tdErr
 	if err := td.Start(); err != nil {
 		t.Fatal(err)
@@ -229,18 +214,18 @@ func realKernelRun(t *testing.T, fw string) {
 			specs6 = append(specs6, s.args)
 			continue
 		}
-		args := append([]string{"netns", "exec", cli, "hping3", "-q", "-i", "u20000"}, strings.Fields(s.args)...)
+		args := append([]string{"-q", "-i", "u20000"}, strings.Fields(s.args)...)
 		args = append(args, "10.99.0.1")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		// hping3 exits 1 when nothing answers, which is the point here
-		out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+		out, err := cli.CommandContext(ctx, "hping3", args...).CombinedOutput()
 		timedOut := ctx.Err() != nil
 		cancel()
 		if timedOut || (err != nil && !strings.Contains(string(out), "packets transmitted")) {
 			t.Fatalf("hping3 %s: %v\n%s", s.args, err, out)
 		}
 	}
-	run(t, "ip", append([]string{"netns", "exec", cli, "python3", "-c", sender6}, specs6...)...)
+	cli.Exec("python3", append([]string{"-c", sender6}, specs6...)...)
 	var total uint64
 	for _, n := range want {
 		total += n
@@ -250,7 +235,7 @@ func realKernelRun(t *testing.T, fw string) {
 	var lines []string
 	for i := 0; i < 30; i++ {
 		lines = lines[:0]
-		for _, l := range strings.Split(run(t, "dmesg"), "\n") {
+		for _, l := range strings.Split(dmesg(t), "\n") {
 			if strings.Contains(l, prefix+" IN=") {
 				lines = append(lines, l)
 			}
@@ -352,20 +337,12 @@ func copyFile(t *testing.T, from, to string) {
 	}
 }
 
-// syncBuffer collects a child's stderr while the test polls it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// dmesg is the host's kernel log, where LOG lines of every namespace land.
+func dmesg(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("dmesg").Output()
+	if err != nil {
+		t.Fatalf("dmesg: %v", err)
+	}
+	return string(out)
 }

@@ -56,10 +56,10 @@ func TestOnlyInputFails(t *testing.T) {
 func TestTopSourcesBounded(t *testing.T) {
 	var b strings.Builder
 	line := func(src string, dpt int, flags string) {
-		b.WriteString("Nov 25 13:34:54 web1 kernel: D: IN=eth0 OUT= SRC=" + src + " DST=203.0.113.10 LEN=40 TOS=0x00 PREC=0x00 TTL=1 ID=1 PROTO=TCP SPT=40000 DPT=" + itoa(dpt) + " WINDOW=1 RES=0x00 " + flags + " URGP=0\n")
+		b.WriteString("Nov 25 13:34:54 web1 kernel: D: IN=eth0 OUT= SRC=" + src + " DST=203.0.113.10 LEN=40 TOS=0x00 PREC=0x00 TTL=1 ID=1 PROTO=TCP SPT=40000 DPT=" + strconv.Itoa(dpt) + " WINDOW=1 RES=0x00 " + flags + " URGP=0\n")
 	}
 	for i := 0; i < 3*sketchCapacity; i++ {
-		line("10."+itoa(i>>16&255)+"."+itoa(i>>8&255)+"."+itoa(i&255), 1000+i%7, "SYN")
+		line("10."+strconv.Itoa(i>>16&255)+"."+strconv.Itoa(i>>8&255)+"."+strconv.Itoa(i&255), 1000+i%7, "SYN")
 		if i%3 == 0 {
 			line("198.51.100.7", 22, "SYN")
 		}
@@ -100,8 +100,6 @@ func runOn(t *testing.T, text string) (*Report, error) {
 	}
 	return &r, err
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // TestUlogdFilesAgree: ulogd2's LOGEMU and JSON files of the same packets
 // (written side by side in the lab) classify alike, series by series.

@@ -1,0 +1,4 @@
+package netns
+
+// The syscall package lists no SYS_SETNS for 386.
+const sysSetns = 346

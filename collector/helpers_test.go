@@ -1,5 +1,0 @@
-package collector
-
-import "strconv"
-
-func itoa(i int) string { return strconv.Itoa(i) }
