@@ -54,7 +54,12 @@ var contractMetrics = map[string]string{
 // Labels each metric family carries besides job and instance; decides which
 // dashboard variables its selectors must use.
 func hasGroupLabel(metric string) bool {
-	return metric != "nfdrop_exporter_build_info" && !strings.HasPrefix(metric, "nfdrop_conntrack_")
+	for _, p := range []string{"nfdrop_conntrack_", "nfdrop_firewall_", "nfdrop_ebpf_", "nfdrop_kernel_drops_", "nfdrop_log_rule_audit_"} {
+		if strings.HasPrefix(metric, p) {
+			return false
+		}
+	}
+	return metric != "nfdrop_exporter_build_info"
 }
 
 type dashboard struct {
