@@ -3,8 +3,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,6 +118,40 @@ func exportedRuleCounters(s lab.Scrape) map[auditChain]float64 {
 	return out
 }
 
+// exportedFirewallDrops returns the nfdrop_firewall_drops_total series.
+func exportedFirewallDrops(s lab.Scrape) map[auditChain]float64 {
+	out := map[auditChain]float64{}
+	for _, m := range s["nfdrop_firewall_drops_total"].GetMetric() {
+		l := map[string]string{}
+		for _, p := range m.GetLabel() {
+			l[p.GetName()] = p.GetValue()
+		}
+		out[auditChain{l["family"], l["table"], l["chain"]}] = m.GetCounter().GetValue()
+	}
+	return out
+}
+
+// checkMetricsWithPromtool runs Prometheus' own linter on a live scrape,
+// every part on: promtool check metrics flags bad names (a counter's name
+// that holds "counter", missing _total, ...) and help.
+func checkMetricsWithPromtool(t *testing.T, client *http.Client, url string) {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e2e.Tool(t, "promtool"), "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
 // conntrackInvalid sums invalid= over the CPUs of conntrack -S in the
 // server namespace.
 func conntrackInvalid(t *testing.T, l *lab.Lab) float64 {
@@ -212,6 +249,16 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 	if fmt.Sprint(got) != fmt.Sprint(kernel) {
 		t.Errorf("nfdrop_log_rule_packets_total{group=\"0\"} = %v, kernel's counters %v", got, kernel)
 	}
+	// The shipped rulesets log every drop, and count both: the firewall's
+	// drop counters are the log rules' per chain, and every drop point is
+	// counted.
+	if drops := exportedFirewallDrops(s); fmt.Sprint(drops) != fmt.Sprint(kernel) {
+		t.Errorf("nfdrop_firewall_drops_total = %v, want the log rules' counters %v", drops, kernel)
+	}
+	if n := len(s["nfdrop_firewall_drop_rules_uncounted"].GetMetric()); n != 0 {
+		t.Errorf("%d nfdrop_firewall_drop_rules_uncounted series, want none: every drop point of the shipped ruleset has a counter", n)
+	}
+	checkMetricsWithPromtool(t, client, "http://127.0.0.1:9786/metrics")
 
 	invalidAfter := value(s, "nfdrop_conntrack_stat_invalid_total", nil)
 	k := conntrackInvalid(t, l)
