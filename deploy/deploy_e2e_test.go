@@ -646,9 +646,11 @@ func deployRestart(t *testing.T, e *deployEnv) {
 		t.Errorf("restarted exporter: sum(nfdrop_packets_total) = %v, want 0", got)
 	}
 	// The counters the exporter keeps start from zero; those it reads from the
-	// kernel (the log rules', conntrack's) are the kernel's and carry on.
+	// kernel (the log rules', the firewall's drop rules', conntrack's) are
+	// the kernel's and carry on.
 	kernelOwned := func(name string) bool {
-		return strings.HasPrefix(name, "nfdrop_log_rule_") || strings.HasPrefix(name, "nfdrop_conntrack_stat_")
+		return strings.HasPrefix(name, "nfdrop_log_rule_") || strings.HasPrefix(name, "nfdrop_conntrack_stat_") ||
+			strings.HasPrefix(name, "nfdrop_firewall_")
 	}
 	for name, mf := range s {
 		if !strings.HasPrefix(name, "nfdrop_") || !strings.HasSuffix(name, "_total") || kernelOwned(name) {

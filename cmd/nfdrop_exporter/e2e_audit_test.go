@@ -255,8 +255,14 @@ func runAuditE2E(t *testing.T, bin, fwDir, prefix string, rs lab.Ruleset) {
 	if drops := exportedFirewallDrops(s); fmt.Sprint(drops) != fmt.Sprint(kernel) {
 		t.Errorf("nfdrop_firewall_drops_total = %v, want the log rules' counters %v", drops, kernel)
 	}
-	if n := len(s["nfdrop_firewall_drop_rules_uncounted"].GetMetric()); n != 0 {
-		t.Errorf("%d nfdrop_firewall_drop_rules_uncounted series, want none: every drop point of the shipped ruleset has a counter", n)
+	uncounted := s["nfdrop_firewall_drop_rules_uncounted"].GetMetric()
+	if len(uncounted) == 0 {
+		t.Error("no nfdrop_firewall_drop_rules_uncounted series: every table with drop points has one")
+	}
+	for _, m := range uncounted {
+		if v := m.GetGauge().GetValue(); v != 0 {
+			t.Errorf("nfdrop_firewall_drop_rules_uncounted%v = %v, want 0: every drop point of the shipped ruleset has a counter", m.GetLabel(), v)
+		}
 	}
 	checkMetricsWithPromtool(t, client, "http://127.0.0.1:9786/metrics")
 

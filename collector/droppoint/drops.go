@@ -32,7 +32,8 @@ type ChainDrops struct {
 // TableUncounted is the number of one table's drop points whose packets the
 // kernel does not count (a rule without a counter, a counter that also sees
 // packets the rule does not drop, a verdict map's drop elements, a native
-// base chain's drop policy).
+// base chain's drop policy); 0 for a table whose drop points are all
+// counted.
 type TableUncounted struct {
 	Family, Table string
 	DropPoints    int
@@ -40,10 +41,10 @@ type TableUncounted struct {
 
 // FirewallDrops returns, per chain, the packets the kernel counted at the
 // chain's drop points (chains with at least one counted drop point, even at
-// 0), and, per table, how many drop points the kernel does not count
-// (tables with at least one). Both are sorted and capped (MaxChainSeries,
-// MaxTableSeries); names are made valid UTF-8 and series whose names become
-// equal are summed.
+// 0), and, per table with drop points, how many of them the kernel does not
+// count (0 when it counts them all, so that the series exists). Both are
+// sorted and capped (MaxChainSeries, MaxTableSeries); names are made valid
+// label values and series whose names become equal are summed.
 func (a *Analysis) FirewallDrops() ([]ChainDrops, []TableUncounted) {
 	type ck struct{ f, t, c string }
 	type tk struct{ f, t string }
@@ -53,6 +54,7 @@ func (a *Analysis) FirewallDrops() ([]ChainDrops, []TableUncounted) {
 		f, t := p.Chain.Table.Family.String(), classify.LabelText(p.Chain.Table.Name)
 		if p.Counted {
 			chains[ck{f, t, classify.LabelText(p.Chain.Name)}] += p.Packets
+			tables[tk{f, t}] += 0
 		} else {
 			tables[tk{f, t}]++
 		}
