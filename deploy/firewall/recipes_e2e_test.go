@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,9 +161,28 @@ func (s *sandbox) must(name string, args ...string) string {
 	return out
 }
 
-// start starts a long-running command in the sandbox; its output goes to
-// the returned buffer, logged if the test fails.
-func (s *sandbox) start(name string, args ...string) *exec.Cmd {
+// proc is a long-running command in the sandbox.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited
+}
+
+// stop sends SIGTERM and waits up to d for the command to exit.
+func (p *proc) stop(t *testing.T, d time.Duration) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("%s did not exit within %s of SIGTERM", p.cmd.Args, d)
+	}
+}
+
+// start starts a long-running command in the sandbox; its output is logged
+// if the test fails.
+func (s *sandbox) start(name string, args ...string) *proc {
 	s.t.Helper()
 	cmd := s.command(name, args...)
 	buf := &lab.SyncBuffer{}
@@ -170,16 +190,16 @@ func (s *sandbox) start(name string, args ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
 	s.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-done
+		<-p.done
 		if s.t.Failed() {
 			s.t.Logf("%s output:\n%s", name, buf.String())
 		}
 	})
-	return cmd
+	return p
 }
 
 // read returns a file of the sandbox.
