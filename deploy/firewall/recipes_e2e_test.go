@@ -132,8 +132,13 @@ func (s *sandbox) command(name string, args ...string) *exec.Cmd {
 
 // run runs a command in the sandbox and returns its combined output.
 func (s *sandbox) run(name string, args ...string) (string, error) {
+	return s.runEnv(nil, name, args...)
+}
+
+// runEnv is run with more environment variables.
+func (s *sandbox) runEnv(env []string, name string, args ...string) (string, error) {
 	cmd := s.command(name, args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C")
+	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"), env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan struct{})
@@ -184,7 +189,14 @@ func (p *proc) stop(t *testing.T, d time.Duration) {
 // if the test fails.
 func (s *sandbox) start(name string, args ...string) *proc {
 	s.t.Helper()
+	return s.startEnv(nil, name, args...)
+}
+
+// startEnv is start with more environment variables.
+func (s *sandbox) startEnv(env []string, name string, args ...string) *proc {
+	s.t.Helper()
 	cmd := s.command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
 	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
