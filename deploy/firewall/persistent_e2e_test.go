@@ -48,12 +48,16 @@ COMMIT
 
 // TestNetfilterPersistent: Debian's netfilter-persistent (with
 // iptables-persistent's plugins) loading a saved ruleset in the lab, the
-// recipe, and the exporter on its group.
+// recipe, and the exporter on its group. The packages are installed in the
+// sandbox only: ufw, which the other tests need, breaks them.
 func TestNetfilterPersistent(t *testing.T) {
 	e2e.Require(t, "ip", "nft", "iptables", "iptables-save", "ip6tables-save", "nsenter", "unshare",
-		"nmap", "ping", "conntrack", "apt-get", "netfilter-persistent")
+		"nmap", "ping", "conntrack", "apt-get", "debconf-set-selections")
 	r := newRecipeLab(t, "npr", 9)
 	sb := r.sb
+	// As a user would answer: do not save the current rules on install.
+	sb.must("sh", "-c", `printf '%s\n' "iptables-persistent iptables-persistent/autosave_v4 boolean false" "iptables-persistent iptables-persistent/autosave_v6 boolean false" | debconf-set-selections`)
+	t.Log(sb.aptInstall(false, "netfilter-persistent", "iptables-persistent"))
 	install := filepath.Join(recipeDir("netfilter-persistent"), "install")
 	forwarding(t, r)
 	sb.must("sh", "-c", `mkdir -p /etc/iptables && printf '%s' "$1" > /etc/iptables/rules.v4 && printf '%s' "$2" > /etc/iptables/rules.v6`, "w", rulesV4, rulesV6)
@@ -125,8 +129,7 @@ func TestNetfilterPersistent(t *testing.T) {
 	r.shortPhase(t, "netfilter-persistent: after reload")
 
 	step(t, "apt-get install --reinstall netfilter-persistent iptables-persistent keeps it")
-	t.Log(sb.reinstall("netfilter-persistent"))
-	t.Log(sb.reinstall("iptables-persistent"))
+	t.Log(sb.aptInstall(true, "netfilter-persistent", "iptables-persistent"))
 	if got := changedFiles(installed, sb.tree("/etc/iptables")); len(got) != 0 {
 		t.Errorf("the reinstall changed %v", got)
 	}

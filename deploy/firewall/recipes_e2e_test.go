@@ -270,20 +270,31 @@ func (s *sandbox) policyRC() {
 	s.must("sh", "-c", `printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d`)
 }
 
-// reinstall runs `apt-get install --reinstall PKG` in the sandbox: the
-// package is fetched first (outside the lab, which has no route out) into
-// the sandbox's apt cache, and apt-get then runs with --no-download.
+// reinstall runs `apt-get install --reinstall PKG` in the sandbox.
 func (s *sandbox) reinstall(pkg string) string {
 	s.t.Helper()
+	return s.aptInstall(true, pkg)
+}
+
+// aptInstall runs `apt-get install [--reinstall] PKG...` in the sandbox: the
+// packages are fetched first (outside the lab, which has no route out) into
+// the sandbox's apt cache, and apt-get then runs with --no-download. What
+// it installs, removes or configures stays in the sandbox.
+func (s *sandbox) aptInstall(reinstall bool, pkgs ...string) string {
+	s.t.Helper()
 	dl := s.t.TempDir()
-	cmd := exec.Command("apt-get", "download", "-q", pkg)
+	cmd := exec.Command("apt-get", append([]string{"download", "-q"}, pkgs...)...)
 	cmd.Dir = dl
 	if out, err := cmd.CombinedOutput(); err != nil {
-		s.t.Fatalf("apt-get download %s (the reinstall test needs Debian's archive): %v\n%s", pkg, err, out)
+		s.t.Fatalf("apt-get download %v (the test needs Debian's archive): %v\n%s", pkgs, err, out)
 	}
 	s.policyRC()
 	s.must("sh", "-c", `cp "$1"/*.deb /var/cache/apt/archives/`, "cp", dl)
-	return s.must("apt-get", "install", "--reinstall", "-y", "-q", "--no-download", "--no-install-recommends", pkg)
+	args := []string{"install", "-y", "-q", "--no-download", "--no-install-recommends"}
+	if reinstall {
+		args = append(args, "--reinstall")
+	}
+	return s.must("apt-get", append(args, pkgs...)...)
 }
 
 // --- the kernel's count of dropped packets ---------------------------------
