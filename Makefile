@@ -104,6 +104,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzNFLOGInfo -fuzztime=30s ./collector/ruleaudit/
 	$(GO) test -run '^$$' -fuzz=FuzzFrame -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
 	$(GO) test -run '^$$' -fuzz=FuzzPcapInput -fuzztime=30s ./cmd/nfdrop_exporter/internal/explain/
+	$(GO) test -run '^$$' -fuzz=FuzzIptablesEngine -fuzztime=30s ./deploy/firewall/
+	$(GO) test -run '^$$' -fuzz=FuzzNftEngine -fuzztime=30s ./deploy/firewall/
+	$(GO) test -run '^$$' -fuzz=FuzzSaveCounters -fuzztime=30s ./deploy/firewall/
+	$(GO) test -run '^$$' -fuzz=FuzzNftCounters -fuzztime=30s ./deploy/firewall/
 
 clean:
 	rm -rf $(BIN)

@@ -1,4 +1,6 @@
-# Shared by the install scripts of deploy/firewall (sourced, POSIX sh).
+# Shared by the install scripts of deploy/firewall (sourced, POSIX sh). The
+# scripts set prog (their name, for messages) and read changed.
+# shellcheck disable=SC2154,SC2034
 
 # check_group N: exits with status 2 unless N is an NFLOG group 0..65535;
 # prints it without leading zeros.
