@@ -114,8 +114,7 @@ func TestContainerHosts(t *testing.T) {
 
 	step(t, "podman: traffic")
 	{
-		p := r.beginPhase("podman: traffic")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("podman: traffic")
 		h.get(srv4 + ":8080") // published port
 		h.get(web + ":8080")  // routed
 		h.get("[" + web6 + "]:8080")
@@ -174,8 +173,7 @@ func TestContainerHosts(t *testing.T) {
 	dweb := h.dockerIP("dweb")
 	db := h.dockerIP("db")
 	{
-		p := r.beginPhase("docker: traffic")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("docker: traffic")
 		h.get(srv4 + ":8081") // published port
 		// Not 8080: docker's DOCKER chain accepts the published container
 		// port from anywhere, routed too.
@@ -189,7 +187,12 @@ func TestContainerHosts(t *testing.T) {
 			t.Error("DOCKER-ISOLATION-STAGE-2 dropped nothing")
 		}
 		res := p.settle(iso)
-		wantPrefixes(t, res, map[string]int{"forward-policy": 6})
+		// At least the 6 probes: the containers' own IPv6 neighbour
+		// discovery can meet the policy too.
+		wantPrefixes(t, res, map[string]int{"forward-policy": -1})
+		if res.byPrefix["forward-policy"] < 6 {
+			t.Errorf("forward-policy %d, want at least the 6 probes", res.byPrefix["forward-policy"])
+		}
 		r.checkIptables(t, res)
 	}
 
@@ -293,6 +296,20 @@ func (h *containerHost) startDocker() *proc {
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		if _, err := h.run("docker", "-H", h.dockerSock(), "version"); err == nil {
+			// The containers' processes live in namespaces of their own: the
+			// lab, which ends what runs in its namespaces, would not end them.
+			// Registered after this dockerd's own cleanup, so it runs first.
+			t.Cleanup(func() {
+				select {
+				case <-p.done:
+					return // stopped by the test, which stopped its containers
+				default:
+				}
+				out, err := h.run("sh", "-c", `ids=$(docker -H "$1" ps -aq); [ -z "$ids" ] || docker -H "$1" rm -f $ids`, "rm", h.dockerSock())
+				if err != nil {
+					t.Errorf("removing docker's containers: %v\n%s", err, out)
+				}
+			})
 			return p
 		}
 		if time.Now().After(deadline) {

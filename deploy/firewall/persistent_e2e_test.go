@@ -90,8 +90,7 @@ func TestNetfilterPersistent(t *testing.T) {
 
 	step(t, "traffic")
 	{
-		p := r.beginPhase("netfilter-persistent: traffic")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("netfilter-persistent: traffic")
 		for _, v6 := range []bool{false, true} {
 			r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
 		}

@@ -541,6 +541,27 @@ func (r *rlab) beginPhase(name string) *phase {
 	return &phase{r: r, name: name, base: base, basePref: pref}
 }
 
+// beginPhaseIptables is beginPhase that also zeroes iptables' counters, at
+// a moment when nothing is being dropped (a container's own traffic, IPv6
+// neighbour discovery through the bridge, can be dropped at any time), so
+// that the three baselines agree.
+func (r *rlab) beginPhaseIptables(name string) *phase {
+	r.t.Helper()
+	for i := 0; i < 20; i++ {
+		r.zeroIptables()
+		p := r.beginPhase(name)
+		drops, _ := r.iptablesCounters()
+		dropped, _ := r.dropped()
+		now, _ := r.counted()
+		if drops == 0 && dropped == 0 && now == p.base {
+			return p
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.t.Fatalf("%s: something kept being dropped while the counters were zeroed", name)
+	return nil
+}
+
 // result of a phase, once both counts agree and stopped moving.
 type result struct {
 	dropped  uint64

@@ -61,8 +61,7 @@ func TestUFW(t *testing.T) {
 
 	step(t, "traffic")
 	{
-		p := r.beginPhase("ufw: traffic")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("ufw: traffic")
 		ufwTraffic(t, r, true)
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{
@@ -82,8 +81,7 @@ func TestUFW(t *testing.T) {
 	step(t, "ufw deny rules are not covered")
 	{
 		sb.must("ufw", "deny", "23/tcp")
-		p := r.beginPhase("ufw: deny 23/tcp")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("ufw: deny 23/tcp")
 		syn := lab.Send{Desc: "SYN to 23", Count: 3, Packet: tcpSYN(srv4, 23)}
 		r.send(syn)
 		res := p.settle(3)
@@ -102,8 +100,7 @@ func TestUFW(t *testing.T) {
 			t.Errorf("install after `ufw default reject incoming` said:\n%s", out)
 		}
 		ufwRules(t, r)
-		p := r.beginPhase("ufw: reject policy")
-		r.zeroIptables()
+		p := r.beginPhaseIptables("ufw: reject policy")
 		// Not port 23: the deny rule above drops it.
 		r.nmap("-sS", "21-22,25,8080", srv4)
 		r.nmap("-sS", "21-22,25,8080", srv6)
