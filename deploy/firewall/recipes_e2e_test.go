@@ -10,10 +10,10 @@
 //
 //	sum(nfdrop_packets_total) + nfdrop_messages_lost_total == packets the kernel dropped,
 //
-// takes the kernel's count from a table of base chains at the very first and
-// very last priority of every hook (what entered minus what left), which
-// counts every drop of every table, whatever the manager's rules count
-// themselves.
+// takes the kernel's count from a table of base chains at priority -1000 and
+// +1000 of every hook, outside every manager's chains (what entered minus
+// what left): it counts every drop of every table, whatever the manager's
+// rules count themselves.
 //
 //	NFDROP_E2E=1 go test -v ./deploy/firewall/
 package firewall_test
