@@ -234,6 +234,12 @@ func (c *Collector) Packet(m *source.Message) {
 	if g == nil {
 		return
 	}
+	if !g.inBatch {
+		g.inBatch = true
+		if g.reasons != nil {
+			c.reasons.Tick() // one clock read per kernel batch, not per packet
+		}
+	}
 	p := &g.pkt
 	family := m.FamilyHint()
 	packet.Decode(m.Payload, family, p)
@@ -323,6 +329,7 @@ func (c *Collector) Flush(id classify.Group) {
 	if g == nil {
 		return
 	}
+	g.inBatch = false
 	if g.last != 0 {
 		g.lastPacket.Store(g.last)
 	}

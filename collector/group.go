@@ -30,6 +30,7 @@ type group struct {
 	joining      bool                // reasons joins this group's drops to conntrack's reasons
 
 	// Owned by the group's reader goroutine.
+	inBatch   bool          // a packet of the current kernel batch was seen (Flush ends the batch)
 	pkt       packet.Packet // scratch, reused per packet
 	last      int64         // newest packet's time, not yet published
 	rawPrefix [128]byte     // the last prefix seen, untrimmed, if it fits (NFLOG allows 127 bytes)...

@@ -354,7 +354,6 @@ func serveMetrics(f *flags, cfg collector.Config, logger *slog.Logger) int {
 	}
 
 	sum := summary.New(summary.Config{Collector: coll, Evidence: coll, Reasons: coll, Rules: coll, Sources: f.landingSources, Exporter: name, Version: version.Version})
-	go sum.Run(ctx)
 	server := newServer(newHandler(f, coll, sum, logger), serverTimeouts)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()

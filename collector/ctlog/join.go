@@ -55,7 +55,9 @@ type Log struct {
 	waiters   bool          // a group other than the reasons group is read: its drops wait, and read lastSeq
 	resolveMu sync.Mutex    // serialises the resolver with scrapes
 	ctAttrs   atomic.Uint32 // 0 not probed, 1 unsupported, 2 supported
-	clock     atomic.Int64  // nanoseconds since start, see tick
+	clock     atomic.Int64  // nanoseconds since start, see Tick
+	wake      chan struct{} // a drop began to wait: the resolver has work
+	runs      atomic.Uint64 // times the resolver woke up
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -82,11 +84,13 @@ func seqAfter(a, b uint32) bool { return int32(a-b) > 0 }
 func (l *Log) nowMs() uint32    { return uint32(l.clock.Load() / int64(time.Millisecond)) }
 func (l *Log) nowNs() int64     { return l.clock.Load() }
 
-// tick advances the Log's clock. The per-packet path reads this coarse
-// clock (advanced every resolveEvery and at each scrape) instead of the
-// system's: reading the time was a third of the join's cost, and the window
-// is a second.
-func (l *Log) tick() { l.clock.Store(int64(time.Since(l.start))) }
+// Tick advances the Log's clock. The per-packet path reads this coarse
+// clock instead of the system's (reading the time was a third of the join's
+// cost, and the window is a second): the readers tick it at the start of
+// each kernel batch, the resolver and scrapes when they run. Nothing ticks
+// it while no packet arrives and nothing waits, so an idle exporter does
+// not wake up for it.
+func (l *Log) Tick() { l.clock.Store(int64(time.Since(l.start))) }
 
 // GroupLog is one group's counters and waiting drops. Its Message, Drop and
 // DropPacket run on the group's reader goroutine only.
@@ -121,6 +125,7 @@ func New(cfg Config) *Log {
 		cfg:    cfg,
 		window: int64(cfg.Window),
 		start:  time.Now(),
+		wake:   make(chan struct{}, 1),
 	}
 	for _, g := range cfg.Groups {
 		if l.Group(g) != nil {
@@ -275,6 +280,12 @@ func (l *Log) drop(gs *GroupLog, class uint8, key uint64, seq uint32, hasSeq boo
 	}
 	gs.pending[t%pendingSlots] = pendingDrop{key: key, deadline: l.nowNs() + l.window, seq: seq, hasSeq: hasSeq, class: class}
 	gs.tail.Store(t + 1)
+	if t == gs.head.Load() { // the first drop to wait: wake the resolver
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // passed reports whether the reasons group has been read past global
@@ -287,10 +298,12 @@ func (l *Log) passed(seq uint32) bool {
 
 // resolve settles waiting drops: joined when their reason has arrived, none
 // when the reasons group has been read past them or their window has ended.
-func (l *Log) resolve() {
+// It reports whether drops still wait (read after settling, so that a drop
+// queued meanwhile is either seen here or wakes the resolver).
+func (l *Log) resolve() (waiting bool) {
 	l.resolveMu.Lock()
 	defer l.resolveMu.Unlock()
-	l.tick()
+	l.Tick()
 	now := l.nowNs()
 	for _, gs := range l.order {
 		h, t := gs.head.Load(), gs.tail.Load()
@@ -306,28 +319,18 @@ func (l *Log) resolve() {
 			gs.drops[p.class][ReasonNone].Add(1)
 		}
 		gs.head.Store(h)
+		waiting = waiting || gs.tail.Load() != h
 	}
+	return waiting
 }
 
-// resolveEvery is how often waiting drops are settled. With the reasons group
-// alone no drop ever waits and the resolver only advances the clock, whose
-// one use is then to age reasons out after two windows: tickEvery is enough
-// (50 wake-ups a second were a measurable share of the exporter's CPU at
-// 200k messages a second, and all of it at rest).
-const (
-	resolveEvery = 20 * time.Millisecond
-	tickEvery    = 250 * time.Millisecond
-)
+// resolveEvery is how often waiting drops are settled while any wait.
+const resolveEvery = 20 * time.Millisecond
 
-// period is how often the resolver runs.
-func (l *Log) period() time.Duration {
-	if l.waiters {
-		return resolveEvery
-	}
-	return max(resolveEvery, min(tickEvery, time.Duration(l.window/8)))
-}
-
-// Start runs the resolver until Stop.
+// Start runs the resolver until Stop. It sleeps until a drop starts to wait
+// for its reason (only drops of another group than the reasons group ever
+// do), settles waiting drops every resolveEvery while there are any, and
+// sleeps again.
 func (l *Log) Start() {
 	if l.table == nil || l.stop != nil {
 		return
@@ -335,14 +338,22 @@ func (l *Log) Start() {
 	l.stop, l.done = make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(l.done)
-		tick := time.NewTicker(l.period())
-		defer tick.Stop()
+		timer := time.NewTimer(resolveEvery)
+		timer.Stop()
 		for {
 			select {
 			case <-l.stop:
 				return
-			case <-tick.C:
-				l.resolve()
+			case <-l.wake:
+			}
+			for l.runs.Add(1); l.resolve(); l.runs.Add(1) {
+				timer.Reset(resolveEvery)
+				select {
+				case <-l.stop:
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
 			}
 		}
 	}()

@@ -221,20 +221,33 @@ func TestKeyDistinguishesEveryWord(t *testing.T) {
 	}
 }
 
-func TestResolverPeriod(t *testing.T) {
-	for _, c := range []struct {
-		groups []classify.Group
-		window time.Duration
-		want   time.Duration
-	}{
-		{[]classify.Group{0}, time.Second, 125 * time.Millisecond},
-		{[]classify.Group{0}, time.Minute, tickEvery},
-		{[]classify.Group{0}, 10 * time.Millisecond, resolveEvery},
-		{[]classify.Group{0, 7}, time.Minute, resolveEvery}, // group 7's drops wait: settle them promptly
-	} {
-		if got := newLog(t, c.groups, c.window).period(); got != c.want {
-			t.Errorf("groups %v window %v: period %v, want %v", c.groups, c.window, got, c.want)
+// TestResolverSleepsWhenNothingWaits: drops of the reasons group never wait,
+// so the resolver never wakes for them; a drop of another group wakes it,
+// is settled within its window, and then the resolver sleeps again.
+func TestResolverSleepsWhenNothingWaits(t *testing.T) {
+	l := newLog(t, []classify.Group{0, 7}, 50*time.Millisecond)
+	l.Start()
+	defer l.Stop()
+	for i := range 1000 {
+		l.Group(0).Drop(teardown, Key(packet.FamilyIPv4, pkt(byte(i))), uint32(i), true)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := l.runs.Load(); n != 0 {
+		t.Fatalf("the resolver ran %d times while no drop waited", n)
+	}
+	l.Group(7).Drop(teardown, Key(packet.FamilyIPv4, pkt(1)), 0, false)
+	deadline := time.Now().Add(2 * time.Second)
+	for drops(l, 7, teardown, ReasonNone) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting drop was not settled within 2s")
 		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	settled := l.runs.Load()
+	time.Sleep(200 * time.Millisecond)
+	if n := l.runs.Load(); n == 0 || n != settled {
+		t.Errorf("the resolver ran %d times, then %d more once nothing waited; want some, then none", settled, n-settled)
 	}
 }
 

@@ -1,12 +1,12 @@
 package summary
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/collector"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/topsources"
 )
@@ -26,8 +26,10 @@ type Config struct {
 	Now              func() time.Time // nil: time.Now
 }
 
-// Rates compare the counts with a sample at least RateWindow old; samples
-// are taken every SampleInterval and kept for just over a window.
+// Rates compare the counts with a sample at least RateWindow old. Samples
+// are taken when a summary is built (a view of the page or the JSON), at
+// most one per SampleInterval, and kept for just over a window: nothing
+// runs while nobody looks.
 const (
 	RateWindow     = time.Minute
 	SampleInterval = 5 * time.Second
@@ -69,24 +71,21 @@ func New(cfg Config) *Summarizer {
 	return s
 }
 
-// Run samples every SampleInterval until ctx ends.
-func (s *Summarizer) Run(ctx context.Context) {
-	t := time.NewTicker(SampleInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.Sample()
-		}
-	}
-}
-
 // Sample records the current counts for later rates.
 func (s *Summarizer) Sample() {
-	now := s.cfg.Now()
-	snaps := s.cfg.Collector.Snapshot(0)
+	s.record(s.cfg.Now(), s.cfg.Collector.Snapshot(0))
+}
+
+// record keeps the counts of snaps, taken at now, as a sample, unless the
+// newest sample is younger than SampleInterval.
+func (s *Summarizer) record(now time.Time, snaps []collector.GroupSnapshot) {
+	s.mu.Lock()
+	n := len(s.ring)
+	fresh := n > 0 && now.Sub(s.ring[n-1].at) < SampleInterval
+	s.mu.Unlock()
+	if fresh {
+		return
+	}
 	smp := sample{at: now, groups: make([]groupSample, len(snaps))}
 	for i, gs := range snaps {
 		g := &smp.groups[i]
@@ -123,10 +122,14 @@ func (s *Summarizer) base(now time.Time) *sample {
 	return b
 }
 
-// Summary builds the document now.
+// Summary builds the document now, and keeps its counts as a sample for the
+// rates of later views.
 func (s *Summarizer) Summary() Summary {
 	now := s.cfg.Now()
-	return s.build(now, s.cfg.Collector.Snapshot(s.cfg.TopSources), s.base(now))
+	snaps := s.cfg.Collector.Snapshot(s.cfg.TopSources)
+	sum := s.build(now, snaps, s.base(now))
+	s.record(now, snaps)
+	return sum
 }
 
 // ServeHTTP serves the summary as JSON.
