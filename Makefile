@@ -125,8 +125,8 @@ bench: deps build
 
 # Every fuzz target of the module, as package:FuzzName. `make fuzz` first
 # fails if a func FuzzXxx in a _test.go file is missing here, then runs each
-# target for FUZZTIME (60s unless given), one after the other: 27 targets,
-# 27 minutes plus their builds. FUZZFLAGS adds go test flags
+# target for FUZZTIME (60s unless given), one after the other: 29 targets,
+# 29 minutes plus their builds. FUZZFLAGS adds go test flags
 # (FUZZFLAGS=-parallel=1 on a shared machine).
 FUZZ_TARGETS := \
 	./collector/packet/:FuzzDecode \
@@ -155,7 +155,9 @@ FUZZ_TARGETS := \
 	./deploy/firewall/:FuzzIptablesEngine \
 	./deploy/firewall/:FuzzNftEngine \
 	./deploy/firewall/:FuzzSaveCounters \
-	./deploy/firewall/:FuzzNftCounters
+	./deploy/firewall/:FuzzNftCounters \
+	./cmd/internal/bench/:FuzzParsePoint \
+	./cmd/internal/bench/:FuzzParseSchedstat
 FUZZTIME ?= 60s
 FUZZFLAGS ?=
 

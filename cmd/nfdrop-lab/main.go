@@ -41,14 +41,20 @@ func main() {
 	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
 	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
 
-	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter and Debian's ulogd2 side by side on the same floods: logged, received and lost messages, CPU per million messages, peak RSS, scrape latency and series count (needs root, two CPUs, ulogd2 + ulogd2-pcap for the ulogd2 column).")
+	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter, a minimal reference receiver (the floor any NFLOG reader pays) and Debian's ulogd2 side by side on the same floods: logged, received and lost messages, CPU per million messages, peak RSS, the longest gap between receive calls, scrape latency and series count (needs root, two CPUs, gcc for the reference, ulogd2 + ulogd2-pcap for the ulogd2 column).")
 	bExporter := bench.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
 	bUlogd := bench.Flag("ulogd", "ulogd binary; empty to bench the exporter alone.").Default("/usr/sbin/ulogd").String()
 	bUlogdPlugins := bench.Flag("ulogd.plugin-dir", "Directory with ulogd's NFLOG, BASE and PCAP plugins.").Default("/usr/lib/x86_64-linux-gnu/ulogd").String()
 	bUlogdDefaults := bench.Flag("ulogd.debian-defaults", "Run ulogd2 with Debian's NFLOG defaults instead of the exporter's group settings (32 MiB buffer, qthreshold 1000, 10 ms flush).").Bool()
-	bQuick := bench.Flag("quick", "Three short points, one repetition (about 20 s).").Bool()
+	bReference := bench.Flag("reference", "Bench the reference receiver (C, built with --reference.cc): it binds the group with the exporter's default settings and only counts messages and sequence gaps.").Default("true").Bool()
+	bCC := bench.Flag("reference.cc", "C compiler for the reference receiver.").Default("gcc").String()
+	bQuick := bench.Flag("quick", "--points=quick with one repetition (about 30 s).").Bool()
 	bReps := bench.Flag("reps", "Repetitions per point and receiver (medians).").Default("3").Int()
-	bPoints := bench.Flag("point", "Load RATE:RULES:PACKETS[:MIX], repeatable: RATE in packets/s ('max', '200k'), RULES identical NFLOG rules (messages per packet), MIX teardown or random. Default: the full set.").Strings()
+	bSet := bench.Flag("points", "Point set: full (six points from 50k pps to max x8 rules), quick (three short ones) or floor (150k pps x8 rules and 50k pps, 3M+ messages each, scraped every second and unscraped, for the exporter against the reference receiver).").Default("full").Enum("full", "quick", "floor")
+	bPoints := bench.Flag("point", "Load RATE:RULES:PACKETS[:MIX][:noscrape], repeatable, instead of a set: RATE in packets/s ('max', '200k'), RULES identical NFLOG rules (messages per packet), PACKETS ('3M', '750k'), MIX teardown or random, noscrape to leave the exporter unscraped during the flood.").Strings()
+	bScrapeSet := false
+	bScrape := bench.Flag("scrape-interval", "Scrape interval of the exporter during the flood (default: 1s for the floor points, else 2s); a value given here applies to every point.").Default("2s").IsSetByUser(&bScrapeSet).Duration()
+	bTrace := bench.Flag("recv-trace", "Trace the receivers' receive calls with BPF (longest gap between them; CPU time of threads that exit during a run).").Default("true").Bool()
 	bFwDir := bench.Flag("firewall.dir", "Directory with iptables.rules and ip6tables.rules (default: deploy/firewall, found as for demo).").String()
 	bExpFlags := bench.Flag("exporter.flag", "Extra flag for nfdrop_exporter, repeatable (e.g. --exporter.flag=--nflog.socket.receive-buffer=4MiB).").Strings()
 	bSenderCPU := bench.Flag("sender-cpu", "CPU of the flood generator (and of this process).").Default("0").Int()
@@ -84,8 +90,13 @@ func main() {
 			os.Exit(1)
 		}
 	case "bench":
-		if err := runBench(*bExporter, *bUlogd, *bUlogdPlugins, *bUlogdDefaults, *bQuick, *bReps, *bPoints,
-			*bFwDir, *bExpFlags, *bSenderCPU, *bReceiverCPU, *bFormat == "json", *bPerf); err != nil {
+		err := runBench(benchConfig{
+			exporter: *bExporter, ulogd: *bUlogd, ulogdPlugins: *bUlogdPlugins, ulogdDefaults: *bUlogdDefaults,
+			reference: *bReference, cc: *bCC, quick: *bQuick, reps: *bReps, set: *bSet, points: *bPoints,
+			scrapeEvery: *bScrape, scrapeSet: bScrapeSet, recvTrace: *bTrace, fwDir: *bFwDir, expFlags: *bExpFlags,
+			senderCPU: *bSenderCPU, receiverCPU: *bReceiverCPU, asJSON: *bFormat == "json", perfDir: *bPerf,
+		})
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
 			os.Exit(1)
 		}
@@ -416,49 +427,76 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, quick bool, reps int, points []string,
-	fwDir string, expFlags []string, senderCPU, receiverCPU int, asJSON bool, perfDir string) error {
+type benchConfig struct {
+	exporter, ulogd, ulogdPlugins string
+	ulogdDefaults, reference      bool
+	cc                            string
+	quick                         bool
+	reps                          int
+	set                           string
+	points                        []string
+	scrapeEvery                   time.Duration
+	scrapeSet, recvTrace          bool
+	fwDir                         string
+	expFlags                      []string
+	senderCPU, receiverCPU        int
+	asJSON                        bool
+	perfDir                       string
+}
+
+func runBench(c benchConfig) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the bench needs root (network namespaces, firewall rules, NFLOG): run it with sudo")
 	}
-	bin, err := findExporter(exporter)
+	bin, err := findExporter(c.exporter)
 	if err != nil {
 		return err
 	}
-	dir, err := findFirewallDir(fwDir)
+	dir, err := findFirewallDir(c.fwDir)
 	if err != nil {
 		return err
 	}
 	o := bench.Options{
-		Receivers:      bench.DefaultReceivers(bin),
-		Points:         bench.DefaultPoints(),
-		Reps:           reps,
+		Receivers:      []bench.Receiver{{Name: "nfdrop_exporter", Kind: bench.KindExporter, Path: bin, Args: c.expFlags}},
+		Points:         bench.PointSets()[c.set](),
+		Reps:           c.reps,
 		RulesDir:       dir,
-		SenderCPU:      senderCPU,
-		ReceiverCPU:    receiverCPU,
-		UlogdPluginDir: ulogdPlugins,
-		UlogdDefaults:  ulogdDefaults,
-		JSON:           asJSON,
-		PerfDir:        perfDir,
+		SenderCPU:      c.senderCPU,
+		ReceiverCPU:    c.receiverCPU,
+		UlogdPluginDir: c.ulogdPlugins,
+		UlogdDefaults:  c.ulogdDefaults,
+		CC:             c.cc,
+		NoRecvTrace:    !c.recvTrace,
+		JSON:           c.asJSON,
+		PerfDir:        c.perfDir,
 		Progress:       os.Stderr,
 	}
-	o.Receivers[0].Args = expFlags
-	if ulogd == "" {
-		o.Receivers = o.Receivers[:1]
-	} else {
-		o.Receivers[1].Path = ulogd
+	if c.reference {
+		o.Receivers = append(o.Receivers, bench.Receiver{Name: "reference", Kind: bench.KindReference})
 	}
-	if quick {
+	if c.ulogd != "" {
+		o.Receivers = append(o.Receivers, bench.Receiver{Name: "ulogd2", Kind: bench.KindUlogd, Path: c.ulogd})
+	}
+	if c.quick {
 		o.Points, o.Reps = bench.QuickPoints(), 1
 	}
-	if len(points) > 0 {
+	if len(c.points) > 0 {
 		o.Points = nil
-		for _, s := range points {
+		for _, s := range c.points {
 			p, err := bench.ParsePoint(s)
 			if err != nil {
 				return err
 			}
 			o.Points = append(o.Points, p)
+		}
+	}
+	if c.scrapeSet {
+		if c.scrapeEvery <= 0 {
+			return fmt.Errorf("--scrape-interval=%s: want a positive interval (a point with :noscrape is not scraped)", c.scrapeEvery)
+		}
+		o.ScrapeEvery = c.scrapeEvery
+		for i := range o.Points {
+			o.Points[i].ScrapeEvery = 0
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

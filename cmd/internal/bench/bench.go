@@ -1,11 +1,13 @@
 // Package bench floods the lab's server namespace with packets that hit N
 // identical NFLOG rules and measures, side by side in the same run, how
-// nfdrop_exporter and Debian's ulogd2 keep up: offered and logged rate,
-// received and lost messages, CPU seconds per million messages, peak RSS and
-// (for the exporter) scrape latency and series count during the flood. It
-// follows one method throughout: a fresh namespace
-// pair per run, sender pinned to one CPU and receiver to another, receivers
-// alternating within each point, medians over repetitions.
+// nfdrop_exporter, a minimal reference receiver (the floor any NFLOG reader
+// pays) and Debian's ulogd2 keep up: offered and logged rate, received and
+// lost messages, CPU seconds per million messages, peak RSS, the longest gap
+// between the reader's receive calls and (for the exporter) scrape latency
+// and series count during the flood. It follows one method throughout: a
+// fresh namespace pair per run, sender pinned to one CPU and receiver to
+// another, receivers alternating within each point, medians over
+// repetitions.
 package bench
 
 import (
@@ -34,11 +36,17 @@ type Point struct {
 	Rules   int     `json:"rules"`    // identical NFLOG rules: messages per packet
 	Packets uint64  `json:"packets"`  // packets to send
 	Mix     lab.Mix `json:"mix"`
+	// ScrapeEvery is the exporter's scrape interval during the flood;
+	// 0 means Options.ScrapeEvery.
+	ScrapeEvery time.Duration `json:"scrape_interval_ns,omitempty"`
+	// NoScrapes leaves the exporter unscraped during the flood, to tell
+	// what scrapes do to its reader.
+	NoScrapes bool `json:"no_scrapes,omitempty"`
 }
 
 // Options configures Run.
 type Options struct {
-	Receivers      []Receiver
+	Receivers      []Receiver // a KindReference receiver without Path is built with CC
 	Points         []Point
 	Reps           int           // repetitions per point and receiver (medians); default 3
 	RulesDir       string        // deploy/firewall (iptables.rules, ip6tables.rules)
@@ -47,8 +55,11 @@ type Options struct {
 	SenderCPU      int           // default 0
 	ReceiverCPU    int           // default 1
 	Settle         time.Duration // wait after the receiver's socket queue is empty; default 500ms
-	ScrapeEvery    time.Duration // exporter scrape interval during the flood; default 2s (the first one 500ms after the start)
-	MaxFlood       time.Duration // cap of one flood; default 30s
+	ScrapeEvery    time.Duration // exporter scrape interval during the flood unless the point sets one; default 2s (the first one 500ms after the start)
+	MaxFlood       time.Duration // cap of one flood; default 30s, or twice the flood's planned length plus 5s
+	Settings       GroupSettings // group settings of the reference receiver and ulogd2; default ExporterSettings()
+	CC             string        // C compiler of the reference receiver; default gcc
+	NoRecvTrace    bool          // do not load the receive-call tracer (no gaps, no exited-thread CPU)
 	QuietBelow     float64       // wait (up to 2s) until the machine's other load is below this fraction; default 0.15; <0 disables
 	UlogdPluginDir string        // default /usr/lib/x86_64-linux-gnu/ulogd
 	UlogdDefaults  bool          // run ulogd with Debian's defaults instead of the exporter's group settings
@@ -57,7 +68,7 @@ type Options struct {
 	Progress       io.Writer     // one line per run; nil = quiet
 }
 
-// DefaultPoints is the full bench (~4 minutes with 2 receivers and 3 reps).
+// DefaultPoints is the full bench (~6 minutes with 3 receivers and 3 reps).
 func DefaultPoints() []Point {
 	return []Point{
 		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 250_000, Mix: lab.MixTeardown},
@@ -69,7 +80,7 @@ func DefaultPoints() []Point {
 	}
 }
 
-// QuickPoints is the --quick bench (< 1 minute with 2 receivers, 1 rep).
+// QuickPoints is the --quick bench (< 1 minute with 3 receivers, 1 rep).
 func QuickPoints() []Point {
 	return []Point{
 		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 200_000, Mix: lab.MixTeardown},
@@ -78,11 +89,36 @@ func QuickPoints() []Point {
 	}
 }
 
-// DefaultReceivers are the exporter at exporterPath with its default flags
-// and ulogd2 from the Debian package.
+// FloorPoints compare the exporter with the reference receiver at fixed
+// offered rates that both sustain without loss, at least 3 million messages
+// per run, each with the exporter scraped every second and without scrapes
+// (~4.5 minutes per repetition with the exporter and the reference).
+func FloorPoints() []Point {
+	var out []Point
+	for _, p := range []Point{
+		{Name: "150k pps x8 rules", Rate: 150_000, Rules: 8, Packets: 750_000, Mix: lab.MixTeardown},
+		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 3_000_000, Mix: lab.MixTeardown},
+	} {
+		p.ScrapeEvery = time.Second
+		q := p
+		q.Name, q.NoScrapes, q.ScrapeEvery = p.Name+", no scrapes", true, 0
+		out = append(out, p, q)
+	}
+	return out
+}
+
+// PointSets names the point sets: full (DefaultPoints), quick and floor.
+func PointSets() map[string]func() []Point {
+	return map[string]func() []Point{"full": DefaultPoints, "quick": QuickPoints, "floor": FloorPoints}
+}
+
+// DefaultReceivers are the exporter at exporterPath with its default flags,
+// the reference receiver (built at run time) and ulogd2 from the Debian
+// package.
 func DefaultReceivers(exporterPath string) []Receiver {
 	return []Receiver{
 		{Name: "nfdrop_exporter", Kind: KindExporter, Path: exporterPath},
+		{Name: "reference", Kind: KindReference},
 		{Name: "ulogd2", Kind: KindUlogd, Path: "/usr/sbin/ulogd"},
 	}
 }
@@ -109,16 +145,36 @@ type RunResult struct {
 	TickCPUPerM       float64 `json:"tick_cpu_s_per_million"`
 	SenderUSPerPacket float64 `json:"sender_us_per_packet"`
 	PeakRSS           int64   `json:"peak_rss_bytes"`
-	SockDrops         uint64  `json:"sock_drops"` // kernel batches dropped at the socket
-	Drain             float64 `json:"drain_s"`    // flood end until the socket queue was empty
-	Scrapes           int     `json:"scrapes,omitempty"`
-	ScrapeMaxMs       float64 `json:"scrape_max_ms,omitempty"`
-	ScrapeMedMs       float64 `json:"scrape_median_ms,omitempty"`
-	Series            int     `json:"series,omitempty"`        // sample lines on /metrics after the flood
-	PacketSeries      int     `json:"packet_series,omitempty"` // nfdrop_packets_total series
-	MallocsPerMsg     float64 `json:"mallocs_per_msg"`         // -1 when unknown
-	ForeignCPU        float64 `json:"machine_busy_before"`
-	Err               string  `json:"error,omitempty"`
+	SockDrops         uint64  `json:"sock_drops"`         // kernel batches dropped at the socket
+	Drain             float64 `json:"drain_s"`            // flood end until the socket queue was empty
+	CPUThreads        int     `json:"cpu_threads"`        // threads whose time is in CPUSeconds
+	CPUThreadsExited  int     `json:"cpu_threads_exited"` // of them, threads that exited during the window (time from the tracer)
+	CPUThreadsMissed  int     `json:"cpu_threads_missed"` // threads that exited during the window without the tracer: their last time is not in CPUSeconds
+	// Scrapes during the flood, timed as the client sees them: from sending
+	// the request to having read the whole body.
+	ScrapeEveryS   float64   `json:"scrape_interval_s,omitempty"`
+	Scrapes        int       `json:"scrapes,omitempty"`
+	ScrapeMs       []float64 `json:"scrape_ms,omitempty"` // every scrape, in order
+	ScrapeMedMs    float64   `json:"scrape_median_ms,omitempty"`
+	ScrapeP99Ms    float64   `json:"scrape_p99_ms,omitempty"`
+	ScrapeMaxMs    float64   `json:"scrape_max_ms,omitempty"`
+	ScrapesOver100 int       `json:"scrapes_over_100ms"`
+	ScrapeErrors   int       `json:"scrape_errors,omitempty"` // failed scrapes (counted as 1 h)
+	// The receiver's receive calls on its NFLOG socket during the flood
+	// (the receive-call tracer; RecvTraced false when it could not run).
+	RecvTraced       bool    `json:"recv_traced"`
+	RecvTraceErr     string  `json:"recv_trace_error,omitempty"`
+	RecvCalls        uint64  `json:"recv_calls"`
+	RecvDataCalls    uint64  `json:"recv_data_calls"`              // calls that returned a datagram
+	RecvGapMaxMs     float64 `json:"recv_gap_max_ms"`              // longest time between two receive calls
+	RecvBusyGapMaxMs float64 `json:"recv_busy_gap_max_ms"`         // longest time from a call that returned data to the next call
+	RecvGapMaxAtS    float64 `json:"recv_gap_max_end_s"`           // when the longest gap ended, from the flood's start
+	RecvGapInScrape  bool    `json:"recv_gap_max_overlaps_scrape"` // the longest gap overlapped a scrape
+	Series           int     `json:"series,omitempty"`             // sample lines on /metrics after the flood
+	PacketSeries     int     `json:"packet_series,omitempty"`      // nfdrop_packets_total series
+	MallocsPerMsg    float64 `json:"mallocs_per_msg"`              // -1 when unknown
+	ForeignCPU       float64 `json:"machine_busy_before"`
+	Err              string  `json:"error,omitempty"`
 }
 
 // Cell is the median [min-max] summary of one point and receiver.
@@ -136,22 +192,37 @@ type Cell struct {
 	CPUPerMNoScrape   [3]float64 `json:"cpu_s_per_million_without_scrapes"`
 	ScrapeCPUMs       [3]float64 `json:"scrape_cpu_ms"`
 	PeakRSS           [3]float64 `json:"peak_rss_bytes"`
+	Scrapes           [3]float64 `json:"scrapes"`
+	ScrapeMedMs       [3]float64 `json:"scrape_median_ms"`
+	ScrapeP99Ms       [3]float64 `json:"scrape_p99_ms"`
 	ScrapeMaxMs       [3]float64 `json:"scrape_max_ms"`
+	ScrapesOver100    [3]float64 `json:"scrapes_over_100ms"`
+	Traced            int        `json:"recv_traced_runs"` // runs the gaps below are from
+	RecvGapMaxMs      [3]float64 `json:"recv_gap_max_ms"`
+	RecvBusyGapMaxMs  [3]float64 `json:"recv_busy_gap_max_ms"`
 	Series            [3]float64 `json:"series"`
 	MallocsPerMsg     [3]float64 `json:"mallocs_per_msg"`
 	SenderUSPerPacket [3]float64 `json:"sender_us_per_packet"`
 }
 
+// ReceiverInfo names a receiver of the report.
+type ReceiverInfo struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
 // Report is the outcome of Run.
 type Report struct {
-	Started  time.Time   `json:"started"`
-	Kernel   string      `json:"kernel"`
-	CPUs     int         `json:"cpus"`
-	Reps     int         `json:"reps"`
-	Points   []Point     `json:"points"`
-	Runs     []RunResult `json:"runs"`
-	Summary  []Cell      `json:"summary"`
-	Duration float64     `json:"duration_s"`
+	Started   time.Time      `json:"started"`
+	Kernel    string         `json:"kernel"`
+	CPUs      int            `json:"cpus"`
+	Reps      int            `json:"reps"`
+	Receivers []ReceiverInfo `json:"receivers"`
+	Settings  GroupSettings  `json:"group_settings"` // of the reference receiver and ulogd2
+	Points    []Point        `json:"points"`
+	Runs      []RunResult    `json:"runs"`
+	Summary   []Cell         `json:"summary"`
+	Duration  float64        `json:"duration_s"`
 }
 
 func (o *Options) defaults() error {
@@ -181,6 +252,9 @@ func (o *Options) defaults() error {
 	if o.QuietBelow == 0 {
 		o.QuietBelow = 0.15
 	}
+	if o.Settings == (GroupSettings{}) {
+		o.Settings = ExporterSettings()
+	}
 	if o.UlogdPluginDir == "" {
 		o.UlogdPluginDir = "/usr/lib/x86_64-linux-gnu/ulogd"
 	}
@@ -202,6 +276,9 @@ func (o *Options) defaults() error {
 		}
 	}
 	for _, r := range o.Receivers {
+		if r.Kind == KindReference && r.Path == "" {
+			continue // built by Run
+		}
 		if _, err := os.Stat(r.Path); err != nil {
 			return fmt.Errorf("bench: receiver %s: %w", r.Name, err)
 		}
@@ -218,10 +295,29 @@ func (o *Options) defaults() error {
 // Run executes the bench and writes the tables (or JSON) to out.
 func Run(ctx context.Context, o Options, out io.Writer) (Report, error) {
 	rep := Report{Started: time.Now().UTC(), CPUs: runtime.NumCPU()}
+	o.Receivers = slices.Clone(o.Receivers) // Run fills in the reference's path
 	if err := o.defaults(); err != nil {
 		return rep, err
 	}
-	rep.Reps, rep.Points = o.Reps, o.Points
+	rep.Reps, rep.Points, rep.Settings = o.Reps, o.Points, o.Settings
+	for i, r := range o.Receivers {
+		rep.Receivers = append(rep.Receivers, ReceiverInfo{Name: r.Name, Kind: r.Kind})
+		if r.Kind == KindReference && r.Path == "" {
+			dir, err := os.MkdirTemp("", "nfdG-reference-")
+			if err != nil {
+				return rep, err
+			}
+			defer os.RemoveAll(dir)
+			if o.Receivers[i].Path, err = BuildReference(o.CC, dir); err != nil {
+				return rep, err
+			}
+		}
+		if r.Kind == KindExporter && o.Progress != nil {
+			if f := changedGroupFlags(r.Args); len(f) > 0 {
+				fmt.Fprintf(o.Progress, "note: %s runs with %s; the reference receiver and ulogd2 keep the exporter's defaults\n", r.Name, strings.Join(f, " "))
+			}
+		}
+	}
 	var uts unix.Utsname
 	if unix.Uname(&uts) == nil {
 		rep.Kernel = unix.ByteSliceToString(uts.Release[:])
@@ -314,6 +410,21 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 		}
 	}()
 
+	// The tracer is loaded before the CPU window opens: it also records the
+	// final CPU time of threads that exit during the window.
+	var tracer *recvTracer
+	if !o.NoRecvTrace {
+		fd, err := nflogSocketFD(proc.pid, o.Group)
+		if err == nil {
+			tracer, err = startRecvTracer(proc.pid, fd)
+		}
+		if err != nil {
+			res.RecvTraceErr = traceNote(err)
+		} else {
+			defer tracer.close()
+		}
+	}
+
 	var before scrape
 	if rcv.Kind == KindExporter {
 		if before, err = scrapeOnce(proc.client, proc.url, o.Group); err != nil {
@@ -324,11 +435,16 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 	if err != nil {
 		return fail(err)
 	}
+	if tracer != nil {
+		if err := tracer.reset(); err != nil {
+			return fail(err)
+		}
+	}
 	cpu0, err := procCPU(proc.pid)
 	if err != nil {
 		return fail(err)
 	}
-	rt0, err := procRuntime(proc.pid)
+	rt0, err := procThreadRuntimes(proc.pid)
 	if err != nil {
 		return fail(err)
 	}
@@ -351,32 +467,45 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 		res lab.FloodResult
 		err error
 	}
+	limit := floodLimit(o.MaxFlood, p)
 	fc := make(chan floodOut, 1)
+	floodStart := monotonicNow()
 	go func() {
 		var fr lab.FloodResult
 		err := lab.InNetns(l.Client, func() error {
 			var err error
-			fr, err = lab.Flood(lab.ClientIf, pool, p.Packets, p.Rate, o.MaxFlood, ctx.Done())
+			fr, err = lab.Flood(lab.ClientIf, pool, p.Packets, p.Rate, limit, ctx.Done())
 			return err
 		})
 		fc <- floodOut{fr, err}
 	}()
+	every := p.ScrapeEvery
+	if every <= 0 {
+		every = o.ScrapeEvery
+	}
+	scrapes := rcv.Kind == KindExporter && !p.NoScrapes
 	var lat []time.Duration
+	var windows [][2]int64 // CLOCK_MONOTONIC start and end of every scrape
 	var fo floodOut
-	tick := time.NewTimer(500 * time.Millisecond)
+	tick := time.NewTimer(min(500*time.Millisecond, every))
+	if !scrapes {
+		tick.Stop()
+	}
 wait:
 	for {
 		select {
 		case fo = <-fc:
 			break wait
 		case <-tick.C:
-			tick.Reset(o.ScrapeEvery)
-			if rcv.Kind == KindExporter {
-				if s, err := scrapeOnce(proc.client, proc.url, o.Group); err == nil {
-					lat = append(lat, s.Latency)
-				} else {
-					lat = append(lat, time.Hour) // a failed scrape counts as unbounded
-				}
+			tick.Reset(every)
+			start := monotonicNow()
+			s, err := scrapeOnce(proc.client, proc.url, o.Group)
+			windows = append(windows, [2]int64{start, monotonicNow()})
+			if err == nil {
+				lat = append(lat, s.Latency)
+			} else {
+				lat = append(lat, time.Hour) // a failed scrape counts as unbounded
+				res.ScrapeErrors++
 			}
 		}
 	}
@@ -385,6 +514,20 @@ wait:
 		return fail(fo.err)
 	}
 	floodEnd := time.Now()
+	if tracer != nil {
+		g, err := tracer.gaps()
+		if err != nil {
+			return fail(err)
+		}
+		res.RecvTraced = true
+		res.RecvCalls, res.RecvDataCalls = g.Calls, g.DataCalls
+		res.RecvGapMaxMs = float64(g.MaxGap) / 1e6
+		res.RecvBusyGapMaxMs = float64(g.MaxBusyGap) / 1e6
+		if g.MaxGap > 0 {
+			res.RecvGapMaxAtS = float64(g.MaxGapEnd-floodStart) / 1e9
+			res.RecvGapInScrape = overlapsAny(g.MaxGapEnd-int64(g.MaxGap), g.MaxGapEnd, windows)
+		}
+	}
 	res.Sent, res.SentPPS = fo.res.Sent, fo.res.PPS()
 	if fo.res.Sent > 0 {
 		res.SenderUSPerPacket = fo.res.CPU.Seconds() * 1e6 / float64(fo.res.Sent)
@@ -411,11 +554,19 @@ wait:
 	if err != nil {
 		return fail(err)
 	}
-	rt1, err := procRuntime(proc.pid)
+	rt1, err := procThreadRuntimes(proc.pid)
 	if err != nil {
 		return fail(err)
 	}
-	res.CPUSeconds = (rt1 - rt0).Seconds()
+	var exited map[int]time.Duration
+	if tracer != nil {
+		if exited, err = tracer.exitedRuntimes(); err != nil {
+			return fail(err)
+		}
+	}
+	cpu, threads := windowCPU(rt0, rt1, exited)
+	res.CPUSeconds = cpu.Seconds()
+	res.CPUThreads, res.CPUThreadsExited, res.CPUThreadsMissed = threads.counted, threads.exited, threads.missed
 	res.TickCPUSeconds = (cpu1 - cpu0).Seconds()
 
 	var final *scrape
@@ -479,7 +630,7 @@ wait:
 		return fail(err)
 	}
 	res.Received = r.Received
-	if rcv.Kind == KindUlogd || rcv.Kind == KindCommand {
+	if rcv.Kind != KindExporter {
 		// Messages already logged before the flood (none in a silent lab)
 		// are part of what these receivers report.
 		res.Received -= min(res.Received, logged0)
@@ -502,11 +653,67 @@ wait:
 			res.CPUPerMNoScrape = math.Max(0, res.CPUSeconds-float64(len(lat))*res.ScrapeCPUMs/1e3) / (float64(res.Logged) / 1e6)
 		}
 	}
+	if scrapes {
+		res.ScrapeEveryS = every.Seconds()
+	}
 	if len(lat) > 0 {
-		slices.Sort(lat)
 		res.Scrapes = len(lat)
-		res.ScrapeMaxMs = float64(lat[len(lat)-1]) / 1e6
-		res.ScrapeMedMs = float64(lat[len(lat)/2]) / 1e6
+		for _, d := range lat {
+			res.ScrapeMs = append(res.ScrapeMs, float64(d)/1e6)
+		}
+		st := scrapeStats(lat)
+		res.ScrapeMedMs, res.ScrapeP99Ms, res.ScrapeMaxMs = float64(st.p50)/1e6, float64(st.p99)/1e6, float64(st.max)/1e6
+		res.ScrapesOver100 = st.over100ms
 	}
 	return res
+}
+
+// floodLimit caps one flood: limit, or for a paced flood twice its planned
+// length plus 5 s if that is longer, at most an hour.
+func floodLimit(limit time.Duration, p Point) time.Duration {
+	if p.Rate > 0 {
+		planned := 2 * float64(p.Packets) / p.Rate * float64(time.Second)
+		if d := time.Duration(min(planned, float64(time.Hour))) + 5*time.Second; d > limit {
+			return d
+		}
+	}
+	return limit
+}
+
+// latencyStats summarizes scrape durations.
+type latencyStats struct {
+	p50, p99, max time.Duration
+	over100ms     int
+}
+
+// scrapeStats returns the median, the 99th percentile (nearest rank), the
+// maximum and the number of durations over 100 ms.
+func scrapeStats(lat []time.Duration) latencyStats {
+	var st latencyStats
+	if len(lat) == 0 {
+		return st
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	rank := func(q float64) time.Duration {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	st.p50, st.p99, st.max = rank(0.5), rank(0.99), s[len(s)-1]
+	for _, d := range s {
+		if d > 100*time.Millisecond {
+			st.over100ms++
+		}
+	}
+	return st
+}
+
+// overlapsAny reports whether [a, b] overlaps one of the windows.
+func overlapsAny(a, b int64, windows [][2]int64) bool {
+	for _, w := range windows {
+		if a <= w[1] && w[0] <= b {
+			return true
+		}
+	}
+	return false
 }

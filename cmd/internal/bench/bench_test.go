@@ -2,10 +2,14 @@ package bench
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/asm"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
@@ -203,6 +207,11 @@ func TestParsePoint(t *testing.T) {
 		{in: "max:8:300k", want: Point{Name: "max pps x8 rules", Rules: 8, Packets: 300_000, Mix: lab.MixTeardown}},
 		{in: "max:1:600000:random", want: Point{Name: "random max pps", Rules: 1, Packets: 600_000, Mix: lab.MixRandom}},
 		{in: "50000:4:1000", want: Point{Name: "50k pps x4 rules", Rate: 50_000, Rules: 4, Packets: 1000, Mix: lab.MixTeardown}},
+		{in: "50k:1:3M:noscrape", want: Point{Name: "50k pps, no scrapes", Rate: 50_000, Rules: 1, Packets: 3_000_000, Mix: lab.MixTeardown, NoScrapes: true}},
+		{in: "max:2:1k:noscrape:random", want: Point{Name: "random max pps x2 rules, no scrapes", Rules: 2, Packets: 1000, Mix: lab.MixRandom, NoScrapes: true}},
+		{in: "200k:1:100:random:random", bad: true},
+		{in: "200k:1:100:noscrape:noscrape", bad: true},
+		{in: "200k:1:100:teardown:noscrape:x", bad: true},
 		{in: "200k:1", bad: true},
 		{in: "fast:1:100", bad: true},
 		{in: "200k:0:100", bad: true},
@@ -221,4 +230,165 @@ func TestParsePoint(t *testing.T) {
 			t.Errorf("ParsePoint(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
+}
+
+func TestFloorPoints(t *testing.T) {
+	ps := FloorPoints()
+	want := []string{"150k pps x8 rules", "150k pps x8 rules, no scrapes", "50k pps", "50k pps, no scrapes"}
+	if len(ps) != len(want) {
+		t.Fatalf("FloorPoints = %+v", ps)
+	}
+	for i, p := range ps {
+		if p.Name != want[i] || p.NoScrapes != (i%2 == 1) || p.Packets*uint64(p.Rules) < 3_000_000 || p.Rate == 0 {
+			t.Errorf("point %d = %+v: want %q, fixed rate, at least 3M messages, scrapes off on every second point", i, p, want[i])
+		}
+		if !p.NoScrapes && p.ScrapeEvery != time.Second {
+			t.Errorf("%s: scraped every %v, want 1s", p.Name, p.ScrapeEvery)
+		}
+		// Named like the same load given as --point.
+		spec := fmt.Sprintf("%gk:%d:%d", p.Rate/1000, p.Rules, p.Packets)
+		if p.NoScrapes {
+			spec += ":noscrape"
+		}
+		if q, err := ParsePoint(spec); err != nil || q.Name != p.Name {
+			t.Errorf("ParsePoint(%q) = %q, %v; want the name %q", spec, q.Name, err, p.Name)
+		}
+	}
+	if ps[0].Rate != 150_000 || ps[0].Rules != 8 || ps[2].Rate != 50_000 || ps[2].Rules != 1 {
+		t.Errorf("FloorPoints = %+v, want 150k pps x8 rules and 50k pps x1 rule", ps)
+	}
+	for _, name := range []string{"full", "quick", "floor"} {
+		if f, ok := PointSets()[name]; !ok || len(f()) == 0 {
+			t.Errorf("point set %q missing", name)
+		}
+	}
+	// 3M packets at 50k pps take 60 s: the flood's cap grows with its plan.
+	if got := floodLimit(30*time.Second, ps[2]); got != 125*time.Second {
+		t.Errorf("floodLimit(50k pps, 3M) = %v, want 125s", got)
+	}
+	if got := floodLimit(30*time.Second, Point{Packets: 1_000_000}); got != 30*time.Second {
+		t.Errorf("floodLimit(max rate) = %v, want the 30s cap", got)
+	}
+}
+
+func TestScrapeStats(t *testing.T) {
+	var lat []time.Duration
+	for i := 1; i <= 200; i++ {
+		lat = append(lat, time.Duration(i)*time.Millisecond)
+	}
+	st := scrapeStats(lat)
+	if st.p50 != 100*time.Millisecond || st.p99 != 198*time.Millisecond || st.max != 200*time.Millisecond || st.over100ms != 100 {
+		t.Errorf("scrapeStats(1..200 ms) = %+v, want p50 100ms, p99 198ms, max 200ms, 100 over 100 ms", st)
+	}
+	if st := scrapeStats([]time.Duration{7 * time.Millisecond}); st.p50 != st.max || st.p99 != st.max || st.over100ms != 0 {
+		t.Errorf("one scrape: %+v", st)
+	}
+	if st := scrapeStats(nil); st != (latencyStats{}) {
+		t.Errorf("no scrapes: %+v", st)
+	}
+	w := [][2]int64{{100, 200}, {1000, 1100}}
+	for _, tc := range []struct {
+		a, b int64
+		want bool
+	}{{0, 99, false}, {0, 100, true}, {150, 160, true}, {201, 999, false}, {900, 2000, true}, {1101, 1200, false}} {
+		if got := overlapsAny(tc.a, tc.b, w); got != tc.want {
+			t.Errorf("overlapsAny(%d, %d) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestWindowCPU(t *testing.T) {
+	ms := time.Millisecond
+	start := map[int]time.Duration{1: 100 * ms, 2: 50 * ms, 3: 10 * ms, 4: 5 * ms}
+	end := map[int]time.Duration{1: 300 * ms, 2: 50 * ms, 5: 20 * ms} // 3 and 4 exited, 5 is new
+	exited := map[int]time.Duration{3: 40 * ms, 6: 7 * ms}            // 6 started and exited in between
+	cpu, n := windowCPU(start, end, exited)
+	if want := (200 + 0 + 20 + 30 + 7) * ms; cpu != want || n != (threadCounts{counted: 5, exited: 2, missed: 1}) {
+		t.Errorf("windowCPU = %v, %+v; want %v, 5 counted, 2 exited, 1 missed (thread 4)", cpu, n, want)
+	}
+	cpu, n = windowCPU(start, end, nil)
+	if cpu != 220*ms || n != (threadCounts{counted: 3, missed: 2}) {
+		t.Errorf("windowCPU without exit records = %v, %+v", cpu, n)
+	}
+	if d, err := parseSchedstat([]byte("123456789 1000 42\n")); err != nil || d != 123456789 {
+		t.Errorf("parseSchedstat = %v, %v", d, err)
+	}
+	for _, bad := range []string{"", "1 2", "x 1 2", "-1 2 3"} {
+		if _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("parseSchedstat(%q) accepted", bad)
+		}
+	}
+}
+
+// TestTracerProgramsAssemble checks every jump of the tracer's programs has
+// its label and every map reference its map (loading needs root and BPF:
+// TestReferenceReceiverAndTracer).
+func TestTracerProgramsAssemble(t *testing.T) {
+	spec := tracerSpec(1234, 5, traceOffsets{regsFD: 112, regsNr: 120, taskRuntime: 200})
+	for name, p := range spec.Programs {
+		var b bytes.Buffer
+		if err := p.Instructions.Marshal(&b, binary.LittleEndian); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		for _, ins := range p.Instructions {
+			if ins.OpCode == asm.InvalidOpCode {
+				t.Errorf("%s: invalid instruction %v", name, ins)
+			}
+			if ref := ins.Reference(); ref != "" && ins.IsLoadFromMap() && spec.Maps[ref] == nil {
+				t.Errorf("%s: reference to missing map %q", name, ref)
+			}
+		}
+	}
+}
+
+func TestRatioTable(t *testing.T) {
+	pts := []Point{{Name: "p"}}
+	runs := []RunResult{
+		{Point: "p", Receiver: "exp", CPUPerM: 0.3, RecvTraced: true, RecvGapMaxMs: 12.5, Scrapes: 3, ScrapeMedMs: 4, ScrapeP99Ms: 9, ScrapeMaxMs: 9},
+		{Point: "p", Receiver: "ref", CPUPerM: 0.05, RecvTraced: true, RecvGapMaxMs: 11},
+		{Point: "p", Receiver: "ulogd2", CPUPerM: 0.9, RecvTraceErr: "no BTF"},
+	}
+	r := Report{Points: pts, Runs: runs, Receivers: []ReceiverInfo{{"exp", KindExporter}, {"ref", KindReference}, {"ulogd2", KindUlogd}}}
+	r.Summary = summarize(runs, pts, []Receiver{{Name: "exp"}, {Name: "ref"}, {Name: "ulogd2"}})
+	var b bytes.Buffer
+	if err := WriteTables(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| point | exp CPU s/M | ref CPU s/M | ulogd2 CPU s/M | exp / ref | ulogd2 / exp | exp loss % | ref loss % | ulogd2 loss % | exp max recv gap ms | ref max recv gap ms | ulogd2 max recv gap ms |",
+		"| p | 0.300 | 0.050 | 0.900 | 6.00x | 3.00x | 0.00 | 0.00 | 0.00 | 12.5 | 11.0 | – |",
+		"| 3 | 4.0 / 9.0 / 9.0 | 0 |", "no receive-call gaps for ulogd2: no BTF",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("tables lack %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func FuzzParsePoint(f *testing.F) {
+	for _, s := range []string{"200k:1:600000", "max:8:300k:random", "50k:1:3M:noscrape", "max:2:1k:noscrape:random", "1:1:1", "0.5k:16:50M", "x", "::::", "200k:1:1e400"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParsePoint(s)
+		if err != nil {
+			return
+		}
+		if p.Rules < 1 || p.Rules > 16 || p.Packets < 1 || p.Packets > 50_000_000 || p.Rate < 0 || math.IsInf(p.Rate, 0) || math.IsNaN(p.Rate) || p.Name == "" ||
+			(p.Mix != lab.MixTeardown && p.Mix != lab.MixRandom) || p.NoScrapes != strings.HasSuffix(p.Name, ", no scrapes") {
+			t.Fatalf("ParsePoint(%q) = %+v", s, p)
+		}
+	})
+}
+
+func FuzzParseSchedstat(f *testing.F) {
+	for _, s := range []string{"123456789 1000 42\n", "0 0 0", "1 2", "-1 2 3", "18446744073709551615 1 1", "9223372036854775807 0 0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := parseSchedstat(b)
+		if err == nil && d < 0 {
+			t.Fatalf("parseSchedstat(%q) = %v", b, d)
+		}
+	})
 }

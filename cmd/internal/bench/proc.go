@@ -176,34 +176,99 @@ func readProcStat() ([2]uint64, error) {
 	return r, nil
 }
 
-// procRuntime returns the precise on-CPU time of every thread of pid: the
-// sum of the first field of /proc/<pid>/task/*/schedstat (sum_exec_runtime,
-// ns). Unlike utime+stime it does not sample at timer ticks, which matters
-// here: NFLOG flushes a batch from a jiffies timer, so the reader wakes in
-// step with the tick and tick sampling is biased.
+// procRuntime returns the precise on-CPU time of the live threads of pid.
 func procRuntime(pid int) (time.Duration, error) {
+	ts, err := procThreadRuntimes(pid)
+	var sum time.Duration
+	for _, t := range ts {
+		sum += t
+	}
+	return sum, err
+}
+
+// procThreadRuntimes returns the on-CPU time of every live thread of pid by
+// thread id: the first field of /proc/<pid>/task/<tid>/schedstat
+// (sum_exec_runtime, ns, including the current run). Unlike utime+stime it
+// is not rounded to timer ticks, which matters here: NFLOG flushes a batch
+// from a jiffies timer, so the reader wakes in step with the tick. A thread
+// that has exited is no longer listed; windowCPU accounts for those.
+func procThreadRuntimes(pid int) (map[int]time.Duration, error) {
 	dir := fmt.Sprintf("/proc/%d/task", pid)
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var sum time.Duration
+	out := make(map[int]time.Duration, len(tasks))
 	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
 		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
 		if err != nil {
 			continue // the thread exited meanwhile
 		}
-		f := strings.Fields(string(b))
-		if len(f) != 3 {
-			return 0, fmt.Errorf("bench: unexpected schedstat %q", b)
-		}
-		ns, err := strconv.ParseUint(f[0], 10, 64)
+		ns, err := parseSchedstat(b)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		sum += time.Duration(ns)
+		out[tid] = ns
 	}
-	return sum, nil
+	return out, nil
+}
+
+// parseSchedstat reads the first of the three numbers of a schedstat file.
+func parseSchedstat(b []byte) (time.Duration, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return 0, fmt.Errorf("bench: unexpected schedstat %q", b)
+	}
+	ns, err := strconv.ParseUint(f[0], 10, 63)
+	if err != nil {
+		return 0, fmt.Errorf("bench: unexpected schedstat %q", b)
+	}
+	return time.Duration(ns), nil
+}
+
+// threadCounts says whose time windowCPU summed.
+type threadCounts struct {
+	counted int // threads whose time is in the sum
+	exited  int // of them, threads that exited (time from their exit record)
+	missed  int // threads that exited without an exit record: their time after start is missing
+}
+
+// windowCPU is the CPU time the threads of a process used between two
+// readings of procThreadRuntimes: every thread alive at the end (from zero if
+// it started later), and every thread that exited in between, up to its
+// exit as recorded in exited (tid -> final runtime, from the tracer). A
+// thread that vanished without an exit record counts as missed.
+func windowCPU(start, end, exited map[int]time.Duration) (time.Duration, threadCounts) {
+	var sum time.Duration
+	var n threadCounts
+	for tid, t := range end {
+		if t0, ok := start[tid]; ok && t0 <= t {
+			sum += t - t0
+		} else {
+			sum += t // a new thread (or a reused tid, whose start was another thread's)
+		}
+		n.counted++
+	}
+	for tid, t := range exited {
+		if _, alive := end[tid]; alive {
+			continue // a reused tid: the live thread was counted
+		}
+		sum += t - min(t, start[tid])
+		n.counted++
+		n.exited++
+	}
+	for tid := range start {
+		_, alive := end[tid]
+		_, recorded := exited[tid]
+		if !alive && !recorded {
+			n.missed++
+		}
+	}
+	return sum, n
 }
 
 // waitQuiet waits until the machine is idle enough and returns the busy

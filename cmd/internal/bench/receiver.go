@@ -22,12 +22,15 @@ const (
 	KindExporter = "exporter" // nfdrop_exporter: counts from /metrics
 	KindUlogd    = "ulogd"    // Debian's ulogd2, NFLOG input, PCAP output: counts pcap records
 	KindCommand  = "command"  // any program that prints "received=N" (and optionally "lost=N", "mallocs=N") on stdout when sent SIGTERM
+	// KindReference is the reference receiver (reference/reference.c): it
+	// binds the group with Options.Settings and reports like KindCommand.
+	KindReference = "reference"
 )
 
 // Receiver is one program the bench floods.
 type Receiver struct {
 	Name string   // table label
-	Kind string   // KindExporter, KindUlogd or KindCommand
+	Kind string   // KindExporter, KindUlogd, KindCommand or KindReference
 	Path string   // binary
 	Args []string // extra arguments (exporter: flags after the bench's own)
 	Env  []string // extra environment (KindCommand)
@@ -71,6 +74,8 @@ func startReceiver(ctx context.Context, l *lab.Lab, r Receiver, o *Options, dir 
 		args = append([]string{"-c", cpu, r.Path, "-c", conf}, r.Args...)
 	case KindCommand:
 		args = append([]string{"-c", cpu, r.Path}, r.Args...)
+	case KindReference:
+		args = append(append([]string{"-c", cpu, r.Path}, referenceArgs(o.Group, o.Settings)...), r.Args...)
 	default:
 		return nil, fmt.Errorf("bench: unknown receiver kind %q", r.Kind)
 	}
@@ -133,8 +138,9 @@ func writeUlogdConf(dir string, o *Options) (string, error) {
 	} else {
 		// The same group settings as the exporter's defaults, as far as ulogd
 		// has them (it cannot set nlbufsiz, so batches stay one page).
-		fmt.Fprintf(&b, "netlink_socket_buffer_size=%d\nnetlink_socket_buffer_maxsize=%d\n", 32<<20, 64<<20)
-		b.WriteString("netlink_qthreshold=1000\nnetlink_qtimeout=1\n")
+		s := o.Settings
+		fmt.Fprintf(&b, "netlink_socket_buffer_size=%d\nnetlink_socket_buffer_maxsize=%d\n", s.ReceiveBuffer, 2*s.ReceiveBuffer)
+		fmt.Fprintf(&b, "netlink_qthreshold=%d\nnetlink_qtimeout=%d\n", s.QueueThreshold, s.FlushTimeout/(10*time.Millisecond))
 	}
 	fmt.Fprintf(&b, "\n[pcap1]\nfile=%q\nsync=0\n", filepath.Join(dir, "ulogd.pcap"))
 	path := filepath.Join(dir, "ulogd.conf")
@@ -179,7 +185,7 @@ func (p *process) stop(final *scrape) (result, error) {
 		if err != nil {
 			return r, err
 		}
-	case KindCommand:
+	case KindCommand, KindReference:
 		if werr != nil {
 			return r, fmt.Errorf("bench: %s: %v: %s", p.rcv.Name, werr, tail(p.stderr.String()))
 		}
