@@ -143,11 +143,20 @@ func worse(a, b state) state {
 // A weak one (from a base chain that runs before, from the caller of the
 // chain, or from a chain jumped to) covers a drop whose condition it
 // includes and says nothing about others: it was written for other drops.
+// A gone one's packets have all left the chain (a later rule with a
+// condition no narrower than its own ended the chain for them): it says
+// nothing about the rules after that, and a rule whose condition includes
+// its own matches no packet. A log statement of an earlier base chain
+// that some packets skipped (rules before it returned or accepted them)
+// waits for exits: it covers nothing until the chain being walked has ended
+// the chain, in an earlier rule, for the packets of each of those rules.
 type condLog struct {
 	terms   []string
 	sampled bool
 	rule    *ruleset.Rule
 	weak    bool
+	gone    bool
+	exits   [][]string
 }
 
 type analyzer struct {
@@ -232,22 +241,40 @@ func (a *analyzer) run(s *ruleset.Snapshot) {
 }
 
 // priorLogs are the log statements of base chains that run before c at the
-// same hook (lower priority) and that every packet passes: those before
-// the first rule with a verdict. A packet accepted there still reaches c.
+// same hook (lower priority), up to the first rule that sends packets
+// elsewhere (jump, goto, queue, verdict map, unconditional accept or
+// return). A packet accepted there still reaches c. The conditions of the
+// accept and return rules before a statement are its exits: the packets
+// they let go skipped it, so it covers a drop of c only where c has ended
+// the chain for those packets already (a table that mirrors the manager's
+// accepts with returns).
 func (a *analyzer) priorLogs(s *ruleset.Snapshot, c *ruleset.Chain) []condLog {
 	var out []condLog
 	for _, p := range s.Chains() {
 		if p == c || p.Base == nil || p.Base.Hook != c.Base.Hook || p.Base.Priority >= c.Base.Priority || !sameHookSpace(p, c) {
 			continue
 		}
+		var exits [][]string
+	rules:
 		for _, r := range p.Rules {
-			if r.Verdict.Kind != ruleset.Continue || r.Map != nil {
-				break
-			}
 			for _, l := range r.Logs {
 				if a.counts(l) {
-					out = append(out, condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r, weak: true})
+					out = append(out, condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r, weak: true, exits: slices.Clone(exits)})
 				}
+			}
+			if r.Map != nil {
+				break
+			}
+			switch r.Verdict.Kind {
+			case ruleset.Continue, ruleset.Drop, ruleset.Reject:
+				// Dropped packets reach no later chain; the others go on.
+			case ruleset.Accept, ruleset.Return, ruleset.NAT:
+				if len(r.Terms) == 0 {
+					break rules
+				}
+				exits = append(exits, r.Terms)
+			default:
+				break rules
 			}
 		}
 	}
@@ -293,7 +320,14 @@ func (a *analyzer) fallThroughOf(c *ruleset.Chain) fallThrough {
 	w := walker{a: a, chain: c, weakAll: true}
 	st := w.walk(state{cov: NotCovered}, nil)
 	delete(a.busy, c)
-	ft := fallThrough{st: st, conds: w.conds[:w.passed]}
+	// The packets of a gone statement that left by return or goto reach
+	// the caller logged; those that were dropped or accepted reach no
+	// rule of the caller.
+	conds := slices.Clone(w.conds[:w.passed])
+	for i := range conds {
+		conds[i].gone = false
+	}
+	ft := fallThrough{st: st, conds: conds}
 	a.ft[c] = ft
 	return ft
 }
@@ -325,8 +359,11 @@ func (w *walker) walk(entry state, inherited []condLog) state {
 	for _, r := range w.chain.Rules {
 		at := w.at(r.Terms)
 		for _, l := range r.Logs {
+			// The rule's own verdict applies to packets that passed its
+			// log statement: a rate limit in front of both leaves the
+			// verdict as many packets as it leaves the statement.
 			if w.a.counts(l) {
-				at = better(at, logged(l, r))
+				at = better(at, state{cov: Covered, by: r})
 			}
 		}
 		exit = worse(exit, w.verdict(r, r.Verdict, at))
@@ -383,6 +420,15 @@ func logged(l ruleset.Log, r *ruleset.Rule) state {
 func (w *walker) at(terms []string) state {
 	st := w.s
 	for _, c := range w.conds {
+		if c.gone {
+			if subset(c.terms, terms) {
+				return state{cov: Unreachable}
+			}
+			continue
+		}
+		if len(c.exits) > 0 {
+			continue
+		}
 		if subset(c.terms, terms) {
 			st = better(st, logged(ruleset.Log{Sampled: c.sampled}, c.rule))
 		} else if !c.weak && !w.weakAll {
@@ -424,7 +470,7 @@ func (w *walker) verdict(r *ruleset.Rule, v ruleset.Verdict, at state) state {
 func (w *walker) call(name string, at state, r *ruleset.Rule) *ruleset.Chain {
 	target := w.chain.Table.Chain(name)
 	if target != nil && w.record {
-		conds := slices.Clone(w.conds)
+		conds := slices.DeleteFunc(slices.Clone(w.conds), func(c condLog) bool { return c.gone || len(c.exits) > 0 })
 		for _, l := range r.Logs {
 			if w.a.counts(l) {
 				conds = append(conds, condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r})
@@ -447,6 +493,16 @@ func (w *walker) after(r *ruleset.Rule) {
 			w.addCond(condLog{terms: r.Terms[:l.Before], sampled: l.Sampled, rule: r})
 		}
 	}
+	if ends(r) {
+		for i, c := range w.conds {
+			if subset(r.Terms, c.terms) {
+				w.conds[i].gone = true
+			}
+			if len(c.exits) > 0 {
+				w.conds[i].exits = slices.DeleteFunc(slices.Clone(c.exits), func(e []string) bool { return subset(r.Terms, e) })
+			}
+		}
+	}
 	if !r.Unconditional() {
 		return
 	}
@@ -463,6 +519,20 @@ func (w *walker) after(r *ruleset.Rule) {
 			}
 		}
 	}
+}
+
+// ends says that r ends the chain for every packet that passes its terms:
+// a verdict that leaves the chain, without a rate limit, stateful condition
+// or verdict map in the way.
+func ends(r *ruleset.Rule) bool {
+	if r.RateLimit != nil || r.Stateful || r.Map != nil {
+		return false
+	}
+	switch r.Verdict.Kind {
+	case ruleset.Accept, ruleset.Drop, ruleset.Reject, ruleset.Queue, ruleset.NAT, ruleset.Stolen, ruleset.Return, ruleset.Goto:
+		return true
+	}
+	return false
 }
 
 func (w *walker) addCond(c condLog) {

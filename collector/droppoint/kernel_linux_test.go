@@ -158,6 +158,10 @@ func TestRuleDrops(t *testing.T) {
 // TestPolicies: a policy drop with a log rule at the end, with a log in a
 // chain jumped to unconditionally, with a log only on some paths, with a
 // conditional log, and without any; an accept policy is no drop point.
+// The input chains share their hook: "bare" sees only what "end" (which
+// runs first) accepted, tcp dport 80, after end logged and dropped the
+// rest; bare accepts those too, so its policy drops nothing unlogged.
+// "alone", at another hook, has no log rule before it.
 func TestPolicies(t *testing.T) {
 	a := load(t, nft(`table ip p {
 	chain logall { log group 0; }
@@ -185,14 +189,18 @@ func TestPolicies(t *testing.T) {
 		udp dport 53 return
 		log group 0
 	}
+	chain alone { type filter hook forward priority 0; policy drop;
+		tcp dport 80 accept
+	}
 }`))
 	check(t, a, "p",
 		"end#policy=covered",
 		"viajump#policy=covered",
 		"somepaths#policy=not covered",
 		"conditional#policy=cannot tell",
-		"bare#policy=not covered",
-		"returns#policy=not covered")
+		"bare#policy=covered",
+		"returns#policy=not covered",
+		"alone#policy=not covered")
 }
 
 // TestJumpsAndGotos: a drop in a chain reached by jump after a log rule in
@@ -287,8 +295,9 @@ COMMIT
 		{"ip", "filter", "before", 3},
 		{"ip", "filter", "skip", 4},
 	}
-	if !slices.Equal(drops, want) || len(uncounted) != 0 {
-		t.Errorf("FirewallDrops:\n got %+v %+v\nwant %+v []", drops, uncounted, want)
+	// Every drop point is counted: the table's uncounted series is 0.
+	if wantU := []TableUncounted{{"ip", "filter", 0}}; !slices.Equal(drops, want) || !slices.Equal(uncounted, wantU) {
+		t.Errorf("FirewallDrops:\n got %+v %+v\nwant %+v %+v", drops, uncounted, want, wantU)
 	}
 	// Counting the kernel log too: logdeny's LOG does not cover the INVALID
 	// drop (the jump to it is conditional and it returns some packets
@@ -348,4 +357,43 @@ func TestCalleeInheritsConditionalLog(t *testing.T) {
 	}
 }`))
 	check(t, a, "f", "zone_deny#0=covered", "zone_deny#1=not covered")
+}
+
+// TestUsedUpAndMirroredKernel: the shapes of two recipes as the kernel
+// holds them. ufw's with an NFLOG line above the INVALID drop: a deny rule
+// in the chain jumped to at the end is not covered. firewalld's with the
+// recipe's table: it returns where firewalld accepts (anonymous sets in
+// two tables) and logs the INVALID packets, which covers firewalld's drop.
+func TestUsedUpAndMirroredKernel(t *testing.T) {
+	a := load(t,
+		iptables(`*filter
+:INPUT DROP [0:0]
+:before - [0:0]
+:user - [0:0]
+-A INPUT -j before
+-A before -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A before -m conntrack --ctstate INVALID -j NFLOG --nflog-group 0
+-A before -m conntrack --ctstate INVALID -j DROP
+-A before -j user
+-A user -p tcp -m tcp --dport 23 -j DROP
+-A INPUT -j NFLOG --nflog-group 0
+COMMIT
+`),
+		nft(`table inet fw {
+	chain filter_INPUT { type filter hook input priority filter + 10; policy accept;
+		ct state { established, related } accept
+		iifname "lo" accept
+		ct state invalid drop
+		tcp dport 23 drop
+	}
+}
+table inet ours {
+	chain input { type filter hook input priority filter + 5; policy accept;
+		ct state { established, related } return
+		iifname "lo" return
+		ct state invalid log group 0 counter
+	}
+}`))
+	check(t, a, "filter", "INPUT#policy=covered", "before#2=covered", "user#0=not covered")
+	check(t, a, "fw", "filter_INPUT#2=covered", "filter_INPUT#3=not covered")
 }

@@ -87,6 +87,41 @@ func TestContainerHosts(t *testing.T) {
 		}
 	}
 
+	step(t, "podman containers")
+	h.podman("network", "create", "--subnet", "fd89:6::/64", "--ipv6", "--subnet", "10.89.6.0/24", "nfr6")
+	h.podman("network", "create", "--opt", "isolate=true", "--subnet", "10.89.1.0/24", "nfra")
+	h.podman("network", "create", "--opt", "isolate=true", "--subnet", "10.89.2.0/24", "nfrb")
+	h.podman("run", "-d", "--name", "web", "-p", "8080:8080", "localhost/nfr-web:1", "serve")
+	h.podman("run", "-d", "--name", "web6", "--network", "nfr6", "localhost/nfr-web:1", "serve")
+	h.podman("run", "-d", "--name", "isoa", "--network", "nfra", "localhost/nfr-web:1", "serve")
+	h.podman("run", "-d", "--name", "isob", "--network", "nfrb", "localhost/nfr-web:1", "serve")
+	web := h.podmanIP("web", "")
+	web6 := h.podmanIP("web6", "6")
+	isob := h.podmanIP("isob", "")
+
+	step(t, "doctor on the vanilla podman host")
+	{
+		var iso uint64
+		dropped, _ := r.quietTraffic("podman: vanilla", true, func() { iso = h.podmanTraffic(web, web6, isob) })
+		d := r.doctor()
+		d.golden(t, "containers-vanilla")
+		// The admin's FORWARD policies and CNI's isolation of the two
+		// isolated networks.
+		packets := d.check(t, 1, append([]string{
+			"drop-not-logged ip filter FORWARD: policy",
+			"drop-not-logged ip6 filter FORWARD: policy",
+		}, cniIsolation...))
+		if p := packets[cniIsolationB]; p == nil || *p != iso {
+			t.Errorf("doctor: %s: packets %v, want the %d of the connection from isoa", cniIsolationB, p, iso)
+		}
+		// The containers' own IPv6 traffic can meet the policy after the
+		// hooks were read: iptables' counters are read with doctor's.
+		ipt, _ := r.iptablesCounters()
+		if sum := sumPackets(packets); sum != ipt || dropped > ipt {
+			t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
+		}
+	}
+
 	step(t, "install")
 	t.Log(sb.must(install, "--group", r.group))
 	lastRuleOurs(t, r)
@@ -97,49 +132,26 @@ func TestContainerHosts(t *testing.T) {
 	if got := r.iptablesS(); strings.Join(got, "\n") != strings.Join(rules, "\n") {
 		t.Errorf("second install changed the ruleset")
 	}
-
-	step(t, "podman containers")
-	h.podman("network", "create", "--subnet", "fd89:6::/64", "--ipv6", "--subnet", "10.89.6.0/24", "nfr6")
-	h.podman("network", "create", "--opt", "isolate=true", "--subnet", "10.89.1.0/24", "nfra")
-	h.podman("network", "create", "--opt", "isolate=true", "--subnet", "10.89.2.0/24", "nfrb")
-	h.podman("run", "-d", "--name", "web", "-p", "8080:8080", "localhost/nfr-web:1", "serve")
-	h.podman("run", "-d", "--name", "web6", "--network", "nfr6", "localhost/nfr-web:1", "serve")
-	h.podman("run", "-d", "--name", "isoa", "--network", "nfra", "localhost/nfr-web:1", "serve")
-	h.podman("run", "-d", "--name", "isob", "--network", "nfrb", "localhost/nfr-web:1", "serve")
-	lastRuleOurs(t, r)
-	web := h.podmanIP("web", "")
-	web6 := h.podmanIP("web6", "6")
-	isob := h.podmanIP("isob", "")
 	r.startExporter()
 
 	step(t, "podman: traffic")
 	{
 		p := r.beginPhaseIptables("podman: traffic")
-		h.get(srv4 + ":8080") // published port
-		h.get(web + ":8080")  // routed
-		h.get("[" + web6 + "]:8080")
-		h.lateClose(web, false)
-		h.lateClose(web, true)
-		h.lateClose(web6, false)
-		r.nmap("-sS", "22,25,9090", web)
-		r.nmap("-sA", "22,25,9090", web)
-		r.nmap("-sS", "22,25,9090", web6)
-		r.nmap("-sA", "22,25,9090", web6)
-		// Between isolated networks: CNI's isolation rules drop it, and
-		// they are re-created with every network: not covered.
-		if out, err := h.run("podman", "exec", "isoa", "/web", "dial", isob+":8080"); err == nil {
-			t.Errorf("isolated networks connected:\n%s", out)
-		}
-		iso := r.chainDrops("CNI-ISOLATION-STAGE-2")
-		if iso == 0 {
-			t.Error("CNI-ISOLATION-STAGE-2 dropped nothing")
-		}
+		iso := h.podmanTraffic(web, web6, isob)
 		res := p.settle(iso)
 		wantPrefixes(t, res, map[string]int{"forward-policy": -1})
 		if res.byPrefix["forward-policy"] < 3+12 {
 			t.Errorf("forward-policy %d: want the late FIN/RST (3 connections) and the 12 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "containers-recipe")
+		// CNI's isolation, which no rule can stay in front of.
+		packets := d.check(t, 1, cniIsolation)
+		if p := packets[cniIsolationB]; p == nil || *p != iso {
+			t.Errorf("doctor: %s: packets %v, want %d", cniIsolationB, p, iso)
+		}
 	}
 
 	step(t, "podman network reload and a container restart keep it")
@@ -170,6 +182,10 @@ func TestContainerHosts(t *testing.T) {
 	if out := sb.must(install, "--group", r.group); !strings.Contains(out, "nothing to change") {
 		t.Errorf("install with docker running said:\n%s", out)
 	}
+	for _, n := range []string{"dka", "dkb"} {
+		id := strings.TrimSpace(h.docker("network", "inspect", "-f", "{{.Id}}", n))
+		r.renames = append(r.renames, "br-"+id[:12], "br-"+n)
+	}
 	dweb := h.dockerIP("dweb")
 	db := h.dockerIP("db")
 	{
@@ -194,6 +210,18 @@ func TestContainerHosts(t *testing.T) {
 			t.Errorf("forward-policy %d, want at least the 6 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "containers-recipe-docker")
+		// CNI's and docker's isolation.
+		packets := d.check(t, 1, append([]string{
+			"drop-not-logged " + dockerIsolation + `oifname "docker0" counter drop`,
+			"drop-not-logged " + dockerIsolation + `oifname "br-dka" counter drop`,
+			"drop-not-logged " + dockerIsolation + `oifname "br-dkb" counter drop`,
+		}, cniIsolation...))
+		if p := packets[dockerIsolation+`oifname "br-dkb" counter drop`]; p == nil || *p != iso {
+			t.Errorf("doctor: docker's isolation of dkb: packets %v, want the %d of the connection from da", p, iso)
+		}
 	}
 
 	step(t, "docker restart keeps it")
@@ -210,6 +238,49 @@ func TestContainerHosts(t *testing.T) {
 		t.Errorf("ruleset after uninstall:\n%s\nwant the one before without the NFLOG rule:\n%s",
 			strings.Join(got, "\n"), strings.Join(rules, "\n"))
 	}
+}
+
+// The isolation rules of podman's CNI plugins (networks nfra and nfrb,
+// created third and fourth) and of docker, which no recipe covers.
+const (
+	cniIsolationB   = `ip filter CNI-ISOLATION-STAGE-2: oifname "cni-podman3" counter drop`
+	dockerIsolation = "ip filter DOCKER-ISOLATION-STAGE-2: "
+)
+
+var cniIsolation = []string{
+	`drop-not-logged ip filter CNI-ISOLATION-STAGE-2: oifname "cni-podman2" counter drop`,
+	"drop-not-logged " + cniIsolationB,
+}
+
+// podmanTraffic is the podman phase's traffic: GETs to a published port
+// and to routed containers (IPv4 and IPv6), routed connections that leave
+// late FIN/RST, scans of container addresses, and a connection between
+// isolated networks, which CNI's isolation rules drop. It returns what
+// those dropped (since the counters were zeroed): no recipe covers them.
+func (h *containerHost) podmanTraffic(web, web6, isob string) uint64 {
+	t := h.r.t
+	t.Helper()
+	r := h.r
+	h.get(srv4 + ":8080") // published port
+	h.get(web + ":8080")  // routed
+	h.get("[" + web6 + "]:8080")
+	h.lateClose(web, false)
+	h.lateClose(web, true)
+	h.lateClose(web6, false)
+	r.nmap("-sS", "22,25,9090", web)
+	r.nmap("-sA", "22,25,9090", web)
+	r.nmap("-sS", "22,25,9090", web6)
+	r.nmap("-sA", "22,25,9090", web6)
+	// Between isolated networks: CNI's isolation rules drop it, and
+	// they are re-created with every network: not covered.
+	if out, err := h.run("podman", "exec", "isoa", "/web", "dial", isob+":8080"); err == nil {
+		t.Errorf("isolated networks connected:\n%s", out)
+	}
+	iso := r.chainDrops("CNI-ISOLATION-STAGE-2")
+	if iso == 0 {
+		t.Error("CNI-ISOLATION-STAGE-2 dropped nothing")
+	}
+	return iso
 }
 
 func newContainerHost(t *testing.T, r *rlab) *containerHost {

@@ -32,6 +32,26 @@ func TestFirewalld(t *testing.T) {
 	sb.must("firewall-cmd", "--permanent", "--zone=public", "--add-service=http", "--add-service=https")
 	sb.must("firewall-cmd", "--reload")
 
+	step(t, "doctor on vanilla firewalld")
+	{
+		r.quietTraffic("firewalld: vanilla", false, func() {
+			firewalldTraffic(t, r)
+			r.send(udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2))
+		})
+		d := r.doctor()
+		d.golden(t, "firewalld-vanilla")
+		// firewalld's own drops before the zones, and the zone's rejects of
+		// input and forward; its table has no counters.
+		d.check(t, 1, append([]string{
+			"drop-not-logged inet firewalld filter_PREROUTING: meta nfproto ipv6 fib saddr . mark . iif oif missing drop",
+			"drop-not-logged inet firewalld filter_INPUT: ct state invalid drop",
+			"drop-not-logged inet firewalld filter_FORWARD: ct state invalid drop",
+			"drop-not-logged inet firewalld filter_FORWARD: ip6 daddr { " + firewalldRFC3964 + " } reject with icmpv6 addr-unreachable",
+			"drop-not-logged inet firewalld filter_OUTPUT: ip6 daddr { " + firewalldRFC3964 + " } reject with icmpv6 addr-unreachable",
+			"drop-not-logged inet firewalld filter_IN_public: reject with icmpx admin-prohibited",
+		}, firewalldForwardReject...))
+	}
+
 	etcBefore := sb.tree("/etc/firewalld")
 	tableBefore := sb.must("nft", "list", "table", "inet", "firewalld")
 	ours := []string{"/etc/nfdrop_exporter/firewalld.nft", "/etc/systemd/system/nfdrop_exporter.service.d/firewalld.conf"}
@@ -92,6 +112,10 @@ func TestFirewalld(t *testing.T) {
 			t.Errorf("firewalld-public %d, want at least the 10 noise packets", res.byPrefix["firewalld-public"])
 		}
 		r.checkNftLogs(t, res, logBase)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "firewalld-recipe")
+		d.check(t, 1, firewalldForwardReject)
 	}
 
 	step(t, "forwarded drops once the interface is in a zone")
@@ -103,6 +127,12 @@ func TestFirewalld(t *testing.T) {
 		r.nmap("-sS", "21,25", srv4)
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{"firewalld-forward": 4, "firewalld-public": -1})
+		r.dropCountOff()
+		// Still reachable through the default zone from an interface in no
+		// zone (fwd0 here), which passes no policy.
+		d := r.doctor()
+		d.golden(t, "firewalld-recipe-zone")
+		d.check(t, 1, firewalldForwardReject)
 	}
 
 	step(t, "firewall-cmd --reload, --complete-reload and a restart keep it")
@@ -143,6 +173,14 @@ func TestFirewalld(t *testing.T) {
 		t.Error("table inet nfdrop_firewalld still loaded after uninstall")
 	}
 }
+
+// firewalldRFC3964 are the IPv6 destinations firewalld rejects with
+// RFC3964_IPv4=yes, as nft lists them.
+const firewalldRFC3964 = "::/96, ::ffff:0.0.0.0/96, 2002::/24, 2002:a00::/24, 2002:7f00::/24, 2002:a9fe::/32, 2002:ac10::/28, 2002:c0a8::/32, 2002:e000::/19"
+
+// firewalldForwardReject is the reject of forwarded packets in the default
+// zone, which the recipe cannot cover for packets from interfaces in no zone.
+var firewalldForwardReject = []string{"drop-not-logged inet firewalld filter_FWD_public: reject with icmpx admin-prohibited"}
 
 // startFirewalld starts the system D-Bus (once) and firewalld in the
 // sandbox and waits until firewall-cmd reports it running.

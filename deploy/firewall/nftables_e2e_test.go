@@ -56,6 +56,28 @@ func TestNftablesService(t *testing.T) {
 	load()
 	loaded := withoutCounters(sb.must("nft", "list", "ruleset"))
 
+	step(t, "doctor on the vanilla ruleset")
+	{
+		r.quietTraffic("nftables: vanilla", false, func() { nftTraffic(r) })
+		d := r.doctor()
+		d.golden(t, "nftables-vanilla")
+		// Every drop point; only the noise chain's rule has a counter.
+		packets := d.check(t, 1, []string{
+			"drop-not-logged inet filter input: ct state invalid drop",
+			"drop-not-logged inet filter input: tcp dport 23 reject with tcp reset",
+			"drop-not-logged inet filter input: udp dport 9 limit rate 1/hour burst 1 packets reject",
+			"drop-not-logged inet filter input: policy",
+			`drop-not-logged inet filter noise: counter drop comment "NetBIOS"`,
+			"drop-not-logged inet filter forward: policy",
+		})
+		if p := packets[`inet filter noise: counter drop comment "NetBIOS"`]; p == nil || *p != 4 {
+			t.Errorf("doctor: the noise chain's drop: packets %v, want the 4 NetBIOS datagrams", p)
+		}
+		// The ruleset file is loaded again (as nftables.service would) with
+		// zero counters before the recipe's phases.
+		load()
+	}
+
 	step(t, "install")
 	t.Log(sb.must(install, "--group", r.group))
 	installed := sb.tree("/etc/nftables.conf", "/etc/nftables.d")
@@ -75,22 +97,7 @@ func TestNftablesService(t *testing.T) {
 	{
 		p := r.beginPhase("nftables: traffic")
 		base := r.nftLogCounters()
-		for _, v6 := range []bool{false, true} {
-			r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
-		}
-		for _, dst := range []string{srv4, srv6} {
-			r.nmap("-sS", "21-23,25,8080", dst)
-			r.nmap("-sA", "21-22,25,8080", dst)
-			r.ping(dst, 2)
-		}
-		r.send(invalidTCP(false)...)
-		r.send(invalidTCP(true)...)
-		r.send(
-			udp("NetBIOS name", srv4, 137, 2),
-			udp("NetBIOS datagram, IPv6", srv6, 138, 2),
-			udp("discard, rate-limited reject", srv4, 9, 3),
-			udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
-		)
+		nftTraffic(r)
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{
 			"nft-invalid":        -1,
@@ -103,6 +110,10 @@ func TestNftablesService(t *testing.T) {
 			t.Errorf("nft-invalid %d: want the crafted INVALID packets and the real late FIN/RST", res.byPrefix["nft-invalid"])
 		}
 		r.checkNftLogs(t, res, base)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "nftables-recipe")
+		d.check(t, 0, nil)
 	}
 
 	step(t, "reload (nft -f /etc/nftables.conf) keeps it")
@@ -129,6 +140,30 @@ func TestNftablesService(t *testing.T) {
 	if got := withoutCounters(sb.must("nft", "list", "ruleset")); got != loaded {
 		t.Errorf("ruleset after uninstall:\n%s\nbefore install:\n%s", got, loaded)
 	}
+}
+
+// nftTraffic is the traffic of the nftables test: real HTTP and TCP with
+// late FIN/RST, scans, pings, crafted INVALID packets, NetBIOS datagrams
+// (the noise chain), datagrams to the rate-limited reject and forwarded
+// ones.
+func nftTraffic(r *rlab) {
+	r.t.Helper()
+	for _, v6 := range []bool{false, true} {
+		r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
+	}
+	for _, dst := range []string{srv4, srv6} {
+		r.nmap("-sS", "21-23,25,8080", dst)
+		r.nmap("-sA", "21-22,25,8080", dst)
+		r.ping(dst, 2)
+	}
+	r.send(invalidTCP(false)...)
+	r.send(invalidTCP(true)...)
+	r.send(
+		udp("NetBIOS name", srv4, 137, 2),
+		udp("NetBIOS datagram, IPv6", srv6, 138, 2),
+		udp("discard, rate-limited reject", srv4, 9, 3),
+		udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
+	)
 }
 
 var counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)

@@ -66,6 +66,43 @@ func TestNetfilterPersistent(t *testing.T) {
 	sb.must("netfilter-persistent", "start")
 	loaded := strings.Join(r.iptablesS(), "\n")
 
+	step(t, "doctor on the vanilla ruleset")
+	{
+		dropped, _ := r.quietTraffic("netfilter-persistent: vanilla", true, func() { persistentTraffic(r) })
+		d := r.doctor()
+		d.golden(t, "netfilter-persistent-vanilla")
+		// Every drop point: the rules' own counters and the policies'.
+		packets := d.check(t, 1, []string{
+			"drop-not-logged ip filter INPUT: ct state invalid counter drop",
+			"drop-not-logged ip filter INPUT: tcp dport 23 counter reject with tcp reset",
+			"drop-not-logged " + persistentLimited,
+			"drop-not-logged ip filter INPUT: policy",
+			"drop-not-logged ip filter LOGDROP: counter drop",
+			"drop-not-logged ip filter FORWARD: policy",
+			"drop-not-logged ip6 filter INPUT: ct state invalid counter drop",
+			"drop-not-logged ip6 filter INPUT: tcp dport 23 counter reject with tcp reset",
+			"drop-not-logged ip6 filter INPUT: policy",
+			"drop-not-logged ip6 filter FORWARD: policy",
+		})
+		// The crafted packets and single probes, where they are dropped.
+		for name, n := range map[string]uint64{
+			"ip filter INPUT: tcp dport 23 counter reject with tcp reset":  1,
+			"ip6 filter INPUT: tcp dport 23 counter reject with tcp reset": 1,
+			persistentLimited:                 1,
+			"ip filter LOGDROP: counter drop": 4,
+			"ip filter FORWARD: policy":       2,
+			"ip6 filter FORWARD: policy":      2,
+		} {
+			if p := packets[name]; p == nil || *p != n {
+				t.Errorf("doctor: %s: packets %v, want %d", name, p, n)
+			}
+		}
+		ipt, _ := r.iptablesCounters()
+		if sum := sumPackets(packets); sum != dropped || ipt != dropped {
+			t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
+		}
+	}
+
 	step(t, "install")
 	out := sb.must(install, "--group", r.group)
 	t.Log(out)
@@ -91,24 +128,7 @@ func TestNetfilterPersistent(t *testing.T) {
 	step(t, "traffic")
 	{
 		p := r.beginPhaseIptables("netfilter-persistent: traffic")
-		for _, v6 := range []bool{false, true} {
-			r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
-		}
-		for _, dst := range []string{srv4, srv6} {
-			r.nmap("-sS", "21-23,25,8080", dst)
-			r.nmap("-sA", "21-22,25,8080", dst)
-			r.ping(dst, 2)
-		}
-		r.send(invalidTCP(false)...)
-		r.send(invalidTCP(true)...)
-		r.send(
-			udp("NetBIOS name", srv4, 137, 2),
-			udp("NetBIOS datagram, broadcast", "10.99.0.255", 138, 2),
-			// The first is rejected by the rate-limited rule (not covered),
-			// the others fall through to the policy.
-			udp("discard, rate-limited REJECT", srv4, 9, 3),
-			udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
-		)
+		persistentTraffic(r)
 		res := p.settle(1)
 		wantPrefixes(t, res, map[string]int{
 			"ipt-invalid":        -1,
@@ -121,6 +141,34 @@ func TestNetfilterPersistent(t *testing.T) {
 			t.Errorf("ipt-invalid %d: want the crafted INVALID packets and the real late FIN/RST", res.byPrefix["ipt-invalid"])
 		}
 		r.checkIptables(t, res)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "netfilter-persistent-recipe")
+		// The rate-limited REJECT, which the recipe leaves alone: its
+		// first datagram to port 9.
+		packets := d.check(t, 1, []string{"drop-not-logged " + persistentLimited})
+		if p := packets[persistentLimited]; p == nil || *p != 1 {
+			t.Errorf("doctor: %s: packets %v, want 1", persistentLimited, p)
+		}
+
+		step(t, "doctor's fix for the rate-limited REJECT, run as printed")
+		var cmds int
+		for _, l := range strings.Split(d.fix(t, persistentLimited), "\n") {
+			if strings.HasPrefix(l, "iptables ") {
+				sb.must("sh", "-c", l)
+				cmds++
+			}
+		}
+		if cmds != 4 {
+			t.Errorf("doctor's fix has %d iptables commands, want 4 (a chain that logs and rejects, and the rule jumping to it)", cmds)
+		}
+		r.doctor().check(t, 0, nil)
+		fp := r.beginPhase("netfilter-persistent: doctor's fix")
+		r.send(udp("discard, rate-limited REJECT", srv4, 9, 3))
+		fres := fp.settle(0)
+		// The rule's new limit rejects the first (logged by doctor's
+		// chain, without a prefix); the policy drops the others.
+		wantPrefixes(t, fres, map[string]int{"": 1, "ipt-policy-input": 2})
 	}
 
 	step(t, "netfilter-persistent reload keeps it")
@@ -165,4 +213,34 @@ func TestNetfilterPersistent(t *testing.T) {
 	if got := sb.read(files[1]); got != rulesV6 {
 		t.Errorf("rules.v6 after install and uninstall:\n%s", got)
 	}
+}
+
+// persistentLimited is the rate-limited REJECT of rules.v4, which the
+// recipe cannot precede.
+const persistentLimited = "ip filter INPUT: udp dport 9 limit rate 1/hour burst 1 packets counter reject"
+
+// persistentTraffic is the traffic of the netfilter-persistent test: real
+// HTTP and TCP with late FIN/RST, scans, pings, crafted INVALID packets,
+// NetBIOS datagrams (the LOGDROP chain), datagrams to the rate-limited
+// REJECT and forwarded ones.
+func persistentTraffic(r *rlab) {
+	r.t.Helper()
+	for _, v6 := range []bool{false, true} {
+		r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
+	}
+	for _, dst := range []string{srv4, srv6} {
+		r.nmap("-sS", "21-23,25,8080", dst)
+		r.nmap("-sA", "21-22,25,8080", dst)
+		r.ping(dst, 2)
+	}
+	r.send(invalidTCP(false)...)
+	r.send(invalidTCP(true)...)
+	r.send(
+		udp("NetBIOS name", srv4, 137, 2),
+		udp("NetBIOS datagram, broadcast", "10.99.0.255", 138, 2),
+		// The first is rejected by the rate-limited rule (not covered),
+		// the others fall through to the policy.
+		udp("discard, rate-limited REJECT", srv4, 9, 3),
+		udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
+	)
 }

@@ -56,6 +56,10 @@ type rlab struct {
 	group string
 
 	exited chan error
+	// renames are old, new pairs that make doctor's output and the
+	// names of drop points independent of generated names (docker's
+	// bridges).
+	renames []string
 }
 
 // newRecipeLab creates the lab "nfr-TAG-PID" with the TCP sysctls of the lab's

@@ -36,6 +36,45 @@ func TestUFW(t *testing.T) {
 	}
 	treeBefore := sb.tree("/etc/ufw", "/etc/default/ufw")
 
+	step(t, "doctor on vanilla ufw")
+	{
+		dropped, _ := r.quietTraffic("ufw: vanilla", true, func() { ufwTraffic(t, r, true) })
+		d := r.doctor()
+		d.golden(t, "ufw-vanilla")
+		// Every drop point of both families, the chains' policies and
+		// what stands for them (skip-to-policy) included.
+		packets := d.check(t, 1, []string{
+			"drop-not-logged ip filter INPUT: policy",
+			"drop-not-logged ip filter FORWARD: policy",
+			"drop-not-logged ip filter ufw-before-input: ct state invalid counter drop",
+			"drop-not-logged ip filter ufw-not-local: counter drop",
+			"drop-not-logged ip filter ufw-skip-to-policy-input: counter drop",
+			"drop-not-logged ip6 filter INPUT: policy",
+			"drop-not-logged ip6 filter FORWARD: policy",
+			"drop-not-logged ip6 filter ufw6-before-input: rt type 0 counter drop",
+			"drop-not-logged ip6 filter ufw6-before-input: ct state invalid counter drop",
+			"drop-not-logged ip6 filter ufw6-before-forward: rt type 0 counter drop",
+			"drop-not-logged ip6 filter ufw6-before-output: rt type 0 counter drop",
+			"drop-not-logged ip6 filter ufw6-skip-to-policy-input: counter drop",
+		})
+		// The crafted packets, where they are dropped.
+		for name, n := range map[string]uint64{
+			"ip filter ufw-skip-to-policy-input: counter drop":     8, // the IPv4 noise
+			"ip6 filter ufw6-skip-to-policy-input: counter drop":   2, // the IPv6 noise
+			"ip6 filter ufw6-before-input: rt type 0 counter drop": 2,
+			"ip filter FORWARD: policy":                            2,
+			"ip6 filter FORWARD: policy":                           2,
+		} {
+			if p := packets[name]; p == nil || *p != n {
+				t.Errorf("doctor: %s: packets %v, want %d", name, p, n)
+			}
+		}
+		ipt, _ := r.iptablesCounters()
+		if sum := sumPackets(packets); sum != dropped || ipt != dropped {
+			t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
+		}
+	}
+
 	step(t, "install")
 	{
 		out := sb.must(install, "--group", r.group)
@@ -76,6 +115,10 @@ func TestUFW(t *testing.T) {
 				res.byPrefix["ufw-invalid"], 2*countSends(invalidTCP(false)))
 		}
 		r.checkIptables(t, res)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "ufw-recipe")
+		d.check(t, 0, nil)
 	}
 
 	step(t, "ufw deny rules are not covered")
@@ -90,6 +133,14 @@ func TestUFW(t *testing.T) {
 		}
 		if n := r.userRuleDrops(); n != 3 {
 			t.Errorf("ufw-user-input DROP counters: %d, want 3", n)
+		}
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "ufw-recipe-deny")
+		// The deny rule (both families) is all that is left.
+		packets := d.check(t, 1, ufwDenyFindings)
+		if p := packets[ufwDeny4]; p == nil || *p != 3 {
+			t.Errorf("doctor: %s: packets %v, want 3", ufwDeny4, p)
 		}
 	}
 
@@ -108,6 +159,10 @@ func TestUFW(t *testing.T) {
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{"ufw-policy-input": -1, "ufw-invalid": int(countSends(invalidTCP(false)))})
 		r.checkIptables(t, res)
+		r.dropCountOff()
+		d := r.doctor()
+		d.golden(t, "ufw-recipe-reject")
+		d.check(t, 1, ufwDenyFindings)
 	}
 
 	step(t, "ufw reload keeps it")
@@ -153,6 +208,14 @@ func TestUFW(t *testing.T) {
 		}
 	}
 }
+
+// The drops of `ufw deny 23/tcp`, which no recipe can precede.
+const (
+	ufwDeny4 = "ip filter ufw-user-input: tcp dport 23 counter drop"
+	ufwDeny6 = "ip6 filter ufw6-user-input: tcp dport 23 counter drop"
+)
+
+var ufwDenyFindings = []string{"drop-not-logged " + ufwDeny4, "drop-not-logged " + ufwDeny6}
 
 // ufwTraffic is the traffic of the ufw test: real HTTP and TCP that leaves
 // late FIN/RST, scans, crafted INVALID packets, broadcast and NetBIOS noise,

@@ -291,7 +291,7 @@ func (d *diagnosis) logs(a *droppoint.Analysis) {
 			f.Packets = &n
 		}
 		switch {
-		case read && l.Sampled:
+		case read && l.Sampled && !logsOwnDrops(l):
 			f.ID, f.Severity = IDLogRateLimited, Warning
 			f.Message = fmt.Sprintf("Rule %d logs to group %d behind a rate limit (%s): the exporter counts a sample of the packets, not all of them.", l.Rule.Handle, g, limitText(l.Rule))
 			f.Fix = d.fix.unlimit(l.Rule)
@@ -318,6 +318,13 @@ func (d *diagnosis) logs(a *droppoint.Analysis) {
 			d.add(f)
 		}
 	}
+}
+
+// logsOwnDrops says that a log statement sees exactly the packets its own
+// rule drops (no condition after it, a drop or reject verdict): a rate
+// limit in front of it limits the drops as well, and the count is exact.
+func logsOwnDrops(l droppoint.LogStatement) bool {
+	return l.Rule.Verdict.Kind.Drops() && l.Rule.Map == nil && l.Before == len(l.Rule.Terms)
 }
 
 func procName(b nsfacts.Binding) string {

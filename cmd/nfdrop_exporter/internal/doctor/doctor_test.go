@@ -182,6 +182,169 @@ func TestVanillaFirewalld(t *testing.T) {
 	golden(t, "firewalld", r)
 }
 
+// TestFirewalldForwardFix: a zone's reject of forwarded packets is logged
+// by a policy from the zone (as the firewalld recipe does), whose reach
+// ends at the interfaces in no zone; not only by --ebpf.enable.
+func TestFirewalldForwardFix(t *testing.T) {
+	r := diagnose(t, "firewalld", 3)
+	var fix string
+	for _, f := range r.Findings {
+		if f.ID == IDDropNotLogged && f.Chain == "filter_FWD_public" {
+			fix = f.Fix
+		}
+	}
+	for _, want := range []string{
+		"firewall-cmd --permanent --new-policy=nfdrop-forward\n",
+		"firewall-cmd --permanent --policy=nfdrop-forward --add-ingress-zone=public\n",
+		"--add-egress-zone=ANY\n", "--set-priority=32767\n", "--set-target=CONTINUE\n",
+		`--add-rich-rule='rule priority=32767 nflog group="3" prefix="forward"'`,
+		"firewall-cmd --permanent --zone=public --change-interface=IF",
+		"--ebpf.enable",
+	} {
+		if !strings.Contains(fix, want) {
+			t.Errorf("fix for filter_FWD_public lacks %q:\n%s", want, fix)
+		}
+	}
+}
+
+// TestFirewalldForwardFixWithPolicy: once a policy logs the zone's
+// forwarded packets (the firewalld recipe's), what is left are packets from
+// interfaces in no zone: the fix says so instead of adding the policy again.
+func TestFirewalldForwardFixWithPolicy(t *testing.T) {
+	s, text := recorded(t, "firewalld")
+	fw := s.Table(ruleset.FamilyINet, "firewalld")
+	c := &ruleset.Chain{Table: fw, Name: "filter_FWD_policy_nfdrop-forward_post"}
+	c.Rules = []*ruleset.Rule{{Chain: c, Handle: 500, Logs: []ruleset.Log{{NFLOG: true, Group: 3}}}}
+	fw.Chains = append(fw.Chains, c)
+	r := Diagnose(Input{Snapshot: s, Facts: labFacts, Groups: []uint16{3}, EBPF: EBPF{Supported: true}, Text: text})
+	var fix string
+	for _, f := range r.Findings {
+		if f.ID == IDDropNotLogged && f.Chain == "filter_FWD_public" {
+			fix = f.Fix
+		}
+	}
+	for _, want := range []string{
+		"firewalld's policy nfdrop-forward logs the forwarded packets",
+		"firewall-cmd --permanent --zone=public --change-interface=IF",
+		"--ebpf.enable",
+	} {
+		if !strings.Contains(fix, want) {
+			t.Errorf("fix for filter_FWD_public lacks %q:\n%s", want, fix)
+		}
+	}
+	if strings.Contains(fix, "--new-policy") {
+		t.Errorf("fix adds a policy although one logs:\n%s", fix)
+	}
+}
+
+// TestLimitedLogOfItsOwnReject: "udp dport 9 limit rate 1/hour log group 0
+// reject" logs exactly what it rejects (the limit passes both the same
+// packets): no warning. A rate-limited log rule in front of another drop
+// is still reported, and so is that drop.
+func TestLimitedLogOfItsOwnReject(t *testing.T) {
+	tb := &ruleset.Table{Family: ruleset.FamilyINet, Name: "filter"}
+	c := &ruleset.Chain{Table: tb, Name: "input", Base: &ruleset.BaseChain{Type: "filter", Hook: 1, Policy: ruleset.Accept}}
+	tb.Chains = []*ruleset.Chain{c}
+	limited := func(h uint64, term string, v ruleset.VerdictKind) *ruleset.Rule {
+		return &ruleset.Rule{Chain: c, Handle: h, Index: int(h) - 1, Terms: []string{term}, RateLimit: &ruleset.RateLimit{Kind: "limit"},
+			Logs: []ruleset.Log{{NFLOG: true, Before: 1, Sampled: true}}, Verdict: ruleset.Verdict{Kind: v}, Counter: &ruleset.Counter{}}
+	}
+	c.Rules = []*ruleset.Rule{
+		limited(1, "udp dport 9", ruleset.Reject),
+		limited(2, "tcp dport 23", ruleset.Continue),
+		{Chain: c, Handle: 3, Index: 2, Terms: []string{"tcp dport 23"}, Verdict: ruleset.Verdict{Kind: ruleset.Drop}},
+	}
+	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: []*ruleset.Table{tb}}, Facts: labFacts, Groups: []uint16{0}})
+	var got []string
+	for _, f := range r.Findings {
+		if f.Rule != nil {
+			got = append(got, fmt.Sprintf("%s #%d", f.ID, *f.Rule))
+		}
+	}
+	if want := []string{"drop-log-sampled #3", "log-rate-limited #2"}; !slices.Equal(got, want) {
+		t.Errorf("findings %q, want %q", got, want)
+	}
+}
+
+// ruleText is RuleText from fixed texts.
+type ruleText map[*ruleset.Rule]string
+
+func (t ruleText) Iptables(r *ruleset.Rule) (string, bool) { s, ok := t[r]; return s, ok }
+func (t ruleText) Nft(r *ruleset.Rule) (string, bool)      { s, ok := t[r]; return s, ok }
+
+// TestLimitedDropFix: a drop behind a rate limit cannot get an NFLOG rule
+// with a copy of its matches in front (the copy's limit decides apart from
+// the drop's): iptables gets a chain that logs and rejects, which the rule
+// jumps to; nft gets the log statement in the rule, after the limit.
+func TestLimitedDropFix(t *testing.T) {
+	ipt := &ruleset.Table{Family: ruleset.FamilyIP, Name: "filter"}
+	in := &ruleset.Chain{Table: ipt, Name: "INPUT", Base: &ruleset.BaseChain{Type: "filter", Hook: 1, Policy: ruleset.Accept}}
+	ipt.Chains = []*ruleset.Chain{in}
+	ir := &ruleset.Rule{Chain: in, Handle: 14, Index: 9, Terms: []string{"udp dport 9"}, RateLimit: &ruleset.RateLimit{Kind: "xt limit"},
+		Verdict: ruleset.Verdict{Kind: ruleset.Reject}, Xtables: true, Counter: &ruleset.Counter{Packets: 1}, CounterExact: true}
+	in.Rules = []*ruleset.Rule{ir}
+	nft := &ruleset.Table{Family: ruleset.FamilyINet, Name: "filter"}
+	nin := &ruleset.Chain{Table: nft, Name: "input", Base: &ruleset.BaseChain{Type: "filter", Hook: 1, Policy: ruleset.Accept}}
+	nft.Chains = []*ruleset.Chain{nin}
+	nr := &ruleset.Rule{Chain: nin, Handle: 15, Terms: []string{"udp dport 9"}, RateLimit: &ruleset.RateLimit{Kind: "limit"},
+		Verdict: ruleset.Verdict{Kind: ruleset.Reject}}
+	nin.Rules = []*ruleset.Rule{nr}
+	text := ruleText{
+		ir: "-A INPUT -p udp -m udp --dport 9 -m limit --limit 1/hour --limit-burst 1 -j REJECT --reject-with icmp-port-unreachable",
+		nr: "udp dport 9 limit rate 1/hour burst 1 packets counter packets 3 bytes 90 reject",
+	}
+	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: []*ruleset.Table{ipt, nft}}, Facts: labFacts, Groups: []uint16{9}, Text: text})
+	fixes := map[string]string{}
+	for _, f := range r.Findings {
+		if f.ID == IDDropNotLogged {
+			fixes[f.Family+" "+f.Chain] = f.Fix
+		}
+	}
+	for chain, want := range map[string]string{
+		"ip INPUT": "iptables -N nfdrop-reject-14\n" +
+			"iptables -A nfdrop-reject-14 -j NFLOG --nflog-group 9\n" +
+			"iptables -A nfdrop-reject-14 -j REJECT --reject-with icmp-port-unreachable\n" +
+			"iptables -R INPUT 10 -p udp -m udp --dport 9 -m limit --limit 1/hour --limit-burst 1 -j nfdrop-reject-14\n",
+		"inet input": "nft replace rule inet filter input handle 15 udp dport 9 limit rate 1/hour burst 1 packets counter log group 9 reject\n",
+	} {
+		if !strings.HasPrefix(fixes[chain], want) {
+			t.Errorf("%s: fix\n%s\nwant it to start with\n%s", chain, fixes[chain], want)
+		}
+	}
+}
+
+// TestForwardPolicyFixOnContainerHost: the admin's FORWARD policy on a
+// podman host: the fix saves the rules of its own family, and points to
+// the containers recipe, which keeps the rule last of FORWARD.
+func TestForwardPolicyFixOnContainerHost(t *testing.T) {
+	var tables []*ruleset.Table
+	for _, fam := range []ruleset.Family{ruleset.FamilyIP, ruleset.FamilyIP6} {
+		tb := &ruleset.Table{Family: fam, Name: "filter"}
+		fwd := &ruleset.Chain{Table: tb, Name: "FORWARD", Base: &ruleset.BaseChain{Type: "filter", Hook: 2, Policy: ruleset.Drop, Counter: &ruleset.Counter{}}}
+		cni := &ruleset.Chain{Table: tb, Name: "CNI-FORWARD"}
+		fwd.Rules = []*ruleset.Rule{{Chain: fwd, Handle: 1, Verdict: ruleset.Verdict{Kind: ruleset.Jump, Chain: "CNI-FORWARD"}, Xtables: true}}
+		tb.Chains = []*ruleset.Chain{fwd, cni}
+		tables = append(tables, tb)
+	}
+	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: tables}, Facts: labFacts, Groups: []uint16{7}})
+	fixes := map[string]string{}
+	for _, f := range r.Findings {
+		if f.ID == IDDropNotLogged {
+			fixes[f.Family+" "+f.Chain] = f.Fix
+		}
+	}
+	for chain, want := range map[string][]string{
+		"ip FORWARD":  {"iptables -A FORWARD -j NFLOG --nflog-group 7\n", "iptables-save > /etc/iptables/rules.v4", "deploy/firewall/containers/install --group 7"},
+		"ip6 FORWARD": {"ip6tables -A FORWARD -j NFLOG --nflog-group 7\n", "ip6tables-save > /etc/iptables/rules.v6", "deploy/firewall/containers/install --group 7"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(fixes[chain], w) {
+				t.Errorf("%s: fix lacks %q:\n%s", chain, w, fixes[chain])
+			}
+		}
+	}
+}
+
 // TestFirewalldAfter: the rich rule nflog at the end of the zone, and log
 // rules with the same matches in front of firewalld's own drops: exit 0.
 func TestFirewalldAfter(t *testing.T) {

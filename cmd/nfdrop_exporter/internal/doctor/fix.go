@@ -3,6 +3,7 @@ package doctor
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
@@ -52,9 +53,27 @@ func (f fixer) drop(p droppoint.DropPoint) string {
 		}
 		return f.nft(p) + "\n" + note
 	case fwmanager.IptablesNFT:
-		return f.iptables(p) + "\nThen save the rules where your boot loads them (netfilter-persistent save, or iptables-save > /etc/iptables/rules.v4)."
+		save := "iptables-save > /etc/iptables/rules.v4"
+		if p.Chain.Table.Family == ruleset.FamilyIP6 {
+			save = "ip6tables-save > /etc/iptables/rules.v6"
+		}
+		fix := f.iptables(p) + "\nThen save the rules where your boot loads them (netfilter-persistent save, or " + save + ")."
+		if p.Kind == droppoint.PolicyDrop && p.Chain.Name == "FORWARD" && f.containerHost() {
+			fix += fmt.Sprintf("\nOn this container host, deploy/firewall/containers/install --group %d adds the rule and keeps it the last of FORWARD when docker or podman add theirs; run it after the runtime has started.", f.group)
+		}
+		return fix
 	}
 	return f.nft(p) + "\nThen add the same statement to the file your boot loads (/etc/nftables.conf)."
+}
+
+// containerHost says that docker or podman write rules here.
+func (f fixer) containerHost() bool {
+	for _, m := range fwmanager.Detect(f.snap) {
+		if m.Name == fwmanager.Docker || m.Name == fwmanager.Podman {
+			return true
+		}
+	}
+	return false
 }
 
 func iptablesOwned(t *ruleset.Table) bool {
@@ -145,6 +164,8 @@ func (f fixer) firewalld(p droppoint.DropPoint) string {
 				f.group, kind, kind, f.group)
 		case m[1] == "IN":
 			return fmt.Sprintf("firewall-cmd --permanent %s --add-rich-rule='rule priority=32767 nflog group=\"%d\" prefix=\"denied\"'\nfirewall-cmd --reload\n(the rule logs, at the end of the zone, every packet the zone then rejects)", kind, f.group)
+		case sub == "":
+			return f.firewalldForward(p, zone)
 		}
 	}
 	if p.Kind == droppoint.PolicyDrop || (p.Rule != nil && p.Rule.Unconditional()) {
@@ -174,6 +195,52 @@ func (f fixer) firewalld(p droppoint.DropPoint) string {
 		"and keep them in /etc/nftables.conf (nftables.service) so that they survive a reboot.", hook, hook, prio, hook, rule)
 }
 
+// firewalldForward: zone rich rules see input only; a policy from the zone
+// to ANY at the highest priority runs last before the zone's reject of
+// forwarded packets, and logs what it then rejects. firewalld applies it to
+// the zone's interfaces and sources only: packets it sends to the default
+// zone because their interface is in no zone pass no policy.
+func (f fixer) firewalldForward(p droppoint.DropPoint, zone string) string {
+	if name := f.firewalldLoggingPolicy(p.Chain.Table); name != "" {
+		return fmt.Sprintf("firewalld's policy %s logs the forwarded packets of the interfaces and sources of its ingress zones. "+
+			"Packets from an interface in no zone reach the default zone's reject without passing any policy: put every interface that forwards in a zone "+
+			"(firewall-cmd --permanent --zone=%s --change-interface=IF, then firewall-cmd --reload), with that zone among the policy's ingress zones "+
+			"(firewall-cmd --permanent --policy=%s --add-ingress-zone=ZONE), or count them with the exporter's --ebpf.enable.",
+			shellWord(name), shellWord(zone), shellWord(name))
+	}
+	pol := "firewall-cmd --permanent --policy=nfdrop-forward "
+	return fmt.Sprintf("Log what the zone then rejects with a policy that runs last for its forwarded packets:\n"+
+		"    firewall-cmd --permanent --new-policy=nfdrop-forward\n"+
+		"    %s--add-ingress-zone=%s\n    %s--add-egress-zone=ANY\n    %s--set-priority=32767\n    %s--set-target=CONTINUE\n"+
+		"    %s--add-rich-rule='rule priority=32767 nflog group=\"%d\" prefix=\"forward\"'\n"+
+		"    firewall-cmd --reload\n"+
+		"(deploy/firewall/firewalld/install --group %d does this for every zone that rejects). firewalld applies a policy to the interfaces and sources of the zone only: "+
+		"packets from an interface in no zone reach the default zone's reject without it, so put every interface that forwards in a zone "+
+		"(firewall-cmd --permanent --zone=%s --change-interface=IF), or count those with the exporter's --ebpf.enable.",
+		pol, shellWord(zone), pol, pol, pol, pol, f.group, f.group, shellWord(zone))
+}
+
+var firewalldPolicyChain = regexp.MustCompile(`^filter_FWD_policy_(.+)_(pre|log|deny|allow|post)$`)
+
+// firewalldLoggingPolicy names a policy whose forward chains log to the
+// exporter's group ("" if none).
+func (f fixer) firewalldLoggingPolicy(t *ruleset.Table) string {
+	for _, c := range t.Chains {
+		m := firewalldPolicyChain.FindStringSubmatch(c.Name)
+		if m == nil {
+			continue
+		}
+		for _, r := range c.Rules {
+			for _, l := range r.Logs {
+				if l.NFLOG && l.Group == f.group {
+					return m[1]
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // iptables: an NFLOG rule with the drop's matches in front of it, or at the
 // end of the chain for its policy.
 func (f fixer) iptables(p droppoint.DropPoint) string {
@@ -200,7 +267,41 @@ func (f fixer) iptables(p droppoint.DropPoint) string {
 	if m != "" {
 		m += " "
 	}
+	if j := strings.LastIndex(line, " -j "); j >= 0 && (p.Rule.RateLimit != nil || p.Rule.Stateful) {
+		// A copy of a limit or stateful match in an NFLOG rule in front
+		// would decide apart from the drop's (or use up its state): the
+		// rule jumps to a chain that logs and drops instead.
+		target := line[j+len(" -j "):]
+		sub := fmt.Sprintf("nfdrop-%s-%d", p.Verdict, p.Rule.Handle)
+		return fmt.Sprintf("%s -N %s\n%s -A %s %s\n%s -A %s -j %s\n%s -R %s %d %s-j %s\n(its limit or stateful match decides once, as before, and the new chain logs exactly the packets it %s)",
+			cmd, sub, cmd, sub, f.nflogTarget(""), cmd, sub, target, cmd, chain, p.Rule.Index+1, m, sub, dropVerb(p.Verdict))
+	}
 	return fmt.Sprintf("%s -I %s %d %s%s", cmd, chain, p.Rule.Index+1, m, f.nflogTarget(""))
+}
+
+func dropVerb(v ruleset.VerdictKind) string {
+	if v == ruleset.Reject {
+		return "rejects"
+	}
+	return "drops"
+}
+
+var nftCounter = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+// nftLogInRule is the rule's text with a log statement in front of its
+// verdict, for nft replace rule ("" if the verdict is not found).
+func (f fixer) nftLogInRule(text string) string {
+	words := strings.Fields(nftCounter.ReplaceAllString(text, "counter"))
+	for i := len(words) - 1; i >= 0; i-- {
+		if words[i] == "drop" || words[i] == "reject" {
+			log := []string{"log", "group", fmt.Sprint(f.group)}
+			if !slices.Contains(words[:i], "counter") {
+				log = append(log, "counter")
+			}
+			return strings.Join(slices.Concat(words[:i], log, words[i:]), " ")
+		}
+	}
+	return ""
 }
 
 // nft: a log rule with the drop's matches in front of it, at the end of the
@@ -218,6 +319,13 @@ func (f fixer) nft(p droppoint.DropPoint) string {
 	}
 	match := ""
 	if text, ok := f.nftText(p.Rule); ok {
+		if p.Rule.RateLimit != nil || p.Rule.Stateful {
+			// A log rule in front would log the packets the limit (or
+			// stateful match) then lets go as well: log in the rule.
+			if in := f.nftLogInRule(text); in != "" {
+				return fmt.Sprintf("nft replace rule %s handle %d %s\n(the log statement after its limit or stateful match logs exactly the packets it %s)", where, p.Rule.Handle, in, dropVerb(p.Verdict))
+			}
+		}
 		match = nftMatches(text)
 	} else if !p.Rule.Unconditional() {
 		return fmt.Sprintf("Add \"log group %d\" in front of the verdict of rule %d (nft -a list chain %s shows it), e.g. with nft replace rule %s handle %d <its matches> log group %d counter %s",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -166,9 +167,14 @@ func unquote(s string) string {
 	return s
 }
 
+// iptablesComment is a comment match as iptables-save writes it.
+var iptablesComment = regexp.MustCompile(` -m comment --comment (?:"(?:[^"\\]|\\.)*"|[^" ]\S*)`)
+
 // iptablesMatches is the match part of an iptables-save line: what lies
-// between "-A CHAIN" and the target ("-j" or "-g").
+// between "-A CHAIN" and the target ("-j" or "-g"), without the rule's
+// comment, which describes the drop rule and not a log rule in front.
 func iptablesMatches(line string) string {
+	line = iptablesComment.ReplaceAllString(line, "")
 	f := strings.Fields(line)
 	if len(f) < 2 || f[0] != "-A" {
 		return ""

@@ -14,6 +14,9 @@ func TestIptablesMatches(t *testing.T) {
 		"-A INPUT -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset": "-p tcp -m tcp --dport 23",
 		"-A INPUT -p udp -g skip":                                             "-p udp",
 		"-P INPUT DROP":                                                       "",
+		`-A CNI-ISOLATION-STAGE-2 -o cni-podman3 -m comment --comment "CNI firewall plugin rules (ingressPolicy: same-bridge)" -j DROP`: "-o cni-podman3",
+		`-A X -p tcp -m comment --comment "say \"hi\" -j x" --dport 22 -j DROP`:                                                         "-p tcp --dport 22",
+		`-A X -m comment --comment plain -s 192.0.2.1/32 -j DROP`:                                                                       "-s 192.0.2.1/32",
 	} {
 		if got := iptablesMatches(in); got != want {
 			t.Errorf("iptablesMatches(%q) = %q, want %q", in, got, want)
