@@ -57,7 +57,7 @@ func NewSources(capacity int) (*Sources, error) {
 // Observe counts one packet of class from addr seen at tsNs (unix
 // nanoseconds); the zero Addr is ignored. Writer only; it allocates nothing.
 func (s *Sources) Observe(addr netip.Addr, class uint8, tsNs int64) {
-	if k, ok := addrKey(addr); ok {
+	if k, ok := addrKey(addr.AsSlice()); ok {
 		s.observe(k, class, tsNs)
 	}
 }
