@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -449,4 +450,28 @@ func oldNewSources(capacity int) (*oldSources, error) {
 		return nil, err
 	}
 	return &oldSources{addrs: oldNew(capacity), nets: nets}, nil
+}
+
+// TestSameAsOld feeds the test streams to the old implementation and the new:
+// the algorithm and its tie-break are the same, so every entry must be.
+func TestSameAsOld(t *testing.T) {
+	for _, capacity := range []int{1, 2, 64, 1024} {
+		for name, st := range testStreams(capacity) {
+			for _, bits := range [][2]int{{32, 128}, {24, 48}} {
+				s, _ := NewPrefix(capacity, bits[0], bits[1])
+				o, _ := oldNewPrefix(capacity, bits[0], bits[1])
+				for i, u := range st {
+					s.Add(u.addr, u.class, u.n, time.Unix(int64(i), 0))
+					o.Add(u.addr, u.class, u.n, time.Unix(int64(i), 0))
+				}
+				got, want := s.Top(0), o.Top(0)
+				if !slices.EqualFunc(got, want, func(a, b Entry) bool {
+					return a.Prefix == b.Prefix && a.Count == b.Count && a.Error == b.Error &&
+						a.Classes == b.Classes && a.First.Equal(b.First) && a.Last.Equal(b.Last)
+				}) || s.Total() != o.Total() || s.ErrorBound() != o.ErrorBound() || s.Exact() != o.Exact() {
+					t.Errorf("capacity %d, %s, /%d /%d: new and old differ", capacity, name, bits[0], bits[1])
+				}
+			}
+		}
+	}
 }
