@@ -320,16 +320,18 @@ func (s *Sketch) add(k key, class uint8, n uint64, ts int64) {
 		}
 		s.evicted = true
 		count = f.count
-		s.groups[c.group].tags &^= 0xff << (c.slot * 8 & 63)
-		top := bits.TrailingZeros64(^grp.tags & msbs) // of the first free slot's tag byte
-		grp.tags |= tag << (top & 56)
-		grp.ids[top>>3&7] = uint16(id)
+		// The new key and times first: they need no longer stay in registers.
+		vg, vs := c.group, c.slot
 		c.hi, c.lo, c.v6 = k.hi, k.lo, k.v6
 		c.first, c.last, c.error = ts, ts, count
-		c.group, c.slot, c.displaced = uint32(home), uint8(top>>3), false
 		c.classes = [MaxClasses]uint64{}
 		c.classes[class] = n
 		count += n
+		s.groups[vg].tags &^= 0xff << (vs * 8 & 63)
+		top := bits.TrailingZeros64(^grp.tags & msbs) // of the first free slot's tag byte
+		grp.tags |= tag << (top & 56)
+		grp.ids[top>>3&7] = uint16(id)
+		c.group, c.slot, c.displaced = uint32(home), uint8(top>>3), false
 	}
 raise:
 	// By one (the common case) the counter joins the next bucket, or its
