@@ -1,7 +1,11 @@
 package topsources
 
-// The implementation before the rewrite, kept as a reference type so that
-// benchmarks compare old and new in the same run (impl=old / impl=new).
+// This file is the implementation the current one replaced (an
+// open-addressing index with backward-shift deletion, buckets and counters in
+// separate lists with end tests), its identifiers prefixed with old, kept as
+// a reference: the benchmarks run it beside the current one (impl=old,
+// impl=new) and TestSameAsOld checks that both give the same entries.
+
 import (
 	"cmp"
 	"encoding/binary"
@@ -31,8 +35,8 @@ type oldCounter struct {
 	count, error uint64
 	first, last  int64 // unix nanoseconds
 	classes      [MaxClasses]uint64
-	oldBucket    int32 // the oldBucket of count
-	prev, next   int32 // neighbours in the oldBucket, least recently updated first
+	oldBucket    int32 // the bucket of count
+	prev, next   int32 // neighbours in the bucket, least recently updated first
 	slot         int32 // position in the index
 }
 
@@ -55,8 +59,8 @@ type oldSketch struct {
 	mask6hi      uint64 // ... and of an IPv6 hi, lo
 	mask6lo      uint64
 	cells        []oldCounter // len grows to capacity, never beyond
-	buckets      []oldBucket  // capacity+1: a raise takes a oldBucket before it frees one
-	first        int32        // oldBucket of the smallest count; oldNone while empty
+	buckets      []oldBucket  // capacity+1: a raise takes a bucket before it frees one
+	first        int32        // bucket of the smallest count; oldNone while empty
 	free         int32        // unused buckets, chained by next
 	// index holds, per slot, the top 32 bits of the key's hash and the
 	// counter number + 1 (0: empty); linear probing at load <= 1/4. The
@@ -272,7 +276,7 @@ func (s *oldSketch) unindex(i int32) {
 // (none: a counter in no bucket yet) to the end of the bucket of count.
 func (s *oldSketch) settle(id, from int32, count uint64) {
 	b := s.buckets
-	p, q := from, s.first // p: the last oldBucket below or at count; q: the one after it
+	p, q := from, s.first // p: the last bucket below or at count; q: the one after it
 	if from != oldNone {
 		q = b[from].next
 	}
@@ -286,7 +290,7 @@ func (s *oldSketch) settle(id, from int32, count uint64) {
 		s.push(id, p)
 		return
 	}
-	if from != oldNone && p == from && b[from].head == b[from].tail { // alone in its oldBucket: the oldBucket moves up
+	if from != oldNone && p == from && b[from].head == b[from].tail { // alone in its bucket: the bucket moves up
 		b[from].count = count
 		return
 	}
