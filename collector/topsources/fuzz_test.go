@@ -1,6 +1,8 @@
 package topsources
 
 import (
+	"math"
+	"math/bits"
 	"net/netip"
 	"testing"
 	"time"
@@ -8,21 +10,31 @@ import (
 
 // FuzzSketch checks the Space-Saving guarantees against an exact count, on
 // streams over a small universe of sources (so that keys recur and counters
-// are taken over): the first byte picks the capacity, then each pair of
-// bytes is a source (IPv4 or IPv6) and a weight/class.
+// are taken over): the first byte picks the capacity and, by its top bit, a
+// seed under which every IPv4 key has the same home group and tag (so the
+// index overflows, and lookups, removals and takeovers work beyond home
+// groups); then each pair of bytes is a source (IPv4 or IPv6) and a
+// weight/class. After every update the index, the counters and the buckets
+// must agree (structure); at the end every entry must be the naive
+// Space-Saving's.
 func FuzzSketch(f *testing.F) {
 	f.Add([]byte{2, 1, 0, 2, 0, 3, 0})
 	f.Add([]byte{3, 1, 9, 1, 9, 2, 1, 3, 1, 4, 1, 5, 1, 1, 9, 200, 7, 130, 3})
 	f.Add([]byte{0, 5, 5, 5, 5, 5, 5, 6, 1})
+	f.Add([]byte{0x8f, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 1, 3, 13, 0, 14, 0, 15, 0, 16, 0, 17, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
 			return
 		}
-		capacity := int(data[0]%16) + 1
+		capacity := int(data[0]%32) + 1
+		collide := data[0]&0x80 != 0
 		for _, bits := range [][2]int{{32, 128}, {24, 48}, {30, 126}} {
 			s, err := NewPrefix(capacity, bits[0], bits[1])
 			if err != nil {
 				t.Fatal(err)
+			}
+			if collide {
+				s.seed = [2]uint64{} // IPv4 keys all hash to 0
 			}
 			exact := map[netip.Prefix]uint64{}
 			ref := &naive{capacity: capacity}
@@ -36,6 +48,9 @@ func FuzzSketch(f *testing.F) {
 					a = netip.AddrFrom4([4]byte{10, 0, 0, src})
 				}
 				n := uint64(w%4) + 1
+				if w%16 == 15 {
+					n = uint64(w) * 100 // a raise over many buckets
+				}
 				s.Add(a, w>>5, n, time.Unix(int64(i), 0))
 				pfx, _ := a.Prefix(map[bool]int{true: bits[0], false: bits[1]}[a.Is4()])
 				exact[pfx] += n
@@ -103,6 +118,7 @@ func check(t *testing.T, s *Sketch, exact map[netip.Prefix]uint64, total uint64,
 type naive struct {
 	capacity int
 	entries  []naiveEntry
+	at       map[netip.Prefix]int // entries' positions
 	seq      int
 }
 
@@ -112,20 +128,23 @@ type naiveEntry struct {
 }
 
 func (r *naive) add(p netip.Prefix, class uint8, n uint64, ts int64) {
+	if r.at == nil {
+		r.at = map[netip.Prefix]int{}
+	}
 	r.seq++
 	class = min(class, MaxClasses-1)
 	t := time.Unix(ts, 0)
-	for i := range r.entries {
-		if e := &r.entries[i]; e.Prefix == p {
-			e.Count += n
-			e.Classes[class] += n
-			e.Last, e.seq = t, r.seq
-			return
-		}
+	if i, ok := r.at[p]; ok {
+		e := &r.entries[i]
+		e.Count += n
+		e.Classes[class] += n
+		e.Last, e.seq = t, r.seq
+		return
 	}
 	e := naiveEntry{Entry: Entry{Prefix: p, Count: n, First: t, Last: t}, seq: r.seq}
 	e.Classes[class] = n
 	if len(r.entries) < r.capacity {
+		r.at[p] = len(r.entries)
 		r.entries = append(r.entries, e)
 		return
 	}
@@ -137,6 +156,8 @@ func (r *naive) add(p netip.Prefix, class uint8, n uint64, ts int64) {
 	}
 	e.Error = r.entries[m].Count
 	e.Count += e.Error
+	delete(r.at, r.entries[m].Prefix)
+	r.at[p] = m
 	r.entries[m] = e
 }
 
@@ -160,39 +181,85 @@ func same(t *testing.T, s *Sketch, r *naive) {
 }
 
 // structure checks the sketch's internal links: buckets by strictly ascending
-// count, each counter in the bucket of its count, each in the index at its slot.
+// count between the sentinel's ends, each a non-empty circular list of the
+// counters of its count; the unused buckets on the free list; each counter at
+// the index slot that holds its hash's tag and its number, in its home group
+// or beyond it with every group passed counting it in over.
 func structure(t *testing.T, s *Sketch) {
 	t.Helper()
-	n, prev := 0, int32(none)
-	for b := s.first; b != none; prev, b = b, s.buckets[b].next {
-		bk := &s.buckets[b]
-		if bk.prev != prev || prev != none && s.buckets[prev].count >= bk.count || bk.head == none {
-			t.Fatalf("bucket %d (count %d) out of order or empty", b, bk.count)
+	nodes, sen, capacity := s.nodes, s.sentinel, s.capacity
+	if nodes[sen].count != math.MaxUint64 {
+		t.Fatalf("sentinel bucket count %d", nodes[sen].count)
+	}
+	inList, prev := map[uint32]bool{}, sen
+	seen := make([]bool, s.used)
+	for bk := nodes[sen].up; bk != sen; prev, bk = bk, nodes[bk].up {
+		if bk < capacity || bk >= sen || inList[bk] {
+			t.Fatalf("bucket %d out of range or listed twice", bk)
 		}
-		last := int32(none)
-		for c := bk.head; c != none; last, c = c, s.cells[c].next {
-			if cl := &s.cells[c]; cl.bucket != b || cl.prev != last || cl.count != bk.count {
-				t.Fatalf("counter %d (count %d) misplaced in bucket %d (count %d)", c, cl.count, b, bk.count)
+		inList[bk] = true
+		if nodes[bk].down != prev || prev != sen && nodes[prev].count >= nodes[bk].count {
+			t.Fatalf("bucket %d (count %d) out of order", bk, nodes[bk].count)
+		}
+		last := bk
+		if nodes[bk].next == bk {
+			t.Fatalf("bucket %d (count %d) is empty", bk, nodes[bk].count)
+		}
+		for id := nodes[bk].next; id != bk; last, id = id, nodes[id].next {
+			if id >= s.used || seen[id] {
+				t.Fatalf("bucket %d lists counter %d (out of range or twice)", bk, id)
 			}
-			n++
-		}
-		if bk.tail != last {
-			t.Fatalf("bucket %d tail %d, want %d", b, bk.tail, last)
-		}
-	}
-	if n != len(s.cells) {
-		t.Fatalf("%d counters in buckets, %d in use", n, len(s.cells))
-	}
-	for id := range s.cells {
-		c := &s.cells[id]
-		if e := s.index[c.slot]; int(uint32(e))-1 != id || e&tagMask != s.hash(c.key)&tagMask {
-			t.Fatalf("counter %d not at its index slot %d", id, c.slot)
-		}
-		// Linear probing: no empty slot between a key's home and its slot.
-		for i := s.hash(c.key) >> s.shift; i != uint64(c.slot); i = (i + 1) & s.mask {
-			if s.index[i] == 0 {
-				t.Fatalf("counter %d unreachable: slot %d empty before its slot %d", id, i, c.slot)
+			seen[id] = true
+			if nodes[id].prev != last || nodes[id].up != bk {
+				t.Fatalf("counter %d misplaced in bucket %d", id, bk)
 			}
 		}
+		if nodes[bk].prev != last {
+			t.Fatalf("bucket %d tail %d, want %d", bk, nodes[bk].prev, last)
+		}
+	}
+	if nodes[sen].down != prev {
+		t.Fatalf("sentinel's last bucket %d, want %d", nodes[sen].down, prev)
+	}
+	for id, ok := range seen {
+		if !ok {
+			t.Fatalf("counter %d in no bucket", id)
+		}
+	}
+	nfree := 0
+	for f := s.free; f != sen; f = nodes[f].up {
+		if f < capacity || f > sen || inList[f] || nfree > int(capacity) {
+			t.Fatalf("free bucket %d in use, out of range or in a loop", f)
+		}
+		nfree++
+	}
+	if nfree+len(inList) != int(capacity) {
+		t.Fatalf("%d free and %d used buckets, want %d", nfree, len(inList), capacity)
+	}
+	over := make([]uint32, len(s.groups))
+	for id := range s.counters[:s.used] {
+		c := &s.counters[id]
+		h := s.hash(key{c.hi, c.lo, c.v6})
+		g := &s.groups[c.group]
+		if byte(g.tags>>(8*c.slot)) != byte(tagOf(h)) || g.ids[c.slot] != uint16(id) {
+			t.Fatalf("counter %d not at its index slot %d.%d", id, c.group, c.slot)
+		}
+		home := h & s.gmask
+		if c.displaced != (home != uint64(c.group)) {
+			t.Fatalf("counter %d: home group %d, group %d, displaced %v", id, home, c.group, c.displaced)
+		}
+		for i := home; i != uint64(c.group); i = (i + 1) & s.gmask {
+			over[i]++
+		}
+	}
+	tags := 0
+	for i := range s.groups {
+		if s.groups[i].over != over[i] {
+			t.Fatalf("group %d: over %d, want %d", i, s.groups[i].over, over[i])
+		}
+		tags += bits.OnesCount64(s.groups[i].tags & msbs)
+	}
+	if tags != int(s.used) {
+		t.Fatalf("%d tags for %d counters", tags, s.used)
 	}
 }

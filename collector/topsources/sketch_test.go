@@ -3,7 +3,6 @@ package topsources
 import (
 	"encoding/binary"
 	"net/netip"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -202,46 +201,4 @@ func benchAddrs(n int) []netip.Addr {
 		}
 	}
 	return out
-}
-
-func BenchmarkSketchAdd(b *testing.B) {
-	addrs := benchAddrs(1 << 16)
-	now := time.Unix(1700000000, 0)
-	for _, capacity := range []int{DefaultCapacity, 1024} {
-		b.Run("capacity="+strconv.Itoa(capacity), func(b *testing.B) {
-			s := New(capacity)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Add(addrs[i&(1<<16-1)], 1, 1, now)
-				i++
-			}
-		})
-	}
-}
-
-// BenchmarkSourcesObserve is the collector's per-packet cost: buffer, and
-// every 64 packets both sketches under the lock.
-func BenchmarkSourcesObserve(b *testing.B) {
-	addrs := benchAddrs(1 << 16)
-	s, _ := NewSources(DefaultCapacity)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		s.Observe(addrs[i&(1<<16-1)], 1, int64(i))
-		i++
-	}
-}
-
-func BenchmarkSnapshot(b *testing.B) {
-	addrs := benchAddrs(1 << 16)
-	s, _ := NewSources(DefaultCapacity)
-	for i, a := range addrs {
-		s.Observe(a, 1, int64(i))
-	}
-	s.Flush()
-	b.ReportAllocs()
-	for b.Loop() {
-		s.Snapshot(ShowMax)
-	}
 }

@@ -57,7 +57,7 @@ func NewSources(capacity int) (*Sources, error) {
 // Observe counts one packet of class from addr seen at tsNs (unix
 // nanoseconds); the zero Addr is ignored. Writer only; it allocates nothing.
 func (s *Sources) Observe(addr netip.Addr, class uint8, tsNs int64) {
-	if k, ok := addrKey(addr); ok {
+	if k, ok := addrKey(addr.AsSlice()); ok {
 		s.observe(k, class, tsNs)
 	}
 }
@@ -69,7 +69,10 @@ func (s *Sources) ObserveSrc(src *[16]byte, v6 bool, class uint8, tsNs int64) {
 }
 
 func (s *Sources) observe(k key, class uint8, tsNs int64) {
-	s.buf[s.n] = pending{k, class, tsNs}
+	// Field by field: a composite literal is built on the stack and copied
+	// with 16-byte loads of narrower stores, which the CPU cannot forward.
+	p := &s.buf[s.n]
+	p.key.hi, p.key.lo, p.key.v6, p.class, p.ts = k.hi, k.lo, k.v6, class, tsNs
 	s.n++
 	if s.n == pendingMax {
 		s.Flush()
