@@ -176,10 +176,15 @@ func TestQuickBench(t *testing.T) {
 		o.Points = points()
 	}
 	// NFDG_BENCH_EXPORTERS=name=path[;flag;...],... compares exporter builds
-	// or flags (A/B of a change) instead of the default receivers.
+	// or flags (A/B of a change) instead of the default receivers; the name
+	// "reference" alone adds the reference receiver.
 	if e := os.Getenv("NFDG_BENCH_EXPORTERS"); e != "" {
 		o.Receivers = nil
 		for _, kv := range strings.Split(e, ",") {
+			if kv == "reference" {
+				o.Receivers = append(o.Receivers, Receiver{Name: kv, Kind: KindReference})
+				continue
+			}
 			name, spec, ok := strings.Cut(kv, "=")
 			if !ok {
 				t.Fatalf("NFDG_BENCH_EXPORTERS: %q is not name=path[;flag...]", kv)
