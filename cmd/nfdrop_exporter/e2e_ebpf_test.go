@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -12,10 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
@@ -507,4 +510,330 @@ func TestE2EEBPFPolicyDrop(t *testing.T) {
 	}
 	t.Logf("policy counters %d (IPv4+IPv6) = nfdrop_ebpf_drops_total %v = %v packets + %v lost; %d series exact", policies, c.Drops, v.Total, v.Lost, len(want))
 	e.stop()
+}
+
+// TestE2EEBPFUFW: Debian's vanilla ufw (deny incoming, allow 80) in a lab
+// namespace, with no log rule of ours. With the eBPF source alone the
+// exporter counts exactly the IPv4 and IPv6 packets ufw dropped, by its
+// rules (INVALID, not-local, skip-to-policy ...) and by its policies.
+func TestE2EEBPFUFW(t *testing.T) {
+	e2e.Require(t, "ip", "ufw", "iptables", "iptables-save", "ip6tables-save", "conntrack", "nmap")
+	bin := e2e.Binary(t)
+	l, err := lab.New(ebpfPrefix("u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	if err := l.PrepareTCP(); err != nil {
+		t.Fatal(err)
+	}
+	u := e2elab.NewUFW(t, l.Server)
+	u.Run(t, "default", "deny", "incoming")
+	u.Run(t, "allow", "80")
+	u.Run(t, "--force", "enable")
+	e := startEBPF(t, l, bin, []string{ebpfGroup}, "--no-nflog.enable", "--ebpf.enable")
+
+	ctx := context.Background()
+	for _, v6 := range []bool{false, true} {
+		if err := l.RunScenario(ctx, lab.Crafted(v6), 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []struct{ scan, ports string }{{"-sS", "1-200"}, {"-sA", "70-90"}, {"-sX", "1-30"}, {"-sU", "1-30"}} {
+			if err := nmap(l, v6, s.scan, s.ports); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Real connections to the allowed port that end late: their last
+		// packets are INVALID to conntrack, which ufw drops by a rule.
+		for _, r := range []lab.TCPRecipe{lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST} {
+			if err := l.RunTCP(ctx, r, 80, v6, 1500*time.Millisecond); err != nil {
+				t.Fatalf("%s over %s: %v", r, familyName(v6), err)
+			}
+		}
+	}
+	var v4, v6 lab.Drops
+	sc := e.settle("ufw's drops to be read", 2*time.Second, 60*time.Second, func(sc lab.Scrape) (string, bool) {
+		if v4, v6, err = l.DropCounters(l.Server); err != nil {
+			t.Fatal(err)
+		}
+		v, c := viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
+		return fmt.Sprint(v4, v6, v.Total, v.Lost, c.Drops), v.Total+v.Lost == c.Drops && c.Drops == float64(v4.Total()+v6.Total())
+	})
+	v, c := viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
+	perFamily := map[string]float64{}
+	for s, n := range v.Packets {
+		perFamily[s.Family] += n
+	}
+	if c.Drops != float64(v4.Total()+v6.Total()) || v.Total+v.Lost != c.Drops || v.Lost != 0 || c.Misses != 0 {
+		t.Errorf("nfdrop_ebpf_drops_total %v = packets %v + lost %v (misses %v); ufw dropped IPv4 %+v, IPv6 %+v", c.Drops, v.Total, v.Lost, c.Misses, v4, v6)
+	}
+	if perFamily["ipv4"] != float64(v4.Total()) || perFamily["ipv6"] != float64(v6.Total()) {
+		t.Errorf("counted IPv4 %v, IPv6 %v; ufw dropped %d and %d", perFamily["ipv4"], perFamily["ipv6"], v4.Total(), v6.Total())
+	}
+	// Both kinds of drop happened in both families: the test covers what a
+	// log rule in front of the policy would not see.
+	for fam, d := range map[string]lab.Drops{"IPv4": v4, "IPv6": v6} {
+		if d.Rules == 0 || d.Policies == 0 {
+			t.Errorf("%s: ufw dropped %d by rules and %d by policies; want both", fam, d.Rules, d.Policies)
+		}
+	}
+	t.Logf("ufw dropped IPv4 %d by rules + %d by policies, IPv6 %d + %d; the exporter counted %v (%v IPv4, %v IPv6), lost %v",
+		v4.Rules, v4.Policies, v6.Rules, v6.Policies, v.Total, perFamily["ipv4"], perFamily["ipv6"], v.Lost)
+	e.stop()
+}
+
+// TestE2EEBPFFlood: a million frames of the bench's teardown mix into a
+// chain that drops by policy, as fast as the sender goes (bounded to 90 s).
+// Once drained, every drop the program matched was read or counted lost,
+// and the program matched every drop of the policy.
+func TestE2EEBPFFlood(t *testing.T) {
+	e2e.Require(t, "ip", "iptables", "ip6tables", "iptables-save", "ip6tables-save")
+	bin := e2e.Binary(t)
+	const frames = 1_000_000
+	l := policyDropLab(t, "f")
+	e := startEBPF(t, l, bin, []string{ebpfGroup}, "--no-nflog.enable", "--ebpf.enable")
+	pool, err := lab.BuildPool(lab.MixTeardown, lab.PoolSize, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fr lab.FloodResult
+	if err := lab.InNetns(l.Client, func() error {
+		fr, err = lab.Flood(lab.ClientIf, pool, frames, 0, 90*time.Second, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sc := e.settle("the flood to be drained", time.Second, 60*time.Second, func(sc lab.Scrape) (string, bool) {
+		_, policies := dropCounters(t, l)
+		v, c := viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
+		return fmt.Sprint(policies, v.Total, v.Lost, c.Drops), v.Total+v.Lost == c.Drops && c.Drops+c.Misses == float64(policies)
+	})
+	_, policies := dropCounters(t, l)
+	v, c := viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
+	t.Logf("sent %d frames at %.0f/s: policy dropped %d; nfdrop_ebpf_drops_total %v = %v packets + %v lost (%.2f %%); program misses %v",
+		fr.Sent, fr.PPS(), policies, c.Drops, v.Total, v.Lost, 100*v.Lost/c.Drops, c.Misses)
+	if fr.Sent != frames || policies != frames {
+		t.Errorf("sent %d frames, the policies dropped %d: want %d each", fr.Sent, policies, frames)
+	}
+	if v.Total+v.Lost != c.Drops {
+		t.Errorf("sum(nfdrop_packets_total{group=\"ebpf\"}) %v + lost %v != nfdrop_ebpf_drops_total %v", v.Total, v.Lost, c.Drops)
+	}
+	if c.Drops+c.Misses != float64(policies) {
+		t.Errorf("nfdrop_ebpf_drops_total %v + misses %v != policy counters %d", c.Drops, c.Misses, policies)
+	}
+	if c.Misses != 0 {
+		t.Logf("the kernel did not run the program for %v drops (nfdrop_ebpf_program_misses_total)", c.Misses)
+	}
+	e.stop()
+}
+
+// kernelBTFFile writes the running kernel's BTF to a file, re-encoded
+// type by type; without the reason, with the enumerator
+// SKB_DROP_REASON_NETFILTER_DROP taken out of enum skb_drop_reason: a kernel
+// of today that lacks only that reason.
+func kernelBTFFile(t *testing.T, withReason bool) string {
+	t.Helper()
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := kernel.Copy()
+	var e *btf.Enum
+	if err := s.TypeByName("skb_drop_reason", &e); err != nil {
+		t.Fatal(err)
+	}
+	n := len(e.Values)
+	if !withReason {
+		e.Values = slices.DeleteFunc(slices.Clone(e.Values), func(v btf.EnumValue) bool { return v.Name == "SKB_DROP_REASON_NETFILTER_DROP" })
+		if len(e.Values) != n-1 {
+			t.Fatalf("the kernel's enum skb_drop_reason has no NETFILTER_DROP to take out")
+		}
+	}
+	var types []btf.Type
+	for typ, err := range s.All() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, typ)
+	}
+	b, err := btf.NewBuilder(types, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.Marshal(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), fmt.Sprintf("vmlinux-netfilter-drop-%v.btf", withReason))
+	if err := os.WriteFile(p, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The file reads back, with the rest of the enum intact.
+	back, err := btf.LoadSpec(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e2 *btf.Enum
+	if err := back.TypeByName("skb_drop_reason", &e2); err != nil || len(e2.Values) != len(e.Values) {
+		t.Fatalf("the written BTF: enum skb_drop_reason %v, %v", e2, err)
+	}
+	return p
+}
+
+// exitStatus waits for the exporter to end and returns its exit code.
+func exitStatus(t *testing.T, exited <-chan error, within time.Duration) int {
+	t.Helper()
+	select {
+	case err := <-exited:
+		if err == nil {
+			return 0
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("wait: %v", err)
+		}
+		return ee.ExitCode()
+	case <-time.After(within):
+		t.Fatalf("the exporter still runs after %v", within)
+	}
+	return -1
+}
+
+// errorLines are the level=error lines of the exporter's log.
+func errorLines(logs string) []string {
+	var out []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "level=error") || strings.Contains(line, "level=ERROR") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// The capability sets of the privilege tests, as setpriv takes them, and as
+// /proc/PID/status prints the effective set: CAP_NET_ADMIN (12), CAP_PERFMON
+// (38), CAP_BPF (39).
+const (
+	capsEBPF   = "net_admin,+bpf,+perfmon"
+	capEffEBPF = "000000c000001000"
+)
+
+// setprivUser is setpriv running a program as nobody holding exactly caps
+// (a "+"-joined list) as ambient capabilities, as systemd's
+// AmbientCapabilities= does.
+func setprivUser(caps string) []string {
+	return []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+" + caps,
+		"--ambient-caps=-all,+" + caps, "--bounding-set=-all,+" + caps, "--no-new-privs", "--"}
+}
+
+// TestE2EEBPFErrors: what the binary says when the eBPF source cannot run,
+// and that an unprivileged user with exactly CAP_NET_ADMIN, CAP_BPF and
+// CAP_PERFMON runs both sources.
+func TestE2EEBPFErrors(t *testing.T) {
+	e2e.Require(t, append(labTools, "setpriv")...)
+	bin := e2e.Binary(t)
+	l := e2elab.NewLab(t, ebpfPrefix("e"), lab.Iptables, filepath.Join(e2e.Root(), "deploy", "firewall"))
+	listen := "--web.listen-address=127.0.0.1:9786"
+
+	fails := []struct {
+		name      string
+		argv      []string // the command in the server namespace
+		want      []string // in the one error sentence
+		wantNot   []string
+		wantExit2 bool
+	}{
+		{
+			name: "BTF without SKB_DROP_REASON_NETFILTER_DROP",
+			argv: []string{bin, listen, "--ebpf.enable", "--ebpf.kernel-btf=" + kernelBTFFile(t, false)},
+			want: []string{"SKB_DROP_REASON_NETFILTER_DROP", "this kernel's BTF does not have", "the NFLOG source works without it"},
+		},
+		{
+			name: "root with CAP_NET_ADMIN only (capabilities dropped)",
+			argv: append([]string{"setpriv", "--inh-caps=-all", "--bounding-set=-all,+net_admin", "--no-new-privs", "--"}, bin, listen, "--ebpf.enable"),
+			want: []string{"lacks CAP_BPF and CAP_PERFMON", "the NFLOG source works without it"},
+		},
+		{
+			name:    "nobody with CAP_NET_ADMIN and CAP_BPF, no CAP_PERFMON",
+			argv:    append(setprivUser("net_admin,+bpf"), bin, listen, "--ebpf.enable"),
+			want:    []string{"lacks CAP_PERFMON", "the NFLOG source works without it"},
+			wantNot: []string{"lacks CAP_BPF"},
+		},
+	}
+	for _, tc := range fails {
+		t.Run(tc.name, func(t *testing.T) {
+			_, exited, logs := e2elab.StartExporter(t, l, tc.argv[0], tc.argv[1:]...)
+			if code := exitStatus(t, exited, 20*time.Second); code != 2 {
+				t.Errorf("exit status %d, want 2", code)
+			}
+			errs := errorLines(logs.String())
+			if len(errs) != 1 {
+				t.Fatalf("want one error line, got %q", errs)
+			}
+			msg := errs[0]
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
+				}
+			}
+			for _, w := range tc.wantNot {
+				if strings.Contains(msg, w) {
+					t.Errorf("error %q says %q", msg, w)
+				}
+			}
+			// One sentence: the only full stop ends it.
+			if m := strings.TrimSuffix(strings.TrimSpace(msg), `"`); strings.Count(m, ". ") != 0 {
+				t.Errorf("error %q is more than one sentence", msg)
+			}
+			t.Log(msg)
+		})
+	}
+
+	// The control: the same file with the reason left in loads, so the
+	// failure above is the reason's, not the file's.
+	t.Run("BTF file with SKB_DROP_REASON_NETFILTER_DROP", func(t *testing.T) {
+		e := startEBPF(t, l, bin, []string{ebpfGroup}, "--no-nflog.enable", "--ebpf.enable", "--ebpf.kernel-btf="+kernelBTFFile(t, true))
+		e.stop()
+	})
+
+	t.Run("nobody with exactly CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON", func(t *testing.T) {
+		argv := append(setprivUser(capsEBPF), bin, listen, "--nflog.group="+e2eGroup, "--ebpf.enable")
+		exp, exited, logs := e2elab.StartExporter(t, l, argv[0], argv[1:]...)
+		e := &ebpfExporter{t: t, l: l, exp: exp, exited: exited, logs: logs}
+		e2elab.WaitUp(t, l, exited, e2eGroup, ebpfGroup)
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", exp.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "CapEff:\t" + capEffEBPF, "CapBnd:\t" + capEffEBPF, "NoNewPrivs:\t1"} {
+			if !strings.Contains(string(st), want+"\n") {
+				t.Errorf("/proc/%d/status lacks %q:\n%s", exp.Process.Pid, want, st)
+			}
+		}
+		for _, v6 := range []bool{false, true} {
+			if err := l.RunScenario(context.Background(), lab.Crafted(v6), 0, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sc := e.settle("both groups to count the crafted sets", time.Second, 30*time.Second, func(sc lab.Scrape) (string, bool) {
+			counter, err := l.RuleCounter(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, b := viewOf(sc, e2eGroup), viewOf(sc, ebpfGroup)
+			return fmt.Sprint(counter, n.Total, b.Total), counter > 0 && n.Total == float64(counter) && b.Total == float64(counter)
+		})
+		n, b := viewOf(sc, e2eGroup), viewOf(sc, ebpfGroup)
+		if d := lab.DiffSeries(b.Packets, n.Packets); d != "" {
+			t.Errorf("the groups differ:\n%s", d)
+		}
+		if strings.Contains(logs.String(), "running as root") {
+			t.Error("the unprivileged exporter warns about root")
+		}
+		t.Logf("as nobody with CapEff %s: NFLOG %v, eBPF %v drops", capEffEBPF, n.Total, b.Total)
+		e.stop()
+	})
 }
