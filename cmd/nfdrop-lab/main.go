@@ -41,10 +41,11 @@ func main() {
 	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
 	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
 
-	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter and Debian's ulogd2 side by side on the same floods: logged, received and lost messages, CPU per million messages, peak RSS, scrape latency and series count (needs root, two CPUs, ulogd2 + ulogd2-pcap for the ulogd2 column).")
+	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter, Debian's ulogd2 and the exporter's eBPF drop source side by side on the same floods: logged, received and lost messages, CPU per million messages (and per million drops, the BPF program's run time included), peak RSS, scrape latency and series count (needs root, two CPUs, ulogd2 + ulogd2-pcap for the ulogd2 column, a kernel with BTF for the eBPF column).")
 	bExporter := bench.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
 	bUlogd := bench.Flag("ulogd", "ulogd binary; empty to bench the exporter alone.").Default("/usr/sbin/ulogd").String()
 	bUlogdPlugins := bench.Flag("ulogd.plugin-dir", "Directory with ulogd's NFLOG, BASE and PCAP plugins.").Default("/usr/lib/x86_64-linux-gnu/ulogd").String()
+	bEBPF := bench.Flag("ebpf", "Also measure the exporter reading the eBPF drop source alone (--no-nflog.enable --ebpf.enable) on the same floods; --no-ebpf leaves it out.").Default("true").Bool()
 	bUlogdDefaults := bench.Flag("ulogd.debian-defaults", "Run ulogd2 with Debian's NFLOG defaults instead of the exporter's group settings (32 MiB buffer, qthreshold 1000, 10 ms flush).").Bool()
 	bQuick := bench.Flag("quick", "Three short points, one repetition (about 20 s).").Bool()
 	bReps := bench.Flag("reps", "Repetitions per point and receiver (medians).").Default("3").Int()
@@ -54,6 +55,7 @@ func main() {
 	bSenderCPU := bench.Flag("sender-cpu", "CPU of the flood generator (and of this process).").Default("0").Int()
 	bReceiverCPU := bench.Flag("receiver-cpu", "CPU the receivers are pinned to.").Default("1").Int()
 	bFormat := bench.Flag("format", "Output: markdown tables or the full JSON report.").Default("table").Enum("table", "json")
+	bPrefix := bench.Flag("prefix", "Namespace name prefix of the labs (default nfdG-b<pid>).").String()
 	bPerf := bench.Flag("perf-dir", "Record a perf profile (perf record -g) of every exporter run into this directory.").String()
 
 	eb := app.Command("explain-bench", "Measure nfdrop_exporter explain on a large kern.log built from real kernel LOG lines (source addresses and ports varied), next to mawk '/DPT=/ {n++}' on the same file: lines/s, MB/s, peak RSS, load average.")
@@ -84,8 +86,8 @@ func main() {
 			os.Exit(1)
 		}
 	case "bench":
-		if err := runBench(*bExporter, *bUlogd, *bUlogdPlugins, *bUlogdDefaults, *bQuick, *bReps, *bPoints,
-			*bFwDir, *bExpFlags, *bSenderCPU, *bReceiverCPU, *bFormat == "json", *bPerf); err != nil {
+		if err := runBench(*bExporter, *bUlogd, *bUlogdPlugins, *bUlogdDefaults, *bEBPF, *bQuick, *bReps, *bPoints,
+			*bFwDir, *bExpFlags, *bSenderCPU, *bReceiverCPU, *bFormat == "json", *bPerf, *bPrefix); err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
 			os.Exit(1)
 		}
@@ -416,8 +418,8 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, quick bool, reps int, points []string,
-	fwDir string, expFlags []string, senderCPU, receiverCPU int, asJSON bool, perfDir string) error {
+func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, withEBPF, quick bool, reps int, points []string,
+	fwDir string, expFlags []string, senderCPU, receiverCPU int, asJSON bool, perfDir, prefix string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the bench needs root (network namespaces, firewall rules, NFLOG): run it with sudo")
 	}
@@ -440,14 +442,23 @@ func runBench(exporter, ulogd, ulogdPlugins string, ulogdDefaults, quick bool, r
 		UlogdDefaults:  ulogdDefaults,
 		JSON:           asJSON,
 		PerfDir:        perfDir,
+		Prefix:         prefix,
 		Progress:       os.Stderr,
 	}
-	o.Receivers[0].Args = expFlags
-	if ulogd == "" {
-		o.Receivers = o.Receivers[:1]
-	} else {
-		o.Receivers[1].Path = ulogd
+	// --exporter.flag applies to the exporter in both roles.
+	var rcvs []bench.Receiver
+	for _, r := range o.Receivers {
+		switch {
+		case r.Kind == bench.KindUlogd && ulogd == "", r.Kind == bench.KindEBPF && !withEBPF:
+			continue
+		case r.Kind == bench.KindUlogd:
+			r.Path = ulogd
+		default:
+			r.Args = expFlags
+		}
+		rcvs = append(rcvs, r)
 	}
+	o.Receivers = rcvs
 	if quick {
 		o.Points, o.Reps = bench.QuickPoints(), 1
 	}

@@ -143,10 +143,12 @@ func needRoot(t *testing.T) {
 	}
 }
 
-// TestQuickBench runs the --quick bench against the exporter, ulogd2 and
-// go-nflog's own receive path, and checks what must hold at every rate:
-// every flood packet reached the NFLOG rules, the exporter's accounting is
-// exact, and its scrapes stayed fast. NFDG_BENCH_FULL=1 runs the full points
+// TestQuickBench runs the --quick bench against the exporter, ulogd2, the
+// exporter's eBPF drop source and go-nflog's own receive path, and checks
+// what must hold at every rate: every flood packet reached the NFLOG rules
+// and was dropped, the exporter's accounting is exact in both roles
+// (messages, or drops for the eBPF source: read + lost), and its scrapes
+// stayed fast. NFDG_BENCH_FULL=1 runs the full points
 // and 3 repetitions; NFDG_BENCH_OUT=FILE also writes the JSON report.
 func TestQuickBench(t *testing.T) {
 	needRoot(t)
@@ -160,6 +162,7 @@ func TestQuickBench(t *testing.T) {
 		Progress: testWriter{t},
 	}
 	o.PerfDir = os.Getenv("NFDG_BENCH_PERF")
+	o.Prefix = os.Getenv("NFDG_BENCH_PREFIX") // namespace names; default nfdG-b<pid>
 	if os.Getenv("NFDG_BENCH_FULL") == "1" {
 		o.Points, o.Reps = DefaultPoints(), 3
 	}
@@ -215,9 +218,9 @@ func TestQuickBench(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	exporters := map[string]bool{}
+	exporters, kinds := map[string]bool{}, map[string]string{}
 	for _, r := range o.Receivers {
-		exporters[r.Name] = r.Kind == KindExporter
+		exporters[r.Name], kinds[r.Name] = r.exporter(), r.Kind
 	}
 	for _, r := range rep.Runs {
 		if r.Err != "" {
@@ -233,8 +236,17 @@ func TestQuickBench(t *testing.T) {
 				rules = p.Rules
 			}
 		}
-		if r.Logged != r.Sent*uint64(rules) {
+		if r.Dropped != r.Sent {
+			t.Errorf("%s / %s: the ruleset dropped %d of the %d packets sent", r.Point, r.Receiver, r.Dropped, r.Sent)
+		}
+		switch want := r.Sent * uint64(rules); {
+		case kinds[r.Receiver] == KindEBPF && r.Logged != r.Dropped:
+			t.Errorf("%s / %s: ground truth %d, want the %d drops", r.Point, r.Receiver, r.Logged, r.Dropped)
+		case kinds[r.Receiver] != KindEBPF && r.Logged != want:
 			t.Errorf("%s / %s: logged %d, want sent %d x %d rules", r.Point, r.Receiver, r.Logged, r.Sent, rules)
+		}
+		if kinds[r.Receiver] == KindEBPF && (r.BPFSeconds <= 0 || r.BPFRuns < r.Dropped) {
+			t.Errorf("%s / %s: the BPF program ran %d times for %v s, for %d drops", r.Point, r.Receiver, r.BPFRuns, r.BPFSeconds, r.Dropped)
 		}
 		if exporters[r.Receiver] {
 			if r.Unaccounted != 0 {
