@@ -89,12 +89,23 @@ func (e *ebpfExporter) stop() { e2elab.StopExporter(e.t, e.exp, e.exited) }
 // not changed for quiet, for at most limit.
 func (e *ebpfExporter) settle(what string, quiet, limit time.Duration, done func(lab.Scrape) (state string, ok bool)) lab.Scrape {
 	e.t.Helper()
+	sc, state, ok := e.trySettle(quiet, limit, done)
+	if !ok {
+		e.t.Fatalf("%s: not within %v (last state %s)", what, limit, state)
+	}
+	return sc
+}
+
+// trySettle is settle that returns the last scrape and its state when done
+// does not hold in time.
+func (e *ebpfExporter) trySettle(quiet, limit time.Duration, done func(lab.Scrape) (state string, ok bool)) (lab.Scrape, string, bool) {
+	e.t.Helper()
 	deadline := time.Now().Add(limit)
 	last, since := "", time.Now()
 	for {
 		select {
 		case err := <-e.exited:
-			e.t.Fatalf("exporter exited before %s: %v", what, err)
+			e.t.Fatalf("exporter exited: %v", err)
 		default:
 		}
 		sc := e.scrape()
@@ -103,10 +114,10 @@ func (e *ebpfExporter) settle(what string, quiet, limit time.Duration, done func
 			last, since = state, time.Now()
 		}
 		if ok && time.Since(since) >= quiet {
-			return sc
+			return sc, state, true
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s: not within %v (last state %s, done %v)", what, limit, state, ok)
+			return sc, state, false
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -242,18 +253,29 @@ func TestE2EEBPFMatchesNFLOG(t *testing.T) {
 				}
 			}
 
-			sc := e.settle("both groups and the rule counters to agree", 2*time.Second, 60*time.Second, func(sc lab.Scrape) (string, bool) {
+			sc, state, ok := e.trySettle(2*time.Second, 60*time.Second, func(sc lab.Scrape) (string, bool) {
 				counter, err := l.RuleCounter(0)
 				if err != nil {
 					t.Fatal(err)
 				}
 				rules, policies := dropCounters(t, l)
 				n, b, c := viewOf(sc, e2eGroup), viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
-				state := fmt.Sprintf("counter %d, drop rules %d, policies %d; nflog %v+%v, evidence %v of %v; ebpf %v+%v of %v, evidence %v of %v",
-					counter, rules, policies, n.Total, n.Lost, n.evidenceSum(), n.Teardown, b.Total, b.Lost, c.Drops, b.evidenceSum(), b.Teardown)
+				state := fmt.Sprintf("counter %d, drop rules %d, policies %d; nflog %v+%v, evidence %v of %v; ebpf %v+%v of %v (program misses %v, kernel netfilter_drop %v), evidence %v of %v",
+					counter, rules, policies, n.Total, n.Lost, n.evidenceSum(), n.Teardown, b.Total, b.Lost, c.Drops, c.Misses, c.NetfilterDrop, b.evidenceSum(), b.Teardown)
 				return state, n.Total+n.Lost == float64(counter) && b.Total+b.Lost == c.Drops && c.Drops == float64(rules+policies) &&
 					n.evidenceSum() == n.Teardown && b.evidenceSum() == b.Teardown
 			})
+			// Every drop of the namespace by the kernel's reason, for the log.
+			reasons := map[string]float64{}
+			if mf := sc["nfdrop_kernel_drops_total"]; mf != nil {
+				for _, m := range mf.GetMetric() {
+					reasons[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+			if !ok {
+				// Which series differ follows below.
+				t.Errorf("the groups and the rule counters do not agree within 60s: %s; kernel drops by reason %v", state, reasons)
+			}
 
 			counter, err := l.RuleCounter(0)
 			if err != nil {
@@ -297,8 +319,8 @@ func TestE2EEBPFMatchesNFLOG(t *testing.T) {
 			if b.Evidence["destroyed"]+b.Evidence["closing"] == 0 || b.Evidence["none"] == 0 {
 				t.Errorf("evidence %v: want real late teardown (destroyed/closing) and scans (none)", b.Evidence)
 			}
-			t.Logf("%s: %v drops in %d series, equal in both groups (rule counter %d); classes %v; evidence %v",
-				familyName(v6), b.Total, len(b.Packets), counter, classes, b.Evidence)
+			t.Logf("%s: %v drops in %d series, equal in both groups (rule counter %d); classes %v; evidence %v; kernel drops by reason %v",
+				familyName(v6), b.Total, len(b.Packets), counter, classes, b.Evidence, reasons)
 			e.stop()
 		})
 	}
