@@ -30,7 +30,7 @@ STAGE      = $(RELEASE_DIR)/$(DIST)
 # The documentation the archive and the package ship (deploy/internal/docbundle).
 DOCS       = $(RELEASE_DIR)/docs
 # Example configuration the archive ships at the paths deploy/README.md uses.
-KIT       := deploy/systemd/nfdrop_exporter.service deploy/systemd/nfdrop_exporter.default \
+KIT       := deploy/systemd/nfdrop_exporter.service deploy/systemd/nfdrop_exporter-ebpf.service deploy/systemd/nfdrop_exporter.default \
              deploy/prometheus/alerts.yml deploy/prometheus/rules.yml deploy/prometheus/scrape-config.yml \
              dashboards/nfdrop.json
 # make image IMAGE=registry.example.com/team/nfdrop_exporter, then podman push it.
@@ -89,13 +89,16 @@ image: stage
 # deb: nfdrop-exporter_VERSION_ARCH.deb in $(RELEASE_DIR), from deploy/deb/nfpm.yaml (a
 # VERSION x.y.z-PRE becomes the Debian version x.y.z~PRE). Older packages for ARCH there are
 # removed first, so that `dpkg -i .build/release/nfdrop-exporter_*_amd64.deb` names the one
-# just built. The packaged unit runs /usr/bin/nfdrop_exporter; everything else is the
-# tested unit.
+# just built. The packaged units run /usr/bin/nfdrop_exporter; everything else is the
+# tested units.
 deb: stage
 	rm -f $(RELEASE_DIR)/nfdrop-exporter_*_$(ARCH).deb
 	install -d -m 0755 $(RELEASE_DIR)/deb-$(ARCH)
-	sed 's|/usr/local/bin/nfdrop_exporter|/usr/bin/nfdrop_exporter|g' deploy/systemd/nfdrop_exporter.service > $(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service
-	VERSION=$(VERSION) ARCH=$(ARCH) STAGE=$(STAGE) DOCS=$(DOCS) DEB_UNIT=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	for u in nfdrop_exporter nfdrop_exporter-ebpf; do \
+		sed 's|/usr/local/bin/nfdrop_exporter|/usr/bin/nfdrop_exporter|g' deploy/systemd/$$u.service > $(RELEASE_DIR)/deb-$(ARCH)/$$u.service; \
+	done
+	VERSION=$(VERSION) ARCH=$(ARCH) STAGE=$(STAGE) DOCS=$(DOCS) DEB_UNIT=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter.service \
+		DEB_UNIT_EBPF=$(RELEASE_DIR)/deb-$(ARCH)/nfdrop_exporter-ebpf.service SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
 		$(NFPM) package --packager deb --config deploy/deb/nfpm.yaml --target $(RELEASE_DIR)/
 
 deps:

@@ -247,12 +247,17 @@ func TestDashboardVariables(t *testing.T) {
 	for _, tc := range []struct {
 		name, metric, allValue string
 		uses                   []string
+		single                 bool
 	}{
-		{"job", "nfdrop_exporter_build_info", ".+", nil},
-		{"instance", "nfdrop_exporter_build_info", ".+", []string{"$job"}},
-		{"group", "nfdrop_up", ".+", []string{"$job", "$instance"}},
-		// A rule without prefix yields prefix="": All must match the empty value.
-		{"prefix", "nfdrop_packets_total", ".*", []string{"$job", "$instance", "$group"}},
+		{"job", "nfdrop_exporter_build_info", ".+", nil, false},
+		{"instance", "nfdrop_exporter_build_info", ".+", []string{"$job"}, false},
+		// One group at a time: an exporter reading a group and the eBPF
+		// source counts each logged drop once in each, so a sum over both
+		// would count it twice.
+		{"group", "nfdrop_up", "", []string{"$job", "$instance"}, true},
+		// A rule without prefix (and the ebpf group) yields prefix="": All
+		// must match the empty value.
+		{"prefix", "nfdrop_packets_total", ".*", []string{"$job", "$instance", "$group"}, false},
 	} {
 		v, ok := byName[tc.name]
 		if !ok {
@@ -271,8 +276,8 @@ func TestDashboardVariables(t *testing.T) {
 				t.Errorf("%s: query %q does not filter on %s", tc.name, q, u)
 			}
 		}
-		if !v.Multi || !v.IncludeAll || v.AllValue != tc.allValue {
-			t.Errorf("%s: multi=%v includeAll=%v allValue=%q, want true/true/%q", tc.name, v.Multi, v.IncludeAll, v.AllValue, tc.allValue)
+		if v.Multi == tc.single || v.IncludeAll == tc.single || v.AllValue != tc.allValue {
+			t.Errorf("%s: multi=%v includeAll=%v allValue=%q, want %v/%v/%q", tc.name, v.Multi, v.IncludeAll, v.AllValue, !tc.single, !tc.single, tc.allValue)
 		}
 		if v.Refresh != 2 {
 			t.Errorf("%s: refresh %d, want 2 (on time range change)", tc.name, v.Refresh)
@@ -595,6 +600,8 @@ func TestFirstRowAnswersTheQuestion(t *testing.T) {
 		{"teardown delay heatmap", "heatmap", "nfdrop_teardown_delay_seconds"},
 		{"up", "stat", "nfdrop_up"},
 		{"lost messages", "timeseries", "nfdrop_messages_lost_total"},
+		{"eBPF source against counted + lost", "timeseries", "nfdrop_ebpf_drops_total"},
+		{"kernel drops by reason", "timeseries", "sum by (reason) (rate(nfdrop_kernel_drops_total"},
 		{"receive errors", "timeseries", "nfdrop_receive_errors_total"},
 		{"decode errors", "timeseries", "nfdrop_decode_errors_total"},
 		{"conntrack settings", "table", "nfdrop_conntrack_setting"},
@@ -744,9 +751,10 @@ func TestMetricsExist(t *testing.T) {
 }
 
 // auditFamilies are the families of the parts that read the kernel's
-// ruleset and conntrack statistics: a replay has none of them.
+// ruleset, conntrack statistics and the eBPF program's counts: a replay has
+// none of them.
 func auditFamilies(t *testing.T) map[string]bool {
-	names := families.Of(t, families.RuleAudit|families.ConntrackStats)
+	names := families.Of(t, families.RuleAudit|families.ConntrackStats|families.EBPF)
 	for n := range families.Of(t, 0) {
 		delete(names, n)
 	}

@@ -85,7 +85,8 @@ type deployEnv struct {
 	client  *http.Client
 }
 
-func deploySetup(t *testing.T) *deployEnv {
+// deploySetup creates the namespace nfd<tag>-<pid> with its firewall and the binaries.
+func deploySetup(t *testing.T, tag string) *deployEnv {
 	t.Helper()
 	e2e.Require(t, "ip", "setpriv", "iptables", "tcpdump", "setcap", "ulogd")
 	// t.TempDir is 0700 and owned by root; the unprivileged exporter must be able to
@@ -113,7 +114,7 @@ func deploySetup(t *testing.T) *deployEnv {
 
 	// Only processes this test started live in the namespace; what still runs there at
 	// the end is killed with it.
-	e.ns = e2e.NewNetns(t, "E-e2e")
+	e.ns = e2e.NewNetns(t, tag)
 	// A firewall that logs UDP to 127.0.0.1:9 to group 0 and drops it: traffic the test
 	// controls, without touching the exporter's TCP listener on the same loopback.
 	ipt := []string{"-A", "INPUT", "-i", "lo", "-p", "udp", "--dport", "9"}
@@ -273,7 +274,7 @@ func procStatus(t *testing.T, pid int) map[string]string {
 func TestMain(m *testing.M) { e2e.Main(m) }
 
 func TestDeployE2E(t *testing.T) {
-	e := deploySetup(t)
+	e := deploySetup(t, "E-e2e")
 	t.Run("LeastPrivilege", func(t *testing.T) { deployLeastPrivilege(t, e) })
 	t.Run("TLSBasicAuth", func(t *testing.T) { deployTLS(t, e) })
 	t.Run("ShutdownRestart", func(t *testing.T) { deployRestart(t, e) })
@@ -832,10 +833,12 @@ func TestDeployFlagsExist(t *testing.T) {
 		t.Fatalf("--help parsing found %d flags, not nflog.group and web.config.file:\n%s", len(known), help)
 	}
 	files := map[string][]string{ // file -> flags it must use
-		"deploy/systemd/nfdrop_exporter.service": {"web.config.file"},
-		"deploy/systemd/nfdrop_exporter.default": {"nflog.group", "web.listen-address"},
-		"deploy/kubernetes/daemonset.yaml":       {"nflog.group", "web.listen-address"},
-		"deploy/web-config.yml":                  {"web.config.file"},
+		"deploy/systemd/nfdrop_exporter.service":      {"web.config.file"},
+		"deploy/systemd/nfdrop_exporter-ebpf.service": {"ebpf.enable", "web.config.file"},
+		"deploy/systemd/nfdrop_exporter.default":      {"nflog.group", "web.listen-address"},
+		"deploy/kubernetes/daemonset.yaml":            {"nflog.group", "web.listen-address"},
+		"deploy/kubernetes/daemonset-ebpf.yaml":       {"nflog.group", "ebpf.enable", "web.listen-address"},
+		"deploy/web-config.yml":                       {"web.config.file"},
 	}
 	for file, mustUse := range files {
 		data, err := os.ReadFile(filepath.Join(e2e.Root(), file))

@@ -41,10 +41,11 @@ func main() {
 	wait := demo.Flag("wait", "Keep the lab and the exporter running after the summary until Ctrl-C, to look at /metrics yourself.").Bool()
 	verbose := demo.Flag("verbose", "Print every scenario step and the exporter's log.").Short('v').Bool()
 
-	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter, a minimal reference receiver (the floor any NFLOG reader pays) and Debian's ulogd2 side by side on the same floods: logged, received and lost messages, CPU per million messages, peak RSS, the longest gap between receive calls, scrape latency and series count (needs root, two CPUs, gcc for the reference, ulogd2 + ulogd2-pcap for the ulogd2 column).")
+	bench := app.Command("bench", "Flood the lab and measure nfdrop_exporter, a minimal reference receiver (the floor any NFLOG reader pays), Debian's ulogd2 and the exporter's eBPF drop source side by side on the same floods: logged, received and lost messages, CPU per million messages (and per million drops, the BPF program's run time included), peak RSS, the longest gap between receive calls, scrape latency and series count (needs root, two CPUs, gcc for the reference, ulogd2 + ulogd2-pcap for the ulogd2 column, a kernel with BTF for the eBPF column).")
 	bExporter := bench.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
 	bUlogd := bench.Flag("ulogd", "ulogd binary; empty to bench the exporter alone.").Default("/usr/sbin/ulogd").String()
 	bUlogdPlugins := bench.Flag("ulogd.plugin-dir", "Directory with ulogd's NFLOG, BASE and PCAP plugins.").Default("/usr/lib/x86_64-linux-gnu/ulogd").String()
+	bEBPF := bench.Flag("ebpf", "Also measure the exporter reading the eBPF drop source alone (--no-nflog.enable --ebpf.enable) on the same floods; --no-ebpf leaves it out.").Default("true").Bool()
 	bUlogdDefaults := bench.Flag("ulogd.debian-defaults", "Run ulogd2 with Debian's NFLOG defaults instead of the exporter's group settings (32 MiB buffer, qthreshold 1000, 10 ms flush).").Bool()
 	bReference := bench.Flag("reference", "Bench the reference receiver (C, built with --reference.cc): it binds the group with the exporter's default settings and only counts messages and sequence gaps.").Default("true").Bool()
 	bCC := bench.Flag("reference.cc", "C compiler for the reference receiver.").Default("gcc").String()
@@ -60,6 +61,7 @@ func main() {
 	bSenderCPU := bench.Flag("sender-cpu", "CPU of the flood generator (and of this process).").Default("0").Int()
 	bReceiverCPU := bench.Flag("receiver-cpu", "CPU the receivers are pinned to.").Default("1").Int()
 	bFormat := bench.Flag("format", "Output: markdown tables or the full JSON report.").Default("table").Enum("table", "json")
+	bPrefix := bench.Flag("prefix", "Namespace name prefix of the labs (default nfdG-b<pid>).").String()
 	bPerf := bench.Flag("perf-dir", "Record a perf profile (perf record -g) of every exporter run into this directory.").String()
 
 	eb := app.Command("explain-bench", "Measure nfdrop_exporter explain on a large kern.log built from real kernel LOG lines (source addresses and ports varied), next to mawk '/DPT=/ {n++}' on the same file: lines/s, MB/s, peak RSS, load average.")
@@ -92,9 +94,9 @@ func main() {
 	case "bench":
 		err := runBench(benchConfig{
 			exporter: *bExporter, ulogd: *bUlogd, ulogdPlugins: *bUlogdPlugins, ulogdDefaults: *bUlogdDefaults,
-			reference: *bReference, cc: *bCC, quick: *bQuick, reps: *bReps, set: *bSet, points: *bPoints,
+			reference: *bReference, ebpf: *bEBPF, cc: *bCC, quick: *bQuick, reps: *bReps, set: *bSet, points: *bPoints,
 			scrapeEvery: *bScrape, scrapeSet: bScrapeSet, recvTrace: *bTrace, fwDir: *bFwDir, expFlags: *bExpFlags,
-			senderCPU: *bSenderCPU, receiverCPU: *bReceiverCPU, asJSON: *bFormat == "json", perfDir: *bPerf,
+			senderCPU: *bSenderCPU, receiverCPU: *bReceiverCPU, asJSON: *bFormat == "json", perfDir: *bPerf, prefix: *bPrefix,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
@@ -428,20 +430,20 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 }
 
 type benchConfig struct {
-	exporter, ulogd, ulogdPlugins string
-	ulogdDefaults, reference      bool
-	cc                            string
-	quick                         bool
-	reps                          int
-	set                           string
-	points                        []string
-	scrapeEvery                   time.Duration
-	scrapeSet, recvTrace          bool
-	fwDir                         string
-	expFlags                      []string
-	senderCPU, receiverCPU        int
-	asJSON                        bool
-	perfDir                       string
+	exporter, ulogd, ulogdPlugins  string
+	ulogdDefaults, reference, ebpf bool
+	cc                             string
+	quick                          bool
+	reps                           int
+	set                            string
+	points                         []string
+	scrapeEvery                    time.Duration
+	scrapeSet, recvTrace           bool
+	fwDir                          string
+	expFlags                       []string
+	senderCPU, receiverCPU         int
+	asJSON                         bool
+	perfDir, prefix                string
 }
 
 func runBench(c benchConfig) error {
@@ -457,7 +459,6 @@ func runBench(c benchConfig) error {
 		return err
 	}
 	o := bench.Options{
-		Receivers:      []bench.Receiver{{Name: "nfdrop_exporter", Kind: bench.KindExporter, Path: bin, Args: c.expFlags}},
 		Points:         bench.PointSets()[c.set](),
 		Reps:           c.reps,
 		RulesDir:       dir,
@@ -469,14 +470,24 @@ func runBench(c benchConfig) error {
 		NoRecvTrace:    !c.recvTrace,
 		JSON:           c.asJSON,
 		PerfDir:        c.perfDir,
+		Prefix:         c.prefix,
 		Progress:       os.Stderr,
 	}
-	if c.reference {
-		o.Receivers = append(o.Receivers, bench.Receiver{Name: "reference", Kind: bench.KindReference})
+	// The defaults, less the ones switched off; --exporter.flag applies to
+	// the exporter in both roles.
+	var rcvs []bench.Receiver
+	for _, r := range bench.DefaultReceivers(bin) {
+		switch {
+		case r.Kind == bench.KindUlogd && c.ulogd == "", r.Kind == bench.KindEBPF && !c.ebpf, r.Kind == bench.KindReference && !c.reference:
+			continue
+		case r.Kind == bench.KindUlogd:
+			r.Path = c.ulogd
+		case r.Kind == bench.KindExporter, r.Kind == bench.KindEBPF:
+			r.Args = c.expFlags
+		}
+		rcvs = append(rcvs, r)
 	}
-	if c.ulogd != "" {
-		o.Receivers = append(o.Receivers, bench.Receiver{Name: "ulogd2", Kind: bench.KindUlogd, Path: c.ulogd})
-	}
+	o.Receivers = rcvs
 	if c.quick {
 		o.Points, o.Reps = bench.QuickPoints(), 1
 	}

@@ -23,19 +23,20 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e/e2elab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestE2ELandingPageBrowser runs the exporter in the lab behind basic auth,
-// sends the crafted set of both families, and reads the landing page in a
-// real headless chromium: every number on the page equals /metrics, the
-// class picture is there, the script refreshes the page from the JSON, and
-// the JSON equals the page. Without credentials page and JSON are refused.
+// with NFLOG group 0 and the eBPF source, sends the crafted set of both
+// families, and reads the landing page in a real headless chromium: for
+// both groups every number on the page equals /metrics, the class picture
+// is there, the script refreshes the page from the JSON (also the eBPF
+// source's section, whose ids carry the string "ebpf"), and the JSON equals
+// the page. Without credentials page and JSON are refused.
 // A full-page screenshot is written to $NFDROP_ARTIFACTS (default: the
 // system temp dir) and its path logged.
 func TestE2ELandingPageBrowser(t *testing.T) {
@@ -65,7 +66,7 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs lab.SyncBuffer
-	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group="+e2eGroup, "--web.listen-address=127.0.0.1:9786", "--web.config.file="+webConfig)
+	exp, err := l.Start(l.Server, &logs, &logs, bin, "--nflog.group="+e2eGroup, "--ebpf.enable", "--web.listen-address=127.0.0.1:9786", "--web.config.file="+webConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +91,15 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 		}
 		return sc
 	}
-	e2e.WaitEvery(t, 10*time.Second, 200*time.Millisecond, "nfdrop_up{group=\"0\"} == 1", func() bool {
+	groups := []string{e2eGroup, ebpfGroup}
+	e2e.WaitEvery(t, 10*time.Second, 200*time.Millisecond, "nfdrop_up of groups 0 and ebpf == 1", func() bool {
 		sc, err := lab.FetchMetrics(ctx, authed, base+"/metrics")
-		v, ok := sc.Value("nfdrop_up", map[string]string{"group": e2eGroup})
-		return err == nil && ok && v == 1
+		for _, g := range groups {
+			if v, ok := sc.Value("nfdrop_up", map[string]string{"group": g}); err != nil || !ok || v != 1 {
+				return false
+			}
+		}
+		return true
 	})
 
 	// Refused without credentials, served with them.
@@ -120,17 +126,29 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	}
 	// Wait until every logged packet is counted and every teardown-shaped
 	// one has its evidence (decided after the conntrack hold).
+	// settle waits until every logged packet is counted in both groups
+	// (every drop of the ruleset is logged) and every teardown-shaped one
+	// has its evidence.
 	var sc lab.Scrape
-	e2e.WaitEvery(t, 20*time.Second, 200*time.Millisecond, "packets and evidence to settle", func() bool {
-		counter, err := l.RuleCounter(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc = scrape()
-		m := metricsView(sc)
-		return counter > 0 && m.packets == float64(counter) && m.evidenceTotal == m.classes["teardown"]
-	})
-	m := metricsView(sc)
+	settle := func() {
+		t.Helper()
+		e2e.WaitEvery(t, 20*time.Second, 200*time.Millisecond, "packets and evidence to settle", func() bool {
+			counter, err := l.RuleCounter(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc = scrape()
+			for _, g := range groups {
+				m := metricsView(sc, g)
+				if counter == 0 || m.packets != float64(counter) || m.evidenceTotal != m.classes["teardown"] {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	settle()
+	m := metricsView(sc, e2eGroup)
 	if m.classes["teardown"] == 0 || m.classes["probe"] == 0 || m.classes["handshake"] == 0 {
 		t.Fatalf("the crafted set must reach several classes: %v", m.classes)
 	}
@@ -180,21 +198,27 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 		chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(200*time.Millisecond))); err != nil {
 		t.Fatalf("the page did not refresh itself from %s: %v", summary.Path, err)
 	}
-	dom, err := chromedp.Run(bctx, chromedp.Evaluate[pageDOM](`(() => {
-		const text = {};
-		document.querySelectorAll('[id^="g0-"]').forEach(e => { text[e.id] = e.textContent.trim(); });
-		const rows = id => [...document.querySelectorAll("#" + id + " tr[data-name]")].map(r => [...r.cells].map(c => c.textContent.trim()));
-		return {
-			text: text,
-			classRects: document.querySelectorAll("#g0-classes-svg rect").length,
-			evidenceRects: document.querySelectorAll("#g0-evidence-svg rect").length,
-			ports: rows("g0-ports"), flags: rows("g0-flags"),
-			addresses: rows("g0-addresses"), networks: rows("g0-networks"), reasons: rows("g0-reasons"),
-			error: document.getElementById("nfdrop-summary").hasAttribute("data-error"),
-		};
-	})()`))
-	if err != nil {
-		t.Fatal(err)
+	readDOM := func(g string) pageDOM {
+		t.Helper()
+		p := "g" + g + "-"
+		dom, err := chromedp.Run(bctx, chromedp.Evaluate[pageDOM](`((p) => {
+			const text = {};
+			document.querySelectorAll('[id^="' + p + '"]').forEach(e => { text[e.id] = e.textContent.trim(); });
+			const rows = id => [...document.querySelectorAll("#" + p + id + " tr[data-name]")].map(r => [...r.cells].map(c => c.textContent.trim()));
+			return {
+				text: text,
+				title: document.querySelector("#group-" + p.slice(1, -1) + " h3").firstChild.textContent.trim(),
+				classRects: document.querySelectorAll("#" + p + "classes-svg rect").length,
+				evidenceRects: document.querySelectorAll("#" + p + "evidence-svg rect").length,
+				ports: rows("ports"), flags: rows("flags"),
+				addresses: rows("addresses"), networks: rows("networks"), reasons: rows("reasons"),
+				error: document.getElementById("nfdrop-summary").hasAttribute("data-error"),
+			};
+		})(`+strconv.Quote(p)+`)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dom
 	}
 	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100: lossless PNG
 	if err != nil {
@@ -210,9 +234,79 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 	}
 	t.Logf("landing page screenshot: %s (%d bytes)", path, len(shot))
 
+	titles := map[string]string{e2eGroup: "NFLOG group " + e2eGroup, ebpfGroup: "eBPF source (kernel drop tracepoint)"}
+	doms := map[string]pageDOM{}
+	for _, g := range groups {
+		dom := readDOM(g)
+		doms[g] = dom
+		checkPage(t, g, dom, metricsView(sc, g))
+		if dom.Title != titles[g] {
+			t.Errorf("group %s: section title %q, want %q", g, dom.Title, titles[g])
+		}
+	}
+	dom := doms[e2eGroup]
+
+	// The JSON equals the page: group 0 as a number, the eBPF source as "ebpf".
+	r, err := authed.Get(base + summary.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc summary.Summary
+	err = json.NewDecoder(r.Body).Decode(&doc)
+	r.Body.Close()
+	if err != nil || len(doc.Groups) != len(groups) {
+		t.Fatalf("JSON: %v, %+v", err, doc)
+	}
+	for i, g := range doc.Groups {
+		if g.Group.String() != groups[i] {
+			t.Errorf("JSON groups[%d].group = %v, want %s", i, g.Group, groups[i])
+		}
+		d, p := doms[groups[i]], "g"+groups[i]+"-"
+		jsonVals := map[string]float64{p + "packets": float64(g.Packets), p + "lost": float64(g.Lost),
+			p + "proven": float64(g.Evidence.Proven), p + "unproven": float64(g.Evidence.Unproven), p + "skipped": float64(g.Evidence.Skipped)}
+		for _, c := range g.Classes {
+			jsonVals[p+"class-"+c.Name] = float64(c.Packets)
+		}
+		for id, v := range jsonVals {
+			if d.Text[id] != strconv.FormatFloat(v, 'f', -1, 64) {
+				t.Errorf("JSON %s = %v, page %s", id, v, d.Text[id])
+			}
+		}
+		if len(g.Sources.Addresses.Entries) != len(d.Addresses) || !g.Sources.Addresses.Exact || g.Verdict != d.Text[p+"verdict"] {
+			t.Errorf("JSON sources/verdict of group %s differ from the page: %+v vs %v, %q vs %q", groups[i], g.Sources.Addresses, d.Addresses, g.Verdict, d.Text[p+"verdict"])
+		}
+	}
+
+	// The script updates both sections in place: after more drops, the
+	// open page shows the new counts without a reload.
+	if err := l.RunScenario(ctx, lab.Crafted(false), 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	e2e.WaitEvery(t, 20*time.Second, 200*time.Millisecond, "the page to show the new counts", func() bool {
+		for _, g := range groups {
+			if readDOM(g).Text["g"+g+"-packets"] != strconv.FormatFloat(metricsView(sc, g).packets, 'f', -1, 64) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range groups {
+		checkPage(t, g, readDOM(g), metricsView(sc, g))
+	}
+	if !t.Failed() {
+		t.Logf("page = metrics = JSON for groups %v: %v packets, classes %v, evidence %v, %d port rows, %d flag rows, sources %v; refreshed to %v packets",
+			groups, m.packets, m.classes, m.evidence, len(dom.Ports), len(dom.Flags), dom.Addresses, metricsView(sc, e2eGroup).packets)
+	}
+}
+
+// checkPage compares one group's section of the page with the metrics.
+func checkPage(t *testing.T, group string, dom pageDOM, m metrics) {
+	t.Helper()
+	p := "g" + group + "-"
 	// The picture: one bar segment per class, one per evidence split.
 	if dom.ClassRects != 6 || dom.EvidenceRects != 3 || dom.Error {
-		t.Errorf("SVG: %d class segments (want 6), %d evidence segments (want 3), script error %v", dom.ClassRects, dom.EvidenceRects, dom.Error)
+		t.Errorf("group %s: SVG: %d class segments (want 6), %d evidence segments (want 3), script error %v", group, dom.ClassRects, dom.EvidenceRects, dom.Error)
 	}
 	// The page's numbers equal the metrics.
 	num := func(id string) float64 {
@@ -222,69 +316,41 @@ func TestE2ELandingPageBrowser(t *testing.T) {
 		}
 		return v
 	}
-	checks := map[string]float64{
-		"g0-packets": m.packets, "g0-lost": m.lost,
-		"g0-proven":   m.evidence["destroyed"] + m.evidence["closing"] + m.evidence["established"],
-		"g0-unproven": m.evidence["none"], "g0-skipped": m.evidence["skipped"],
+	want := map[string]float64{
+		p + "packets": m.packets, p + "lost": m.lost,
+		p + "proven":   m.evidence["destroyed"] + m.evidence["closing"] + m.evidence["established"],
+		p + "unproven": m.evidence["none"], p + "skipped": m.evidence["skipped"],
 	}
 	for c, n := range m.classes {
-		checks["g0-class-"+c] = n
+		want[p+"class-"+c] = n
 	}
-	for id, want := range checks {
-		if got := num(id); got != want {
-			t.Errorf("page #%s = %v, metrics say %v", id, got, want)
+	for id, w := range want {
+		if got := num(id); got != w {
+			t.Errorf("page #%s = %v, metrics say %v", id, got, w)
 		}
 	}
-	if dom.Text["g0-up"] != "up" {
-		t.Errorf("page #g0-up = %q, want up", dom.Text["g0-up"])
+	if dom.Text[p+"up"] != "up" {
+		t.Errorf("page #%sup = %q, want up", p, dom.Text[p+"up"])
 	}
-	if got, want := dom.Text["g0-teardown-share"], strconv.FormatFloat(m.classes["teardown"]/m.packets*100, 'f', 1, 64)+"%"; got != want {
-		t.Errorf("teardown share %q, metrics say %q", got, want)
+	if got, want := dom.Text[p+"teardown-share"], strconv.FormatFloat(m.classes["teardown"]/m.packets*100, 'f', 1, 64)+"%"; got != want {
+		t.Errorf("group %s: teardown share %q, metrics say %q", group, got, want)
 	}
-	checkRows(t, "ports", dom.Ports, top(m.ports))
-	checkRows(t, "flags", dom.Flags, top(m.flags))
+	checkRows(t, group+" "+"ports", dom.Ports, top(m.ports))
+	checkRows(t, group+" "+"flags", dom.Flags, top(m.flags))
 	// Conntrack's reasons: every drop, joined to its reason or none.
-	checkRows(t, "reasons", dom.Reasons, m.reasons)
+	checkRows(t, group+" "+"reasons", dom.Reasons, m.reasons)
 	// Sources: one client address per family, with every non-teardown drop
 	// whose source address was decoded (the crafted set has no malformed
 	// packets), and its /24 and /48.
 	wantSrc := map[string]float64{lab.ClientIPv4.String(): m.nonTeardownByFamily["ipv4"], lab.ClientIPv6.String(): m.nonTeardownByFamily["ipv6"]}
-	checkRows(t, "addresses", dom.Addresses, wantSrc)
-	checkRows(t, "networks", dom.Networks, map[string]float64{"10.99.0.0/24": m.nonTeardownByFamily["ipv4"], "fd99::/48": m.nonTeardownByFamily["ipv6"]})
+	checkRows(t, group+" "+"addresses", dom.Addresses, wantSrc)
+	checkRows(t, group+" "+"networks", dom.Networks, map[string]float64{"10.99.0.0/24": m.nonTeardownByFamily["ipv4"], "fd99::/48": m.nonTeardownByFamily["ipv6"]})
 
-	// The JSON equals the page.
-	r, err := authed.Get(base + summary.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc summary.Summary
-	err = json.NewDecoder(r.Body).Decode(&doc)
-	r.Body.Close()
-	if err != nil || len(doc.Groups) != 1 {
-		t.Fatalf("JSON: %v, %+v", err, doc)
-	}
-	g := doc.Groups[0]
-	jsonVals := map[string]float64{"g0-packets": float64(g.Packets), "g0-lost": float64(g.Lost),
-		"g0-proven": float64(g.Evidence.Proven), "g0-unproven": float64(g.Evidence.Unproven), "g0-skipped": float64(g.Evidence.Skipped)}
-	for _, c := range g.Classes {
-		jsonVals["g0-class-"+c.Name] = float64(c.Packets)
-	}
-	for id, v := range jsonVals {
-		if num(id) != v {
-			t.Errorf("JSON %s = %v, page %s", id, v, dom.Text[id])
-		}
-	}
-	if len(g.Sources.Addresses.Entries) != len(dom.Addresses) || !g.Sources.Addresses.Exact || g.Verdict != dom.Text["g0-verdict"] {
-		t.Errorf("JSON sources/verdict differ from the page: %+v vs %v, %q vs %q", g.Sources.Addresses, dom.Addresses, g.Verdict, dom.Text["g0-verdict"])
-	}
-	if !t.Failed() {
-		t.Logf("page = metrics = JSON: %v packets, classes %v, evidence %v, %d port rows, %d flag rows, sources %v",
-			m.packets, m.classes, m.evidence, len(dom.Ports), len(dom.Flags), dom.Addresses)
-	}
 }
 
 type pageDOM struct {
 	Text          map[string]string `json:"text"`
+	Title         string            `json:"title"`
 	ClassRects    int               `json:"classRects"`
 	EvidenceRects int               `json:"evidenceRects"`
 	Ports         [][]string        `json:"ports"`
@@ -341,13 +407,13 @@ type metrics struct {
 	reasons                      map[string]float64 // drops by conntrack's reason
 }
 
-func metricsView(sc lab.Scrape) metrics {
+func metricsView(sc lab.Scrape, group string) metrics {
 	m := metrics{classes: map[string]float64{}, evidence: map[string]float64{}, ports: map[string]float64{},
 		flags: map[string]float64{}, nonTeardownByFamily: map[string]float64{}, reasons: map[string]float64{}}
-	for k, n := range sc.Reasons(e2eGroup) {
+	for k, n := range sc.Reasons(group) {
 		m.reasons[k.Reason] += n
 	}
-	for s, n := range sc.Packets(e2eGroup) {
+	for s, n := range sc.Packets(group) {
 		m.packets += n
 		m.classes[s.Class] += n
 		if s.Class == "teardown" {
@@ -361,9 +427,9 @@ func metricsView(sc lab.Scrape) metrics {
 		}
 		m.nonTeardownByFamily[s.Family] += n
 	}
-	m.lost, _ = sc.Value("nfdrop_messages_lost_total", map[string]string{"group": e2eGroup})
+	m.lost, _ = sc.Value("nfdrop_messages_lost_total", map[string]string{"group": group})
 	for _, e := range []string{"destroyed", "closing", "established", "none", "skipped"} {
-		v, _ := sc.Value("nfdrop_teardown_evidence_total", map[string]string{"group": e2eGroup, "evidence": e})
+		v, _ := sc.Value("nfdrop_teardown_evidence_total", map[string]string{"group": group, "evidence": e})
 		m.evidence[e] = v
 		m.evidenceTotal += v
 	}

@@ -1,5 +1,5 @@
 // Package deb_test builds the Debian package with `make deb`, installs it with dpkg,
-// checks every file it ships, verifies the installed unit with systemd-analyze, runs the
+// checks every file it ships, verifies the installed units with systemd-analyze, runs the
 // installed binary, and removes and purges it, after which nothing of it is left.
 package deb_test
 
@@ -18,11 +18,12 @@ import (
 )
 
 const (
-	pkg     = "nfdrop-exporter"
-	version = "0.0.0-debtest"
-	unit    = "/lib/systemd/system/nfdrop_exporter.service"
-	wantsTo = "/etc/systemd/system/multi-user.target.wants/nfdrop_exporter.service"
-	docDir  = "/usr/share/doc/nfdrop-exporter"
+	pkg      = "nfdrop-exporter"
+	version  = "0.0.0-debtest"
+	unit     = "/lib/systemd/system/nfdrop_exporter.service"
+	unitEBPF = "/lib/systemd/system/nfdrop_exporter-ebpf.service"
+	wantsTo  = "/etc/systemd/system/multi-user.target.wants/"
+	docDir   = "/usr/share/doc/nfdrop-exporter"
 )
 
 // shippedFiles maps each installed file to its source in the repository ("": checked
@@ -30,6 +31,7 @@ const (
 var shippedFiles = map[string]string{
 	"/usr/bin/nfdrop_exporter":     "",
 	unit:                           "",
+	unitEBPF:                       "",
 	"/etc/default/nfdrop_exporter": "deploy/systemd/nfdrop_exporter.default",
 	"/usr/share/nfdrop_exporter/dashboards/nfdrop.json":       "dashboards/nfdrop.json",
 	"/usr/share/nfdrop_exporter/prometheus/alerts.yml":        "deploy/prometheus/alerts.yml",
@@ -178,24 +180,26 @@ func TestDebPackage(t *testing.T) {
 		t.Errorf("/etc/default/nfdrop_exporter is not a conffile:\n%s", conf)
 	}
 
-	// The packaged unit is the tested one with the package's binary path.
-	src, err := os.ReadFile(filepath.Join(root, "deploy/systemd/nfdrop_exporter.service"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(unit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if exp := bytes.ReplaceAll(src, []byte("/usr/local/bin/nfdrop_exporter"), []byte("/usr/bin/nfdrop_exporter")); !bytes.Equal(got, exp) {
-		t.Errorf("%s is not deploy/systemd/nfdrop_exporter.service with /usr/bin/nfdrop_exporter", unit)
-	}
-	if !bytes.Contains(got, []byte("\nExecStart=/usr/bin/nfdrop_exporter $OPTIONS\n")) {
-		t.Errorf("%s does not run /usr/bin/nfdrop_exporter", unit)
-	}
-	// verify only warns about problems: any output fails.
-	if out, err := exec.Command("systemd-analyze", "verify", "--man=no", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+	// The packaged units are the tested ones with the package's binary path.
+	for u, flags := range map[string]string{unit: "", unitEBPF: "--ebpf.enable "} {
+		src, err := os.ReadFile(filepath.Join(root, "deploy/systemd", filepath.Base(u)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if exp := bytes.ReplaceAll(src, []byte("/usr/local/bin/nfdrop_exporter"), []byte("/usr/bin/nfdrop_exporter")); !bytes.Equal(got, exp) {
+			t.Errorf("%s is not deploy/systemd/%s with /usr/bin/nfdrop_exporter", u, filepath.Base(u))
+		}
+		if !bytes.Contains(got, []byte("\nExecStart=/usr/bin/nfdrop_exporter "+flags+"$OPTIONS\n")) {
+			t.Errorf("%s does not run /usr/bin/nfdrop_exporter", u)
+		}
+		// verify only warns about problems: any output fails.
+		if out, err := exec.Command("systemd-analyze", "verify", "--man=no", u).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", u, err, out)
+		}
 	}
 
 	out, err := exec.Command("/usr/bin/nfdrop_exporter", "--version").CombinedOutput()
@@ -203,13 +207,17 @@ func TestDebPackage(t *testing.T) {
 		t.Errorf("installed binary --version: %v\n%s", err, out)
 	}
 
-	// Installing does not enable the service; an administrator does, and removal undoes it.
-	if _, err := os.Lstat(wantsTo); err == nil {
-		t.Errorf("%s exists right after install: the package must not enable the service", wantsTo)
+	// Installing does not enable a service; an administrator does, and removal undoes it.
+	for _, u := range []string{unit, unitEBPF} {
+		if _, err := os.Lstat(wantsTo + filepath.Base(u)); err == nil {
+			t.Errorf("%s exists right after install: the package must not enable the service", wantsTo+filepath.Base(u))
+		}
 	}
-	maketest.Run(t, "systemctl", "enable", "nfdrop_exporter.service")
-	if _, err := os.Lstat(wantsTo); err != nil {
-		t.Fatalf("systemctl enable did not create %s: %v", wantsTo, err)
+	for _, u := range []string{unit, unitEBPF} {
+		maketest.Run(t, "systemctl", "enable", filepath.Base(u))
+		if _, err := os.Lstat(wantsTo + filepath.Base(u)); err != nil {
+			t.Fatalf("systemctl enable did not create %s: %v", wantsTo+filepath.Base(u), err)
+		}
 	}
 
 	dpkg(t, "-r", pkg)
@@ -219,8 +227,10 @@ func TestDebPackage(t *testing.T) {
 			t.Errorf("after dpkg -r: %s exists = %v, want %v (only the conffile stays until purge)", f, err == nil, keep)
 		}
 	}
-	if _, err := os.Lstat(wantsTo); err == nil {
-		t.Errorf("after dpkg -r the service is still enabled: %s", wantsTo)
+	for _, u := range []string{unit, unitEBPF} {
+		if _, err := os.Lstat(wantsTo + filepath.Base(u)); err == nil {
+			t.Errorf("after dpkg -r the service is still enabled: %s", wantsTo+filepath.Base(u))
+		}
 	}
 	dpkg(t, "-P", pkg)
 	for _, f := range append(want, "/usr/share/nfdrop_exporter", "/usr/share/doc/nfdrop-exporter") {
@@ -287,9 +297,9 @@ func TestDebPostinst(t *testing.T) {
 		wantOut   string
 		wantCalls string
 	}{
-		{"first install, systemd", []string{"configure", ""}, true, nextSteps(true), "daemon-reload\ntry-restart nfdrop_exporter.service\n"},
+		{"first install, systemd", []string{"configure", ""}, true, nextSteps(true), "daemon-reload\ntry-restart nfdrop_exporter.service nfdrop_exporter-ebpf.service\n"},
 		{"first install, no systemd", []string{"configure", ""}, false, nextSteps(false), ""},
-		{"upgrade, systemd", []string{"configure", "0.1.0"}, true, "", "daemon-reload\ntry-restart nfdrop_exporter.service\n"},
+		{"upgrade, systemd", []string{"configure", "0.1.0"}, true, "", "daemon-reload\ntry-restart nfdrop_exporter.service nfdrop_exporter-ebpf.service\n"},
 		{"upgrade, no systemd", []string{"configure", "0.1.0"}, false, "", ""},
 		{"abort-upgrade", []string{"abort-upgrade", "0.2.0"}, true, "", ""},
 	}

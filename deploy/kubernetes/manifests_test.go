@@ -78,6 +78,7 @@ func load(t *testing.T, name string, into any) {
 
 type manifests struct {
 	ds   appsv1.DaemonSet
+	ebpf appsv1.DaemonSet // daemonset-ebpf.yaml
 	svc  corev1.Service
 	pm   monitoringv1.PodMonitor
 	rule monitoringv1.PrometheusRule
@@ -87,6 +88,7 @@ func loadAll(t *testing.T) *manifests {
 	t.Helper()
 	m := &manifests{}
 	load(t, "daemonset.yaml", &m.ds)
+	load(t, "daemonset-ebpf.yaml", &m.ebpf)
 	load(t, "service.yaml", &m.svc)
 	load(t, "podmonitor.yaml", &m.pm)
 	load(t, ruleManifest, &m.rule)
@@ -108,7 +110,9 @@ func TestDeployKubernetesStrictDecode(t *testing.T) {
 	}
 	want := map[string]expect{
 		"daemonset.yaml": {&m.ds, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.ds.TypeMeta, m.ds.ObjectMeta }, "apps/v1 DaemonSet"},
-		"service.yaml":   {&m.svc, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.svc.TypeMeta, m.svc.ObjectMeta }, "v1 Service"},
+		"daemonset-ebpf.yaml": {&m.ebpf, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.ebpf.TypeMeta, m.ebpf.ObjectMeta },
+			"apps/v1 DaemonSet"},
+		"service.yaml": {&m.svc, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.svc.TypeMeta, m.svc.ObjectMeta }, "v1 Service"},
 		"podmonitor.yaml": {&m.pm, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.pm.TypeMeta, m.pm.ObjectMeta },
 			"monitoring.coreos.com/v1 PodMonitor"},
 		ruleManifest: {&m.rule, func() (metav1.TypeMeta, metav1.ObjectMeta) { return m.rule.TypeMeta, m.rule.ObjectMeta },
@@ -261,6 +265,47 @@ func TestDeployKubernetesDaemonSetPrivileges(t *testing.T) {
 	// No surge: old and new pod would fight over the group and the host port.
 	if u := m.ds.Spec.UpdateStrategy.RollingUpdate; u == nil || u.MaxSurge == nil || u.MaxSurge.IntValue() != 0 {
 		t.Error("updateStrategy.rollingUpdate.maxSurge must be 0")
+	}
+}
+
+// TestDeployKubernetesEBPFDaemonSet checks that daemonset-ebpf.yaml is daemonset.yaml with
+// exactly --ebpf.enable and the capabilities BPF and PERFMON added, and the same object
+// name (applying one replaces the other: both would bind the group and the host port).
+// Everything TestDeployKubernetesDaemonSetPrivileges pins for daemonset.yaml therefore
+// holds for it.
+func TestDeployKubernetesEBPFDaemonSet(t *testing.T) {
+	m := loadAll(t)
+	v := m.ebpf.DeepCopy()
+	if v.Name != m.ds.Name || v.Namespace != m.ds.Namespace {
+		t.Errorf("daemonset-ebpf.yaml is %s/%s, daemonset.yaml %s/%s: want the same object", v.Namespace, v.Name, m.ds.Namespace, m.ds.Name)
+	}
+	if len(v.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("daemonset-ebpf.yaml has %d containers, want 1", len(v.Spec.Template.Spec.Containers))
+	}
+	c, base := &v.Spec.Template.Spec.Containers[0], m.ds.Spec.Template.Spec.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Add, []corev1.Capability{"NET_ADMIN", "BPF", "PERFMON"}) {
+		t.Fatalf("daemonset-ebpf.yaml capabilities %+v, want add exactly [NET_ADMIN BPF PERFMON]", sc)
+	}
+	wantArgs := slices.Clone(base.Args)
+	wantArgs = slices.Insert(wantArgs, slices.Index(wantArgs, "--nflog.group=0")+1, "--ebpf.enable")
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("daemonset-ebpf.yaml args %q, want %q", c.Args, wantArgs)
+	}
+	// With those two undone, the variant is the DaemonSet field by field.
+	sc.Capabilities.Add = base.SecurityContext.Capabilities.Add
+	c.Args = base.Args
+	got, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := yaml.Marshal(&m.ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("daemonset-ebpf.yaml differs from daemonset.yaml beyond --ebpf.enable and the capabilities; first difference at line %d:\n got: %s\nwant: %s",
+			firstDiffLine(got, want), lineAt(got, firstDiffLine(got, want)), lineAt(want, firstDiffLine(got, want)))
 	}
 }
 

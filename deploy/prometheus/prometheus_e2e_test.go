@@ -31,6 +31,10 @@ import (
 //
 //	sudo NFDROP_E2E=1 go test -run Prometheus -v ./deploy/prometheus/
 //
+// The exporter reads NFLOG group 0 and the eBPF source (--ebpf.enable):
+// every drop of the lab's ruleset is logged, so both groups see the same
+// packets, and everything below is checked for each of them.
+//
 // Two servers scrape the exporter every second inside the lab's server
 // namespace, one with native histograms enabled (it ingests only their
 // native form) and one without (classic buckets only), so that every
@@ -47,8 +51,10 @@ import (
 //     probes (NULL/XMAS/SYN+FIN) and UDP/ICMP; the expression must become
 //     true (ALERTS shows it pending: "for: 10m" is not waited out);
 //  3. every dashboard query, with the variables substituted as Grafana
-//     would, returns data on both servers; every recording rule has series;
-//     every variable's label_values() finds the lab's value.
+//     would for group 0 and for group ebpf, returns data on both servers
+//     (for ebpf, the queries of the rule audit, which it has no rule for,
+//     return none); every recording rule has series; every variable's
+//     label_values() finds the lab's values, both groups among them.
 func TestPrometheusE2E(t *testing.T) {
 	e2e.Require(t, "ip", "iptables-restore", "ip6tables-restore", "iptables-save", "ip6tables-save", "conntrack", "sysctl", "prometheus")
 	promBin, err := exec.LookPath("prometheus")
@@ -67,7 +73,7 @@ func TestPrometheusE2E(t *testing.T) {
 	}
 
 	var expLog lab.SyncBuffer
-	exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--web.listen-address=127.0.0.1:9786")
+	exp, err := l.Start(l.Server, &expLog, &expLog, bin, "--nflog.group=0", "--ebpf.enable", "--web.listen-address=127.0.0.1:9786")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,11 +102,12 @@ func TestPrometheusE2E(t *testing.T) {
 	// scrape (rate() misses that first second); the counts are checked
 	// exactly below, from the raw counters.
 	for _, s := range servers {
-		s.waitFor(t, `nfdrop_up{job="nfdrop", group="0"} == 1 and on(job, instance) up == 1`, 30*time.Second, exited)
+		s.waitFor(t, `count by (job, instance) (nfdrop_up{job="nfdrop", group=~"0|ebpf"} == 1) == 2 and on(job, instance) up == 1`, 30*time.Second, exited)
 	}
 
 	alertExpr := alertExpr(t, alertsFile, "NfdropNonTeardownDropsHigh")
-	const alertsQ = `ALERTS{alertname="NfdropNonTeardownDropsHigh", group="0"}`
+	const alertsQ = `ALERTS{alertname="NfdropNonTeardownDropsHigh"}`
+	groups := []string{"0", "ebpf"}
 
 	// 1. Teardown storm (60,000 packets, ten times the scan below): the key
 	// alert stays silent.
@@ -144,17 +151,19 @@ func TestPrometheusE2E(t *testing.T) {
 	}
 	stormEvidence := map[string]string{}
 	for _, s := range servers {
-		td := s.query(t, `instance_group:nfdrop_packets_teardown:rate5m{group="0"}`)
-		nt := s.query(t, `instance_group:nfdrop_packets_non_teardown:rate5m{group="0"}`)
-		if len(td) != 1 || td[0].value() <= 10 {
-			t.Errorf("%s: teardown rate5m after the storm = %s, want one series far above the 10/s threshold", s.name, fmtResult(td))
+		for _, g := range groups {
+			td := s.query(t, `instance_group:nfdrop_packets_teardown:rate5m{group="`+g+`"}`)
+			nt := s.query(t, `instance_group:nfdrop_packets_non_teardown:rate5m{group="`+g+`"}`)
+			if len(td) != 1 || td[0].value() <= 10 {
+				t.Errorf("%s: group %s: teardown rate5m after the storm = %s, want one series far above the 10/s threshold", s.name, g, fmtResult(td))
+			}
+			if len(nt) != 1 || nt[0].value() != 0 {
+				t.Errorf("%s: group %s: non-teardown rate5m after the storm = %s, want exactly 0 (zero-filled, not absent)", s.name, g, fmtResult(nt))
+			}
+			stormEvidence[s.name+"/"+g] = fmt.Sprintf("teardown rate5m %s, non-teardown rate5m %s, alert expr empty and ALERTS empty in %d checks",
+				fmtResult(td), fmtResult(nt), checks)
+			t.Logf("after teardown storm (%s, group %s): %s", s.name, g, stormEvidence[s.name+"/"+g])
 		}
-		if len(nt) != 1 || nt[0].value() != 0 {
-			t.Errorf("%s: non-teardown rate5m after the storm = %s, want exactly 0 (zero-filled, not absent)", s.name, fmtResult(nt))
-		}
-		stormEvidence[s.name] = fmt.Sprintf("teardown rate5m %s, non-teardown rate5m %s, alert expr empty and ALERTS empty in %d checks",
-			fmtResult(td), fmtResult(nt), checks)
-		t.Logf("after teardown storm (%s): %s", s.name, stormEvidence[s.name])
 	}
 
 	// 2. SYN scan, then probes and UDP/ICMP: the key alert's expression
@@ -178,16 +187,25 @@ func TestPrometheusE2E(t *testing.T) {
 			if fired[s.name] != "" {
 				continue
 			}
+			// Both groups see the scan: the expression and the pending
+			// alert, once for each.
 			r := s.query(t, alertExpr)
 			a := s.query(t, alertsQ)
-			if len(r) > 0 && len(a) > 0 {
+			if len(r) == len(groups) && len(a) == len(groups) {
 				fired[s.name] = fmt.Sprintf("alert expr %s, %s", fmtResult(r), fmtResult(a))
 				t.Logf("during SYN scan (%s): %s", s.name, fired[s.name])
-				if got := a[0].Metric["alertstate"]; got != "pending" {
-					t.Errorf("%s: alertstate %q, want pending (for: 10m has not passed)", s.name, got)
+				var got []string
+				for i := range r {
+					if st := a[i].Metric["alertstate"]; st != "pending" {
+						t.Errorf("%s: alertstate %q, want pending (for: 10m has not passed)", s.name, st)
+					}
+					if r[i].Metric["instance"] != "127.0.0.1:9786" || r[i].Metric["job"] != "nfdrop" {
+						t.Errorf("%s: alert expression labels %v, want job, instance and group kept", s.name, r[i].Metric)
+					}
+					got = append(got, r[i].Metric["group"])
 				}
-				if r[0].Metric["instance"] != "127.0.0.1:9786" || r[0].Metric["group"] != "0" || r[0].Metric["job"] != "nfdrop" {
-					t.Errorf("%s: alert expression labels %v, want job, instance and group kept", s.name, r[0].Metric)
+				if sort.Strings(got); strings.Join(got, ",") != strings.Join(groups, ",") {
+					t.Errorf("%s: alert expression for groups %v, want %v", s.name, got, groups)
 				}
 			}
 		}
@@ -202,20 +220,22 @@ func TestPrometheusE2E(t *testing.T) {
 	// (the storm's late RST included), by class.
 	wantClass := map[string]float64{"teardown": float64(storm.Packets() + 1), "handshake": 6000, "probe": 150, "other": 300}
 	for _, s := range servers {
-		got := map[string]float64{}
-		for _, x := range s.query(t, `sum by (class) (nfdrop_packets_total{job="nfdrop", group="0"})`) {
-			got[x.Metric["class"]] = x.value()
-		}
-		lost := s.query(t, `nfdrop_messages_lost_total{job="nfdrop", group="0"}`)
-		if len(lost) != 1 || lost[0].value() != 0 {
-			t.Errorf("%s: nfdrop_messages_lost_total = %s, want 0", s.name, fmtResult(lost))
-		}
-		for c, w := range wantClass {
-			if got[c] != w {
-				t.Errorf("%s: sum(nfdrop_packets_total{class=%q}) = %v, want %v (all: %v)", s.name, c, got[c], w, got)
+		for _, g := range groups {
+			got := map[string]float64{}
+			for _, x := range s.query(t, `sum by (class) (nfdrop_packets_total{job="nfdrop", group="`+g+`"})`) {
+				got[x.Metric["class"]] = x.value()
 			}
+			lost := s.query(t, `nfdrop_messages_lost_total{job="nfdrop", group="`+g+`"}`)
+			if len(lost) != 1 || lost[0].value() != 0 {
+				t.Errorf("%s: nfdrop_messages_lost_total{group=%q} = %s, want 0", s.name, g, fmtResult(lost))
+			}
+			for c, w := range wantClass {
+				if got[c] != w {
+					t.Errorf("%s: sum(nfdrop_packets_total{group=%q, class=%q}) = %v, want %v (all: %v)", s.name, g, c, got[c], w, got)
+				}
+			}
+			t.Logf("%s: group %s: packets by class in Prometheus: %v", s.name, g, got)
 		}
-		t.Logf("%s: packets by class in Prometheus: %v", s.name, got)
 	}
 
 	// 3a. Every dashboard query returns data.
@@ -223,40 +243,52 @@ func TestPrometheusE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queries := dashboardQueries(t, dashFile)
-	if len(queries) < 15 {
-		t.Fatalf("%d dashboard queries found, want >= 15", len(queries))
-	}
-	for _, s := range servers {
-		for _, q := range queries {
-			t.Run(s.name+"/"+q.panel+"/"+q.ref, func(t *testing.T) {
-				if missing := missingFamilies(q.expr, scrape); len(missing) > 0 {
-					if evidenceOnly(missing) {
-						t.Skipf("this exporter build exposes no %v (teardown evidence): panel not checked", missing)
-					}
-					t.Fatalf("the exporter exposes no %v; the dashboard cannot show it", missing)
-				}
-				r := s.query(t, q.expr)
-				if len(r) == 0 {
-					t.Fatalf("no data for\n%s", q.expr)
-				}
-				t.Logf("%s", fmtResult(r))
-			})
+	for _, g := range groups {
+		vars := dashVars(g)
+		queries := dashboardQueries(t, dashFile, vars)
+		if len(queries) < 15 {
+			t.Fatalf("%d dashboard queries found, want >= 15", len(queries))
 		}
-		// The native server must really answer histogram panels from
-		// native histograms, the classic one from buckets.
-		hm := s.query(t, substitute(`sum(rate(nfdrop_packet_size_bytes{job=~"$job", instance=~"$instance", group=~"$group"}[$__rate_interval]))`))
-		if got := len(hm) == 1 && hm[0].Histogram != nil; got != s.native {
-			t.Errorf("%s: native packet-size histogram present = %v, want %v", s.name, got, s.native)
+		for _, s := range servers {
+			for _, q := range queries {
+				t.Run(s.name+"/group-"+g+"/"+q.panel+"/"+q.ref, func(t *testing.T) {
+					if missing := missingFamilies(q.expr, scrape); len(missing) > 0 {
+						if evidenceOnly(missing) {
+							t.Skipf("this exporter build exposes no %v (teardown evidence): panel not checked", missing)
+						}
+						t.Fatalf("the exporter exposes no %v; the dashboard cannot show it", missing)
+					}
+					r := s.query(t, q.expr)
+					if g == "ebpf" && ruleAuditOnly(q.expr) {
+						// The rule audit has only NFLOG groups.
+						if len(r) != 0 {
+							t.Fatalf("the ebpf group has no log rule, yet\n%s\nreturns %s", q.expr, fmtResult(r))
+						}
+						return
+					}
+					if len(r) == 0 {
+						t.Fatalf("no data for\n%s", q.expr)
+					}
+					t.Logf("%s", fmtResult(r))
+				})
+			}
+			// The native server must really answer histogram panels from
+			// native histograms, the classic one from buckets.
+			hm := s.query(t, substitute(`sum(rate(nfdrop_packet_size_bytes{job=~"$job", instance=~"$instance", group=~"$group"}[$__rate_interval]))`, vars))
+			if got := len(hm) == 1 && hm[0].Histogram != nil; got != s.native {
+				t.Errorf("%s: group %s: native packet-size histogram present = %v, want %v", s.name, g, got, s.native)
+			}
 		}
 	}
 
 	// 3b. Every variable finds the lab's values.
 	for _, v := range dashboardVariables(t, dashFile) {
 		for _, s := range servers {
-			vals := s.labelValues(t, v.label, substitute(v.match))
-			if !contains(vals, v.want) {
-				t.Errorf("%s: variable %s = label_values(%s, %s) -> %v, want %q among them", s.name, v.name, v.match, v.label, vals, v.want)
+			vals := s.labelValues(t, v.label, substitute(v.match, dashVars("0")))
+			for _, want := range v.want {
+				if !contains(vals, want) {
+					t.Errorf("%s: variable %s = label_values(%s, %s) -> %v, want %q among them", s.name, v.name, v.match, v.label, vals, want)
+				}
 			}
 		}
 	}
@@ -282,33 +314,53 @@ func TestPrometheusE2E(t *testing.T) {
 	}
 }
 
-// Lab values of the dashboard variables, substituted the way Grafana
-// formats a single selected value for a regex matcher.
-var dashVars = map[string]string{
-	"$__rate_interval": "1m",
-	"$__range":         "10m",
-	"$job":             "nfdrop",
-	"$instance":        `127\\.0\\.0\\.1:9786`,
-	"$group":           "0",
-	"$prefix":          "denied",
+// dashVars are the lab's values of the dashboard variables with group
+// selected, substituted the way Grafana formats a single selected value for
+// a regex matcher. The ebpf group's series have no prefix: its Prefix
+// variable offers none, and All (".*") matches the empty one.
+func dashVars(group string) map[string]string {
+	prefix := "denied"
+	if group == "ebpf" {
+		prefix = ".*"
+	}
+	return map[string]string{
+		"$__rate_interval": "1m",
+		"$__range":         "10m",
+		"$job":             "nfdrop",
+		"$instance":        `127\\.0\\.0\\.1:9786`,
+		"$group":           group,
+		"$prefix":          prefix,
+	}
 }
 
-func substitute(expr string) string {
+func substitute(expr string, vars map[string]string) string {
 	// Longest first: $__rate_interval before anything shorter.
-	keys := make([]string, 0, len(dashVars))
-	for k := range dashVars {
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return len(keys[i]) > len(keys[j]) })
 	for _, k := range keys {
-		expr = strings.ReplaceAll(expr, k, dashVars[k])
+		expr = strings.ReplaceAll(expr, k, vars[k])
 	}
 	return expr
 }
 
+// ruleAuditOnly reports whether every metric a query reads is one of the
+// rule audit's (nfdrop_log_rule*), which only NFLOG groups have.
+func ruleAuditOnly(expr string) bool {
+	ms := familyRE.FindAllStringSubmatch(expr, -1)
+	for _, m := range ms {
+		if !strings.HasPrefix(m[1], "nfdrop_log_rule") {
+			return false
+		}
+	}
+	return len(ms) > 0
+}
+
 type dashQuery struct{ panel, ref, expr string }
 
-func dashboardQueries(t *testing.T, file string) []dashQuery {
+func dashboardQueries(t *testing.T, file string, vars map[string]string) []dashQuery {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -330,7 +382,7 @@ func dashboardQueries(t *testing.T, file string) []dashQuery {
 	var out []dashQuery
 	add := func(title string, ts []target) {
 		for _, tg := range ts {
-			out = append(out, dashQuery{title, tg.RefID, substitute(tg.Expr)})
+			out = append(out, dashQuery{title, tg.RefID, substitute(tg.Expr, vars)})
 		}
 	}
 	for _, p := range d.Panels {
@@ -342,7 +394,10 @@ func dashboardQueries(t *testing.T, file string) []dashQuery {
 	return out
 }
 
-type dashVariable struct{ name, match, label, want string }
+type dashVariable struct {
+	name, match, label string
+	want               []string
+}
 
 var labelValuesRE = regexp.MustCompile(`^label_values\((.+), (\w+)\)$`)
 
@@ -363,7 +418,7 @@ func dashboardVariables(t *testing.T, file string) []dashVariable {
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"job": "nfdrop", "instance": "127.0.0.1:9786", "group": "0", "prefix": "denied"}
+	want := map[string][]string{"job": {"nfdrop"}, "instance": {"127.0.0.1:9786"}, "group": {"0", "ebpf"}, "prefix": {"denied"}}
 	var out []dashVariable
 	for _, v := range d.Templating.List {
 		if v.Type != "query" {
@@ -374,7 +429,7 @@ func dashboardVariables(t *testing.T, file string) []dashVariable {
 			_ = json.Unmarshal(v.Query, &q.Query)
 		}
 		m := labelValuesRE.FindStringSubmatch(q.Query)
-		if m == nil || want[v.Name] == "" {
+		if m == nil || want[v.Name] == nil {
 			t.Errorf("variable %s: query %q is not label_values(selector, label) of a known variable", v.Name, q.Query)
 			continue
 		}
@@ -735,6 +790,10 @@ func contains(vs []string, v string) bool {
 //     (1000-3000; an ACK to 80/443 would be picked up by conntrack as NEW
 //     and accepted): every packet is teardown-shaped with evidence none,
 //     the expression turns true and the alert fires.
+//
+// The exporter also reads the eBPF source, which sees the same drops: the
+// alert stays silent and then fires for group ebpf as for group 0. The
+// conntrack lookup budget is raised so that both groups' lookups fit.
 func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 	bin := e2elab.ConntrackBinary(t)
 	promBin, err := exec.LookPath("prometheus")
@@ -755,7 +814,7 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c := e2elab.StartExporterLab(t, bin, "prom")
+	c := e2elab.StartExporterLab(t, bin, "prom", "--ebpf.enable", "--conntrack.lookups-per-second=1000")
 	c.WaitReady(true)
 	s := &promServer{name: "unproven", port: 9092}
 	s.start(t, c.Lab, promBin, rulesFile, alertsFile)
@@ -764,7 +823,7 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 			t.Logf("prometheus output:\n%s", s.log.String())
 		}
 	}()
-	s.waitFor(t, `nfdrop_conntrack_up{job="nfdrop"} == 1 and on(job, instance) nfdrop_up{group="0"} == 1`, 30*time.Second, c.Exited)
+	s.waitFor(t, `nfdrop_conntrack_up{job="nfdrop"} == 1 and on(job, instance) nfdrop_up{group="0"} == 1 and on(job, instance) nfdrop_up{group="ebpf"} == 1`, 30*time.Second, c.Exited)
 
 	expr := alertExpr(t, alertsFile, "NfdropUnprovenTeardownDropsHigh")
 	const alertsQ = `ALERTS{alertname="NfdropUnprovenTeardownDropsHigh"}`
@@ -845,8 +904,8 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 	before := tt
 
 	// 2. nmap ACK scan of ports the ruleset drops, at 100-200 packets/s:
-	// the exporter's default lookup budget (100/s, burst 100) decides most
-	// of them "none", the rest "skipped" (budget spent).
+	// within the lookup budget (1000/s, both groups) every one is "none";
+	// with the default budget (100/s) some would be "skipped".
 	if out, err := c.Run(c.Client, "nmap", "-Pn", "-n", "-sA", "-p", "1000-3000", "--max-retries", "0",
 		"--min-rate", "100", "--max-rate", "200", lab.ServerIPv4.String()); err != nil {
 		t.Fatalf("nmap: %v\n%s", err, out)
@@ -864,15 +923,26 @@ func TestPrometheusE2EUnprovenTeardown(t *testing.T) {
 			t.Fatalf("after the ACK scan: alert expression %q, firing %q within 60s", exprTrue, firing)
 		}
 		time.Sleep(time.Second)
-		if r := s.query(t, expr); len(r) > 0 && exprTrue == "" {
+		// Once for each group: the NFLOG group and the eBPF source saw the scan.
+		if r := s.query(t, expr); len(r) == 2 && exprTrue == "" {
 			exprTrue = fmtResult(r)
-			if r[0].Metric["group"] != "0" || r[0].Metric["job"] != "nfdrop" || r[0].Metric["instance"] != "127.0.0.1:9786" {
-				t.Errorf("alert expression labels %v, want job, instance and group kept", r[0].Metric)
+			groups := map[string]bool{}
+			for _, x := range r {
+				groups[x.Metric["group"]] = true
+				if x.Metric["job"] != "nfdrop" || x.Metric["instance"] != "127.0.0.1:9786" {
+					t.Errorf("alert expression labels %v, want job, instance and group kept", x.Metric)
+				}
+			}
+			if !groups["0"] || !groups["ebpf"] {
+				t.Errorf("alert expression %s, want groups 0 and ebpf", exprTrue)
 			}
 		}
-		if r := s.query(t, `ALERTS{alertname="NfdropUnprovenTeardownDropsHigh", alertstate="firing"}`); len(r) > 0 {
+		if r := s.query(t, `ALERTS{alertname="NfdropUnprovenTeardownDropsHigh", alertstate="firing"}`); len(r) == 2 {
 			firing = fmtResult(r)
 		}
+	}
+	if ev := s.query(t, `nfdrop_teardown_evidence_total{group="ebpf", evidence="none"}`); len(ev) != 1 || ev[0].value() != scanTT.Evidence["none"] {
+		t.Errorf("group ebpf: evidence none %s, group 0 %v: want equal", fmtResult(ev), scanTT.Evidence["none"])
 	}
 	scanEv := fmt.Sprintf("%v drops with evidence none, %v skipped; alert expr %s; ALERTS firing %s; %s = %v, %s = %v, %s = %v",
 		none, skipped, exprTrue, firing, unprovenQ, one(unprovenQ), provenQ, one(provenQ), suspiciousQ, one(suspiciousQ))

@@ -111,6 +111,9 @@ func TestPromtoolCatchesBrokenRules(t *testing.T) {
 		{"rules without counter compared", "alerts.yml", "nfdrop_log_rules_uncounted == 0", "nfdrop_log_rules_uncounted >= 0"},
 		{"silent exporter not compared", "alerts.yml", "or\n              nfdrop_up * 0\n", ""},
 		{"no tolerance", "alerts.yml", "10 + 0.02 *", "0 *"},
+		{"eBPF losses as NFLOG losses", "alerts.yml", `nfdrop_messages_lost_total{group!="ebpf"}`, "nfdrop_messages_lost_total"},
+		{"eBPF losses ignored", "alerts.yml", `nfdrop_messages_lost_total{group="ebpf"}`, `nfdrop_messages_lost_total{group="bpf"}`},
+		{"eBPF group worded as an NFLOG group", "alerts.yml", `eq $labels.group "ebpf"`, `eq $labels.group "bpf"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -153,7 +156,7 @@ var (
 	severityOK   = map[string]bool{"critical": true, "warning": true, "info": true}
 	requiredAlrt = []string{
 		"NfdropNonTeardownDropsHigh", "NfdropProbeTraffic", "NfdropMessagesLost",
-		"NfdropGroupDown", "NfdropExporterDown", "NfdropUnprovenTeardownDropsHigh",
+		"NfdropGroupDown", "NfdropExporterDown", "NfdropUnprovenTeardownDropsHigh", "NfdropEBPFDropsLost",
 	}
 )
 

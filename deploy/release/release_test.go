@@ -106,7 +106,7 @@ func TestReleaseArchives(t *testing.T) {
 var kit = []string{
 	"dashboards/nfdrop.json",
 	"deploy/prometheus/alerts.yml", "deploy/prometheus/rules.yml", "deploy/prometheus/scrape-config.yml",
-	"deploy/systemd/nfdrop_exporter.default", "deploy/systemd/nfdrop_exporter.service",
+	"deploy/systemd/nfdrop_exporter.default", "deploy/systemd/nfdrop_exporter.service", "deploy/systemd/nfdrop_exporter-ebpf.service",
 }
 
 // checkArchive asserts the archive holds exactly the directory, the binary, LICENSE, the

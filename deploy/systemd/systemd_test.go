@@ -1,12 +1,15 @@
-// Package systemd_test checks the shipped systemd unit: its hardening directives
-// (exact values, so a weakened unit fails), `systemd-analyze verify` and the exposure
-// score of `systemd-analyze security --offline=true`.
+// Package systemd_test checks the shipped systemd units, nfdrop_exporter.service and its
+// eBPF variant nfdrop_exporter-ebpf.service: their hardening directives (exact values, so a
+// weakened unit fails), that the variant differs from the unit only where it must,
+// `systemd-analyze verify`, the exposure score of `systemd-analyze security --offline=true`
+// and the system calls their filters allow.
 package systemd_test
 
 import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,19 +24,36 @@ import (
 )
 
 const (
-	unitFile    = "nfdrop_exporter.service"
-	optionsFile = "nfdrop_exporter.default"
-	installPath = "/usr/local/bin/nfdrop_exporter"
+	unitFile     = "nfdrop_exporter.service"
+	ebpfUnitFile = "nfdrop_exporter-ebpf.service"
+	optionsFile  = "nfdrop_exporter.default"
+	installPath  = "/usr/local/bin/nfdrop_exporter"
 	// maxExposure is the budget for `systemd-analyze security`. The unit scores 1.5 on
-	// systemd 252; what remains is inherent (host network, CAP_NET_ADMIN, netlink and
-	// inet sockets, no user namespace). A change that raises it past 2.0 weakened the unit.
+	// systemd 252, the eBPF unit 1.7 (CAP_BPF and bpf() add 0.1 each); what remains is
+	// inherent (host network, CAP_NET_ADMIN, netlink and inet sockets, no user
+	// namespace). A change that raises either past 2.0 weakened it.
 	maxExposure = 2.0
 )
+
+// units are the shipped units.
+var units = []string{unitFile, ebpfUnitFile}
+
+// ebpfDiffers is what nfdrop_exporter-ebpf.service sets differently from
+// nfdrop_exporter.service, and to what: the eBPF source's flag, its two
+// capabilities and bpf(), and that the two units exclude each other.
+var ebpfDiffers = map[string][]string{
+	"Unit/Description":              {"Prometheus exporter for packets dropped by netfilter (NFLOG rules and the kernel's drop tracepoint)"},
+	"Unit/Conflicts":                {unitFile},
+	"Service/ExecStart":             {installPath + " --ebpf.enable $OPTIONS"},
+	"Service/AmbientCapabilities":   {"CAP_NET_ADMIN CAP_BPF CAP_PERFMON"},
+	"Service/CapabilityBoundingSet": {"CAP_NET_ADMIN CAP_BPF CAP_PERFMON"},
+	"Service/SystemCallFilter":      {"@system-service", "~@privileged @resources", "bpf"},
+}
 
 // unit maps "Section/Key" to every value assigned to it, in file order.
 type unit map[string][]string
 
-func parseUnit(t *testing.T, data []byte) unit {
+func parseUnit(t *testing.T, name string, data []byte) unit {
 	t.Helper()
 	u := unit{}
 	section := ""
@@ -47,7 +67,7 @@ func parseUnit(t *testing.T, data []byte) unit {
 		default:
 			k, v, ok := strings.Cut(line, "=")
 			if !ok || section == "" {
-				t.Fatalf("%s:%d: not a key=value line inside a section: %q", unitFile, n, line)
+				t.Fatalf("%s:%d: not a key=value line inside a section: %q", name, n, line)
 			}
 			key := section + "/" + strings.TrimSpace(k)
 			u[key] = append(u[key], strings.TrimSpace(v))
@@ -59,18 +79,25 @@ func parseUnit(t *testing.T, data []byte) unit {
 	return u
 }
 
-func readUnit(t *testing.T) unit {
+func readUnit(t *testing.T, name string) unit {
 	t.Helper()
-	data, err := os.ReadFile(unitFile)
+	data, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseUnit(t, data)
+	return parseUnit(t, name, data)
 }
 
-// TestDeploySystemdHardening pins every directive the least-privilege design relies on.
+// TestDeploySystemdHardening pins every directive the least-privilege design relies on,
+// in both units.
 func TestDeploySystemdHardening(t *testing.T) {
-	u := readUnit(t)
+	for _, name := range units {
+		t.Run(name, func(t *testing.T) { checkHardening(t, name) })
+	}
+}
+
+func checkHardening(t *testing.T, name string) {
+	u := readUnit(t, name)
 	want := map[string][]string{
 		"Service/ExecStart":               {installPath + " $OPTIONS"},
 		"Service/EnvironmentFile":         {"-/etc/default/nfdrop_exporter"},
@@ -95,6 +122,9 @@ func TestDeploySystemdHardening(t *testing.T) {
 		"Service/KillSignal":              {"SIGTERM"},
 		"Install/WantedBy":                {"multi-user.target"},
 	}
+	if name == ebpfUnitFile {
+		maps.Copy(want, ebpfDiffers)
+	}
 	for key, values := range want {
 		if got := u[key]; !slices.Equal(got, values) {
 			t.Errorf("%s = %q, want %q", key, got, values)
@@ -105,6 +135,23 @@ func TestDeploySystemdHardening(t *testing.T) {
 	for _, key := range []string{"Service/PrivateNetwork", "Service/PrivateUsers", "Service/NetworkNamespacePath", "Service/User", "Service/ProcSubset"} {
 		if v, ok := u[key]; ok {
 			t.Errorf("%s = %q must not be set", key, v)
+		}
+	}
+}
+
+// TestDeploySystemdEBPFUnit checks that the eBPF unit is the unit with exactly the
+// differences of ebpfDiffers, so that a hardening change of one reaches the other.
+func TestDeploySystemdEBPFUnit(t *testing.T) {
+	base, variant := readUnit(t, unitFile), readUnit(t, ebpfUnitFile)
+	keys := append(slices.Collect(maps.Keys(base)), slices.Collect(maps.Keys(variant))...)
+	slices.Sort(keys)
+	for _, key := range slices.Compact(keys) {
+		want := base[key]
+		if d, ok := ebpfDiffers[key]; ok {
+			want = d
+		}
+		if !slices.Equal(variant[key], want) {
+			t.Errorf("%s %s = %q, want %q (%s has %q)", ebpfUnitFile, key, variant[key], want, unitFile, base[key])
 		}
 	}
 }
@@ -151,9 +198,9 @@ func TestDeploySystemdOptionsFile(t *testing.T) {
 // verifiableCopy writes the unit into dir with ExecStart pointing at an executable stub:
 // `systemd-analyze verify` rejects a unit whose binary does not exist yet, and the install
 // path is the only thing that differs between this copy and the shipped file.
-func verifiableCopy(t *testing.T, dir string, extra string) string {
+func verifiableCopy(t *testing.T, name, dir string, extra string) string {
 	t.Helper()
-	data, err := os.ReadFile(unitFile)
+	data, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,19 +209,19 @@ func verifiableCopy(t *testing.T, dir string, extra string) string {
 		t.Fatal(err)
 	}
 	if n := bytes.Count(data, []byte(installPath)); n != 1 { // ExecStart only
-		t.Fatalf("%s mentions %s %d times, want 1", unitFile, installPath, n)
+		t.Fatalf("%s mentions %s %d times, want 1", name, installPath, n)
 	}
 	data = bytes.ReplaceAll(data, []byte("ExecStart="+installPath), []byte("ExecStart="+bin))
 	if extra == "uncomment-credentials" {
 		n := bytes.Count(data, []byte("\n#LoadCredential="))
 		if n != 3 {
-			t.Fatalf("%s has %d commented LoadCredential= lines, want 3", unitFile, n)
+			t.Fatalf("%s has %d commented LoadCredential= lines, want 3", name, n)
 		}
 		data = bytes.ReplaceAll(data, []byte("\n#LoadCredential="), []byte("\nLoadCredential="))
 		extra = ""
 	}
 	data = append(data, extra...)
-	p := filepath.Join(dir, unitFile)
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -210,13 +257,15 @@ func TestDeploySystemdVerify(t *testing.T) {
 		{name: "unknown key", extra: "\n[Service]\nProtectSytem=strict\n", wantErr: true},
 		{name: "bad value", extra: "\n[Service]\nRestrictAddressFamilies=AF_BOGUS\n", wantErr: true},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := verify(sa, verifiableCopy(t, t.TempDir(), tc.extra))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("verify error = %v, wantErr %v", err, tc.wantErr)
-			}
-		})
+	for _, name := range units {
+		for _, tc := range tests {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				err := verify(sa, verifiableCopy(t, name, t.TempDir(), tc.extra))
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("verify error = %v, wantErr %v", err, tc.wantErr)
+				}
+			})
+		}
 	}
 }
 
@@ -224,7 +273,13 @@ var exposureRE = regexp.MustCompile(`Overall exposure level for \S+: (\d+\.\d+) 
 
 func TestDeploySystemdSecurityExposure(t *testing.T) {
 	sa := systemdAnalyze(t)
-	p := verifiableCopy(t, t.TempDir(), "")
+	for _, name := range units {
+		t.Run(name, func(t *testing.T) { checkExposure(t, sa, name) })
+	}
+}
+
+func checkExposure(t *testing.T, sa, name string) {
+	p := verifiableCopy(t, name, t.TempDir(), "")
 	out, err := exec.Command(sa, "security", "--offline=true", "--no-pager", p).CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
@@ -237,7 +292,7 @@ func TestDeploySystemdSecurityExposure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("systemd-analyze security --offline=true exposure: %.1f (budget %.1f)", exposure, maxExposure)
+	t.Logf("%s: systemd-analyze security --offline=true exposure: %.1f (budget %.1f)", name, exposure, maxExposure)
 	if exposure > maxExposure {
 		t.Errorf("exposure %.1f exceeds budget %.1f:\n%s", exposure, maxExposure, out)
 	}
@@ -249,6 +304,11 @@ func TestDeploySystemdSecurityExposure(t *testing.T) {
 		"DeviceAllow=", "IPAddressDeny=",
 		// Read access to /proc/sys and /proc/stat: the conntrack settings and the start time.
 		"ProcSubset=",
+	}
+	if name == ebpfUnitFile {
+		// The eBPF source: CAP_BPF, and bpf() out of @privileged (that it is the only
+		// system call of @privileged allowed is TestDeploySystemdSyscallFilter's).
+		allowed = append(allowed, "CapabilityBoundingSet=~CAP_BPF", "SystemCallFilter=~@privileged")
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		name, ok := strings.CutPrefix(line, "✗ ")

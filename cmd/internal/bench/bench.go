@@ -4,7 +4,10 @@
 // pays) and Debian's ulogd2 keep up: offered and logged rate, received and
 // lost messages, CPU seconds per million messages, peak RSS, the longest gap
 // between the reader's receive calls and (for the exporter) scrape latency
-// and series count during the flood. It follows one method throughout: a
+// and series count during the flood. The exporter's eBPF drop source runs on
+// the same floods (the NFLOG rules in place, nobody reading them) and is
+// measured per million drops, its BPF program's kernel run time included.
+// It follows one method throughout: a
 // fresh namespace pair per run, sender pinned to one CPU and receiver to
 // another, receivers alternating within each point, medians over
 // repetitions.
@@ -113,15 +116,19 @@ func PointSets() map[string]func() []Point {
 }
 
 // DefaultReceivers are the exporter at exporterPath with its default flags,
-// the reference receiver (built at run time) and ulogd2 from the Debian
-// package.
+// the reference receiver (built at run time), ulogd2 from the Debian package,
+// and the exporter reading the eBPF drop source alone.
 func DefaultReceivers(exporterPath string) []Receiver {
 	return []Receiver{
 		{Name: "nfdrop_exporter", Kind: KindExporter, Path: exporterPath},
 		{Name: "reference", Kind: KindReference},
 		{Name: "ulogd2", Kind: KindUlogd, Path: "/usr/sbin/ulogd"},
+		{Name: EBPFReceiverName, Kind: KindEBPF, Path: exporterPath},
 	}
 }
+
+// EBPFReceiverName is the default eBPF receiver's name in the tables.
+const EBPFReceiverName = "exporter eBPF"
 
 // RunResult is one flood against one receiver.
 type RunResult struct {
@@ -130,7 +137,8 @@ type RunResult struct {
 	Rep               int     `json:"rep"`
 	Sent              uint64  `json:"sent"`
 	SentPPS           float64 `json:"sent_pps"`
-	Logged            uint64  `json:"logged"`      // NFLOG rule counters: ground truth
+	Logged            uint64  `json:"logged"`      // ground truth: the NFLOG rule counters; for the eBPF source the drops (Dropped)
+	Dropped           uint64  `json:"dropped"`     // the ruleset's DROP counters: packets dropped
 	LoggedRate        float64 `json:"logged_msgs"` // messages per second during the flood
 	Accepted          uint64  `json:"accepted"`    // packets of the flood the ruleset accepted (must be 0)
 	Received          uint64  `json:"received"`
@@ -138,7 +146,11 @@ type RunResult struct {
 	Unaccounted       int64   `json:"unaccounted"`                       // logged - received - lost: must be 0 for the exporter
 	LossPct           float64 `json:"loss_pct"`                          // (logged-received)/logged
 	CPUSeconds        float64 `json:"cpu_s"`                             // on-CPU time from schedstat (precise)
-	CPUPerM           float64 `json:"cpu_s_per_million"`                 // CPUSeconds per million logged messages
+	BPFSeconds        float64 `json:"bpf_s,omitempty"`                   // eBPF source: its BPF program's run time in the kernel (BPF statistics)
+	BPFRuns           uint64  `json:"bpf_runs,omitempty"`                // eBPF source: the program's runs, for drops of every namespace
+	CPUPerM           float64 `json:"cpu_s_per_million"`                 // CPUSeconds + BPFSeconds per million logged messages (eBPF source: drops)
+	BPFPerM           float64 `json:"bpf_s_per_million,omitempty"`       // BPFSeconds per million drops
+	CPUPerMDrops      float64 `json:"cpu_s_per_million_drops"`           // CPUSeconds + BPFSeconds per million dropped packets, comparable across sources
 	TickCPUSeconds    float64 `json:"tick_cpu_s"`                        // utime+stime from /proc/<pid>/stat (10 ms ticks, a cross-check)
 	CPUPerMNoScrape   float64 `json:"cpu_s_per_million_without_scrapes"` // exporter: minus the scrapes during the flood
 	ScrapeCPUMs       float64 `json:"scrape_cpu_ms,omitempty"`           // exporter CPU per scrape at rest after the flood
@@ -181,6 +193,7 @@ type RunResult struct {
 type Cell struct {
 	Point             string     `json:"point"`
 	Receiver          string     `json:"receiver"`
+	Kind              string     `json:"kind"`
 	N                 int        `json:"n"`
 	SentPPS           [3]float64 `json:"sent_pps"` // median, min, max
 	LoggedRate        [3]float64 `json:"logged_msgs"`
@@ -188,6 +201,8 @@ type Cell struct {
 	Lost              [3]float64 `json:"lost"`
 	Unaccounted       [3]float64 `json:"unaccounted"`
 	CPUPerM           [3]float64 `json:"cpu_s_per_million"`
+	BPFPerM           [3]float64 `json:"bpf_s_per_million"`
+	CPUPerMDrops      [3]float64 `json:"cpu_s_per_million_drops"`
 	TickCPUPerM       [3]float64 `json:"tick_cpu_s_per_million"`
 	CPUPerMNoScrape   [3]float64 `json:"cpu_s_per_million_without_scrapes"`
 	ScrapeCPUMs       [3]float64 `json:"scrape_cpu_ms"`
@@ -411,10 +426,14 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 	}()
 
 	// The tracer is loaded before the CPU window opens: it also records the
-	// final CPU time of threads that exit during the window.
+	// final CPU time of threads that exit during the window. The eBPF source
+	// has no NFLOG socket (fd -1 matches no receive call): only exits count.
 	var tracer *recvTracer
 	if !o.NoRecvTrace {
-		fd, err := nflogSocketFD(proc.pid, o.Group)
+		fd, err := -1, error(nil)
+		if rcv.Kind != KindEBPF {
+			fd, err = nflogSocketFD(proc.pid, o.Group)
+		}
 		if err == nil {
 			tracer, err = startRecvTracer(proc.pid, fd)
 		}
@@ -426,12 +445,16 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 	}
 
 	var before scrape
-	if rcv.Kind == KindExporter {
-		if before, err = scrapeOnce(proc.client, proc.url, o.Group); err != nil {
+	if rcv.exporter() {
+		if before, err = scrapeOnce(proc.client, proc.url, proc.group); err != nil {
 			return fail(err)
 		}
 	}
 	logged0, _, err := ruleCounters(l, o.Group)
+	if err != nil {
+		return fail(err)
+	}
+	dropped0, err := dropCounter(l)
 	if err != nil {
 		return fail(err)
 	}
@@ -449,7 +472,19 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 		return fail(err)
 	}
 
-	if o.PerfDir != "" && rcv.Kind == KindExporter {
+	var meter *bpfMeter
+	if rcv.Kind == KindEBPF {
+		if meter, err = startBPFMeter(proc.pid); err != nil {
+			return fail(err)
+		}
+		defer func() {
+			if meter != nil {
+				_ = meter.close()
+			}
+		}()
+	}
+
+	if o.PerfDir != "" && rcv.exporter() {
 		out := filepath.Join(o.PerfDir, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(p.Name, " ", "_"), rep))
 		perf := exec.Command("perf", "record", "-q", "-F", "1999", "-g", "-p", strconv.Itoa(proc.pid), "-o", out)
 		if err := perf.Start(); err != nil {
@@ -483,7 +518,7 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 	if every <= 0 {
 		every = o.ScrapeEvery
 	}
-	scrapes := rcv.Kind == KindExporter && !p.NoScrapes
+	scrapes := rcv.exporter() && !p.NoScrapes
 	var lat []time.Duration
 	var windows [][2]int64 // CLOCK_MONOTONIC start and end of every scrape
 	var fo floodOut
@@ -499,7 +534,7 @@ wait:
 		case <-tick.C:
 			tick.Reset(every)
 			start := monotonicNow()
-			s, err := scrapeOnce(proc.client, proc.url, o.Group)
+			s, err := scrapeOnce(proc.client, proc.url, proc.group)
 			windows = append(windows, [2]int64{start, monotonicNow()})
 			if err == nil {
 				lat = append(lat, s.Latency)
@@ -514,7 +549,7 @@ wait:
 		return fail(fo.err)
 	}
 	floodEnd := time.Now()
-	if tracer != nil {
+	if tracer != nil && rcv.Kind != KindEBPF {
 		g, err := tracer.gaps()
 		if err != nil {
 			return fail(err)
@@ -539,7 +574,15 @@ wait:
 	if err != nil {
 		return fail(err)
 	}
-	res.Logged, res.Accepted = logged1-logged0, accepted
+	dropped1, err := dropCounter(l)
+	if err != nil {
+		return fail(err)
+	}
+	res.Logged, res.Accepted, res.Dropped = logged1-logged0, accepted, dropped1-dropped0
+	if rcv.Kind == KindEBPF {
+		// Its ground truth is every drop, not what the NFLOG rules logged.
+		res.Logged = res.Dropped
+	}
 	res.LoggedRate = float64(res.Logged) / fo.res.Elapsed.Seconds()
 
 	drops, err := waitDrained(proc.pid, 20*time.Second)
@@ -568,15 +611,23 @@ wait:
 	res.CPUSeconds = cpu.Seconds()
 	res.CPUThreads, res.CPUThreadsExited, res.CPUThreadsMissed = threads.counted, threads.exited, threads.missed
 	res.TickCPUSeconds = (cpu1 - cpu0).Seconds()
+	if meter != nil {
+		bpf, runs, err := meter.stop()
+		meter = nil
+		if err != nil {
+			return fail(err)
+		}
+		res.BPFSeconds, res.BPFRuns = bpf.Seconds(), runs
+	}
 
 	var final *scrape
-	if rcv.Kind == KindExporter {
+	if rcv.exporter() {
 		// Until every logged message is either counted or counted as lost,
 		// or the counts stop moving.
 		var last float64 = -1
 		drainScrapes := 0
 		for deadline := time.Now().Add(5 * time.Second); ; {
-			s, err := scrapeOnce(proc.client, proc.url, o.Group)
+			s, err := scrapeOnce(proc.client, proc.url, proc.group)
 			if err != nil {
 				return fail(err)
 			}
@@ -599,7 +650,7 @@ wait:
 		const probes = 5
 		var again scrape
 		for i := 0; i < probes; i++ {
-			if again, err = scrapeOnce(proc.client, proc.url, o.Group); err != nil {
+			if again, err = scrapeOnce(proc.client, proc.url, proc.group); err != nil {
 				return fail(err)
 			}
 		}
@@ -646,12 +697,16 @@ wait:
 	res.Unaccounted = int64(res.Logged) - int64(res.Received) - int64(res.Lost)
 	if res.Logged > 0 {
 		res.LossPct = 100 * float64(int64(res.Logged)-int64(res.Received)) / float64(res.Logged)
-		res.CPUPerM = res.CPUSeconds / (float64(res.Logged) / 1e6)
+		res.CPUPerM = (res.CPUSeconds + res.BPFSeconds) / (float64(res.Logged) / 1e6)
+		res.BPFPerM = res.BPFSeconds / (float64(res.Logged) / 1e6)
 		res.TickCPUPerM = res.TickCPUSeconds / (float64(res.Logged) / 1e6)
 		res.CPUPerMNoScrape = res.CPUPerM
-		if rcv.Kind == KindExporter {
-			res.CPUPerMNoScrape = math.Max(0, res.CPUSeconds-float64(len(lat))*res.ScrapeCPUMs/1e3) / (float64(res.Logged) / 1e6)
+		if rcv.exporter() {
+			res.CPUPerMNoScrape = math.Max(0, res.CPUSeconds+res.BPFSeconds-float64(len(lat))*res.ScrapeCPUMs/1e3) / (float64(res.Logged) / 1e6)
 		}
+	}
+	if res.Dropped > 0 {
+		res.CPUPerMDrops = (res.CPUSeconds + res.BPFSeconds) / (float64(res.Dropped) / 1e6)
 	}
 	if scrapes {
 		res.ScrapeEveryS = every.Seconds()

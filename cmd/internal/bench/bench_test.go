@@ -70,7 +70,7 @@ nfdrop_up{group="0"} 1
 nfdrop_packet_size_bytes_bucket{class="probe",group="0",le="40"} 3
 go_memstats_mallocs_total 123456
 `
-	s, err := parseMetrics(strings.NewReader(in), 0)
+	s, err := parseMetrics(strings.NewReader(in), "0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,15 @@ go_memstats_mallocs_total 123456
 	if s != want {
 		t.Errorf("parseMetrics = %+v, want %+v", s, want)
 	}
-	if _, err := parseMetrics(strings.NewReader("nfdrop_up{group=\"0\"} 1\n"), 0); err == nil {
+	// The eBPF source's group is labelled "ebpf"; NFLOG group 0's series are not its.
+	ebpf := in + `nfdrop_packets_total{class="handshake",family="ipv4",flags="SYN",group="ebpf",port="22",prefix="",proto="tcp",side="client"} 77
+nfdrop_messages_lost_total{group="ebpf"} 3
+nfdrop_up{group="ebpf"} 1
+`
+	if s, err := parseMetrics(strings.NewReader(ebpf), "ebpf"); err != nil || s.Packets != 77 || s.Lost != 3 || s.Up != 1 || s.PacketSeries != 1 {
+		t.Errorf("parseMetrics(ebpf) = %+v, %v; want 77 packets, 3 lost, up", s, err)
+	}
+	if _, err := parseMetrics(strings.NewReader("nfdrop_up{group=\"0\"} 1\n"), "0"); err == nil {
 		t.Error("answer without nfdrop_messages_lost_total accepted")
 	}
 }
@@ -146,6 +154,19 @@ COMMIT
 	}
 }
 
+func TestParseProgFdinfo(t *testing.T) {
+	info := []byte("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nprog_type:\t26\nprog_jited:\t1\nprog_tag:\tb7a58d4c0c6f2a3e\nmemlock:\t4096\nprog_id:\t812\nrun_time_ns:\t0\nrun_cnt:\t0\nrecursion_misses:\t0\nverified_insns:\t210\n")
+	typ, id, err := parseProgFdinfo(info)
+	if err != nil || typ != bpfProgTypeTracing || id != 812 {
+		t.Errorf("parseProgFdinfo = %d, %d, %v; want 26, 812", typ, id, err)
+	}
+	for _, bad := range []string{"pos:\t0\n", "prog_type:\t26\nprog_id:\tx\n"} {
+		if _, _, err := parseProgFdinfo([]byte(bad)); err == nil {
+			t.Errorf("fdinfo %q accepted", bad)
+		}
+	}
+}
+
 func TestParseCommandOutput(t *testing.T) {
 	r, err := parseCommandOutput("starting\nreceived=1000 lost=5 mallocs=31000\n")
 	if err != nil || r != (result{Received: 1000, Lost: 5, HasLost: true, Mallocs: 31000}) {
@@ -158,16 +179,17 @@ func TestParseCommandOutput(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	pts := []Point{{Name: "p"}}
-	rcvs := []Receiver{{Name: "a"}, {Name: "b"}}
+	rcvs := []Receiver{{Name: "a", Kind: KindExporter}, {Name: "b"}, {Name: "e", Kind: KindEBPF}}
 	runs := []RunResult{
-		{Point: "p", Receiver: "a", CPUPerM: 0.3, LossPct: 0},
-		{Point: "p", Receiver: "a", CPUPerM: 0.1, LossPct: 1},
-		{Point: "p", Receiver: "a", CPUPerM: 0.2, LossPct: 0},
+		{Point: "p", Receiver: "a", CPUPerM: 0.3, LossPct: 0, CPUPerMDrops: 0.3},
+		{Point: "p", Receiver: "a", CPUPerM: 0.1, LossPct: 1, CPUPerMDrops: 0.1},
+		{Point: "p", Receiver: "a", CPUPerM: 0.2, LossPct: 0, CPUPerMDrops: 0.2},
 		{Point: "p", Receiver: "b", CPUPerM: 0.8},
 		{Point: "p", Receiver: "b", Err: "boom", CPUPerM: 99},
+		{Point: "p", Receiver: "e", CPUPerM: 0.5, CPUPerMDrops: 0.5, BPFPerM: 0.125, LossPct: 2},
 	}
 	cs := summarize(runs, pts, rcvs)
-	if len(cs) != 2 || cs[0].N != 3 || cs[0].CPUPerM != [3]float64{0.2, 0.1, 0.3} || cs[0].LossPct != [3]float64{0, 0, 1} ||
+	if len(cs) != 3 || cs[2].Kind != KindEBPF || cs[2].BPFPerM != [3]float64{0.125, 0.125, 0.125} || cs[0].N != 3 || cs[0].CPUPerM != [3]float64{0.2, 0.1, 0.3} || cs[0].LossPct != [3]float64{0, 0, 1} ||
 		cs[1].N != 1 || cs[1].CPUPerM != [3]float64{0.8, 0.8, 0.8} {
 		t.Errorf("summarize = %+v", cs)
 	}
@@ -190,7 +212,8 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("row %q has %d cell separators, header %d", line, strings.Count(line, "|"), cells)
 		}
 	}
-	for _, want := range []string{"| p | a | 3 |", "0.200 [0.100–0.300]", "| 4.00x |", "p / b rep 0: boom"} {
+	for _, want := range []string{"| p | a | 3 |", "0.200 [0.100–0.300]", "| 4.00x |", "p / b rep 0: boom",
+		"| point | a CPU s / M drops | e CPU s / M drops | of it BPF program | e / a | e loss % |", "| p | 0.200 [0.100–0.300] | 0.500 | 0.125 | 2.50x | 2.00 |"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("tables lack %q:\n%s", want, b.String())
 		}

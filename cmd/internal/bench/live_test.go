@@ -147,12 +147,13 @@ func needRoot(t *testing.T) {
 }
 
 // TestQuickBench runs the --quick bench against the exporter, the reference
-// receiver, ulogd2 and go-nflog's own receive path, and checks what must
-// hold at every rate: every flood packet reached the NFLOG rules, the
-// exporter's and the reference's accounting is exact, and the exporter's
-// scrapes stayed fast. NFDG_BENCH_FULL=1 runs the full points and 3
-// repetitions, NFDG_BENCH_SET=floor (or full, quick) another point set;
-// NFDG_BENCH_OUT=FILE also writes the JSON report.
+// receiver, ulogd2, the exporter's eBPF drop source and go-nflog's own
+// receive path, and checks what must hold at every rate: every flood packet
+// reached the NFLOG rules and was dropped, the exporter's and the
+// reference's accounting is exact (messages, or drops for the eBPF source:
+// read + lost), and the exporter's scrapes stayed fast. NFDG_BENCH_FULL=1
+// runs the full points and 3 repetitions, NFDG_BENCH_SET=floor (or full,
+// quick) another point set; NFDG_BENCH_OUT=FILE also writes the JSON report.
 func TestQuickBench(t *testing.T) {
 	needRoot(t)
 	exporter := buildExporter(t)
@@ -165,6 +166,7 @@ func TestQuickBench(t *testing.T) {
 		Progress: testWriter{t},
 	}
 	o.PerfDir = os.Getenv("NFDG_BENCH_PERF")
+	o.Prefix = os.Getenv("NFDG_BENCH_PREFIX") // namespace names; default nfdG-b<pid>
 	if os.Getenv("NFDG_BENCH_FULL") == "1" {
 		o.Points, o.Reps = DefaultPoints(), 3
 	}
@@ -232,10 +234,10 @@ func TestQuickBench(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	exporters, exact := map[string]bool{}, map[string]bool{}
+	exporters, exact, kinds := map[string]bool{}, map[string]bool{}, map[string]string{}
 	for _, r := range o.Receivers {
-		exporters[r.Name] = r.Kind == KindExporter
-		exact[r.Name] = r.Kind == KindExporter || r.Kind == KindReference
+		exporters[r.Name], kinds[r.Name] = r.exporter(), r.Kind
+		exact[r.Name] = r.exporter() || r.Kind == KindReference
 	}
 	for _, r := range rep.Runs {
 		if r.Err != "" {
@@ -251,7 +253,13 @@ func TestQuickBench(t *testing.T) {
 				rules = p.Rules
 			}
 		}
-		if r.Logged != r.Sent*uint64(rules) {
+		if r.Dropped != r.Sent {
+			t.Errorf("%s / %s: the ruleset dropped %d of the %d packets sent", r.Point, r.Receiver, r.Dropped, r.Sent)
+		}
+		switch want := r.Sent * uint64(rules); {
+		case kinds[r.Receiver] == KindEBPF && r.Logged != r.Dropped:
+			t.Errorf("%s / %s: ground truth %d, want the %d drops", r.Point, r.Receiver, r.Logged, r.Dropped)
+		case kinds[r.Receiver] != KindEBPF && r.Logged != want:
 			t.Errorf("%s / %s: logged %d, want sent %d x %d rules", r.Point, r.Receiver, r.Logged, r.Sent, rules)
 		}
 		if exact[r.Receiver] && r.Unaccounted != 0 {
@@ -260,7 +268,11 @@ func TestQuickBench(t *testing.T) {
 		if r.CPUThreadsMissed != 0 {
 			t.Errorf("%s / %s: %d threads exited during the flood without an exit record", r.Point, r.Receiver, r.CPUThreadsMissed)
 		}
-		if !r.RecvTraced {
+		if kinds[r.Receiver] == KindEBPF && (r.BPFSeconds <= 0 || r.BPFRuns < r.Dropped) {
+			t.Errorf("%s / %s: the BPF program ran %d times for %v s, for %d drops", r.Point, r.Receiver, r.BPFRuns, r.BPFSeconds, r.Dropped)
+		}
+		// The eBPF source has no NFLOG socket whose receive calls could be traced.
+		if kinds[r.Receiver] != KindEBPF && !r.RecvTraced {
 			t.Errorf("%s / %s: receive calls not traced: %s", r.Point, r.Receiver, r.RecvTraceErr)
 		}
 	}

@@ -25,10 +25,11 @@ type scrape struct {
 	Latency       time.Duration
 }
 
-// parseMetrics reads the families the bench needs for NFLOG group g.
-func parseMetrics(r io.Reader, g int) (scrape, error) {
+// parseMetrics reads the families the bench needs for the group labelled
+// g (an NFLOG group's number, or "ebpf").
+func parseMetrics(r io.Reader, g string) (scrape, error) {
 	var s scrape
-	group := `group="` + strconv.Itoa(g) + `"`
+	group := `group="` + g + `"`
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	seenLost := false
@@ -87,7 +88,7 @@ func parseMetrics(r io.Reader, g int) (scrape, error) {
 
 // scrapeOnce fetches url with c and parses it; Latency is the time to the
 // last byte.
-func scrapeOnce(c *http.Client, url string, g int) (scrape, error) {
+func scrapeOnce(c *http.Client, url string, g string) (scrape, error) {
 	start := time.Now()
 	resp, err := c.Get(url)
 	if err != nil {

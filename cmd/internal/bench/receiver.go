@@ -20,6 +20,7 @@ import (
 // Receiver kinds.
 const (
 	KindExporter = "exporter" // nfdrop_exporter: counts from /metrics
+	KindEBPF     = "ebpf"     // nfdrop_exporter reading the eBPF drop source alone (--no-nflog.enable --ebpf.enable): counts every drop, from /metrics
 	KindUlogd    = "ulogd"    // Debian's ulogd2, NFLOG input, PCAP output: counts pcap records
 	KindCommand  = "command"  // any program that prints "received=N" (and optionally "lost=N", "mallocs=N") on stdout when sent SIGTERM
 	// KindReference is the reference receiver (reference/reference.c): it
@@ -30,10 +31,22 @@ const (
 // Receiver is one program the bench floods.
 type Receiver struct {
 	Name string   // table label
-	Kind string   // KindExporter, KindUlogd, KindCommand or KindReference
+	Kind string   // KindExporter, KindEBPF, KindUlogd, KindCommand or KindReference
 	Path string   // binary
 	Args []string // extra arguments (exporter: flags after the bench's own)
 	Env  []string // extra environment (KindCommand)
+}
+
+// exporter reports whether r is nfdrop_exporter, read through /metrics.
+func (r Receiver) exporter() bool { return r.Kind == KindExporter || r.Kind == KindEBPF }
+
+// group is the label value of the group the receiver's counts are in: the
+// NFLOG group, or "ebpf".
+func (r Receiver) group(o *Options) string {
+	if r.Kind == KindEBPF {
+		return "ebpf"
+	}
+	return strconv.Itoa(o.Group)
 }
 
 // process is a started receiver.
@@ -45,6 +58,7 @@ type process struct {
 	stdout lab.SyncBuffer
 	stderr lab.SyncBuffer
 	url    string
+	group  string // the group label of its counts
 	client *http.Client
 	done   chan error
 }
@@ -56,16 +70,19 @@ const exporterPort = 9786
 // startReceiver starts r pinned to cpu in the lab's server namespace and
 // waits until it has bound the group.
 func startReceiver(ctx context.Context, l *lab.Lab, r Receiver, o *Options, dir string) (*process, error) {
-	p := &process{rcv: r, dir: dir, done: make(chan error, 1)}
+	p := &process{rcv: r, dir: dir, group: r.group(o), done: make(chan error, 1)}
 	cpu := strconv.Itoa(o.ReceiverCPU)
 	var args []string
 	switch r.Kind {
-	case KindExporter:
+	case KindExporter, KindEBPF:
 		p.url = fmt.Sprintf("http://127.0.0.1:%d/metrics", exporterPort)
 		p.client = lab.HTTPClient(l.Server, 5*time.Second)
-		args = append([]string{"-c", cpu, r.Path,
-			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exporterPort),
-			"--nflog.group=" + strconv.Itoa(o.Group), "--log.level=warn"}, r.Args...)
+		source := "--nflog.group=" + strconv.Itoa(o.Group)
+		if r.Kind == KindEBPF {
+			source = "--no-nflog.enable --ebpf.enable"
+		}
+		args = append(append([]string{"-c", cpu, r.Path,
+			fmt.Sprintf("--web.listen-address=127.0.0.1:%d", exporterPort)}, strings.Fields(source)...), append([]string{"--log.level=warn"}, r.Args...)...)
 	case KindUlogd:
 		conf, err := writeUlogdConf(dir, o)
 		if err != nil {
@@ -101,9 +118,11 @@ func startReceiver(ctx context.Context, l *lab.Lab, r Receiver, o *Options, dir 
 			return nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
-		ready := groupBound(p.pid, o.Group)
-		if ready && r.Kind == KindExporter {
-			s, err := scrapeOnce(p.client, p.url, o.Group)
+		// The eBPF source binds no NFLOG group; its nfdrop_up says it is
+		// attached and read.
+		ready := r.Kind == KindEBPF || groupBound(p.pid, o.Group)
+		if ready && r.exporter() {
+			s, err := scrapeOnce(p.client, p.url, p.group)
 			ready, lastErr = err == nil && s.Up == 1, err
 		}
 		if ready {
@@ -111,7 +130,7 @@ func startReceiver(ctx context.Context, l *lab.Lab, r Receiver, o *Options, dir 
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			return nil, fmt.Errorf("bench: %s did not bind NFLOG group %d within 10s (%v): %s", r.Name, o.Group, lastErr, tail(p.stderr.String()))
+			return nil, fmt.Errorf("bench: %s did not come up on group %s within 10s (%v): %s", r.Name, p.group, lastErr, tail(p.stderr.String()))
 		}
 	}
 }
@@ -170,7 +189,7 @@ func (p *process) stop(final *scrape) (result, error) {
 		return r, fmt.Errorf("bench: %s did not exit within 10s of SIGTERM", p.rcv.Name)
 	}
 	switch p.rcv.Kind {
-	case KindExporter:
+	case KindExporter, KindEBPF:
 		if final == nil {
 			return r, errors.New("bench: no final scrape")
 		}

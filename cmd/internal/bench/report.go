@@ -27,13 +27,15 @@ func summarize(runs []RunResult, points []Point, rcvs []Receiver) []Cell {
 			if len(sel) == 0 {
 				continue
 			}
-			c := Cell{Point: p.Name, Receiver: r.Name, N: len(sel)}
+			c := Cell{Point: p.Name, Receiver: r.Name, Kind: r.Kind, N: len(sel)}
 			c.SentPPS = stat(sel, func(x RunResult) float64 { return x.SentPPS })
 			c.LoggedRate = stat(sel, func(x RunResult) float64 { return x.LoggedRate })
 			c.LossPct = stat(sel, func(x RunResult) float64 { return x.LossPct })
 			c.Lost = stat(sel, func(x RunResult) float64 { return float64(x.Lost) })
 			c.Unaccounted = stat(sel, func(x RunResult) float64 { return float64(x.Unaccounted) })
 			c.CPUPerM = stat(sel, func(x RunResult) float64 { return x.CPUPerM })
+			c.BPFPerM = stat(sel, func(x RunResult) float64 { return x.BPFPerM })
+			c.CPUPerMDrops = stat(sel, func(x RunResult) float64 { return x.CPUPerMDrops })
 			c.TickCPUPerM = stat(sel, func(x RunResult) float64 { return x.TickCPUPerM })
 			c.CPUPerMNoScrape = stat(sel, func(x RunResult) float64 { return x.CPUPerMNoScrape })
 			c.ScrapeCPUMs = stat(sel, func(x RunResult) float64 { return x.ScrapeCPUMs })
@@ -121,7 +123,14 @@ func WriteTables(w io.Writer, r Report) error {
 			fmtF(c.Unaccounted, 0), fmtF(c.CPUPerM, 3), fmtF(c.CPUPerMNoScrape, 3), fmtF(c.TickCPUPerM, 2), fmtF(scale(c.PeakRSS, 1.0/(1<<20)), 1),
 			dash(c.Scrapes, 0), lat, over, dash(c.ScrapeCPUMs, 1), gap, busy, dash(c.Series, 0), allocs(c.MallocsPerMsg), fmtF(c.SenderUSPerPacket, 2))
 	}
+	for _, c := range r.Summary {
+		if c.Kind == KindEBPF {
+			fmt.Fprintf(w, "\n%s: the eBPF drop source; its messages are drops, its CPU includes its BPF program's kernel run time.\n", c.Receiver)
+			break
+		}
+	}
 	writeRatios(w, r)
+	writeDropsTable(w, r)
 	failed, untraced := 0, map[string]bool{}
 	for _, x := range r.Runs {
 		if x.Err != "" {
@@ -149,7 +158,8 @@ func WriteTables(w io.Writer, r Report) error {
 func writeRatios(w io.Writer, r Report) {
 	var names []string
 	for _, c := range r.Summary {
-		if !slices.Contains(names, c.Receiver) {
+		// The eBPF source counts drops, not messages: writeDropsTable compares it.
+		if c.Kind != KindEBPF && !slices.Contains(names, c.Receiver) {
 			names = append(names, c.Receiver)
 		}
 	}
@@ -245,6 +255,38 @@ func pick(cells map[string]Cell, name string, f func(Cell) string) string {
 		return f(c)
 	}
 	return "–"
+}
+
+// writeDropsTable sets the exporter's eBPF source next to its NFLOG path at
+// the same floods, per million dropped packets (an NFLOG point with N rules
+// logs each drop N times), the BPF program's kernel run time included.
+func writeDropsTable(w io.Writer, r Report) {
+	var nflog, ebpf string
+	for _, c := range r.Summary {
+		switch {
+		case c.Kind == KindExporter && nflog == "":
+			nflog = c.Receiver
+		case c.Kind == KindEBPF && ebpf == "":
+			ebpf = c.Receiver
+		}
+	}
+	if nflog == "" || ebpf == "" {
+		return
+	}
+	fmt.Fprintf(w, "\n| point | %s CPU s / M drops | %s CPU s / M drops | of it BPF program | %s / %s | %s loss %% |\n", nflog, ebpf, ebpf, nflog, ebpf)
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, p := range r.Points {
+		a, okA := cell(r.Summary, p.Name, nflog)
+		b, okB := cell(r.Summary, p.Name, ebpf)
+		if !okA || !okB {
+			continue
+		}
+		ratio := "–"
+		if a.CPUPerMDrops[0] > 0 {
+			ratio = fmt.Sprintf("%.2fx", b.CPUPerMDrops[0]/a.CPUPerMDrops[0])
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", p.Name, fmtF(a.CPUPerMDrops, 3), fmtF(b.CPUPerMDrops, 3), fmtF(b.BPFPerM, 3), ratio, fmtF(b.LossPct, 2))
+	}
 }
 
 func cell(cs []Cell, point, rcv string) (Cell, bool) {

@@ -72,6 +72,13 @@ func parseSaveCounters(out string, group int) (logged, accepted uint64, err erro
 	return logged, accepted, nil
 }
 
+// dropCounter is every packet the server's rulesets dropped so far, by a
+// rule or a policy, both families: the eBPF source's ground truth.
+func dropCounter(l *lab.Lab) (uint64, error) {
+	v4, v6, err := l.DropCounters(l.Server)
+	return v4.Total() + v6.Total(), err
+}
+
 // waitDrained waits until no NETLINK_NETFILTER socket in the receiver's
 // namespace has queued data, and returns their summed Drops.
 func waitDrained(pid int, limit time.Duration) (uint64, error) {

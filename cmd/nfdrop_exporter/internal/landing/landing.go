@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop_exporter/internal/summary"
+	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
@@ -160,6 +161,14 @@ var funcs = template.FuncMap{
 		return []level{{"addresses", s.Addresses}, {"networks", s.Networks}}
 	},
 	"time": func(t interface{ Format(string) string }) string { return t.Format("15:04:05") },
+	// groupTitle names a group's section; its element ids use the group's
+	// label value ("7", "ebpf"), as page.js does.
+	"groupTitle": func(g summary.GroupID) string {
+		if classify.Group(g) == classify.GroupEBPF {
+			return "eBPF source (kernel drop tracepoint)"
+		}
+		return "NFLOG group " + g.String()
+	},
 }
 
 var classNames = []string{"teardown", "handshake", "probe", "other", "fragment", "malformed"}

@@ -49,6 +49,34 @@ func TestPage(t *testing.T) {
 	}
 }
 
+// TestPageEBPF: the eBPF source's section is titled as such, with the
+// label value "ebpf" in its element ids, next to an NFLOG group's.
+func TestPageEBPF(t *testing.T) {
+	c, err := collector.New(collector.Config{Groups: []classify.Group{7, classify.GroupEBPF}, MaxPrefixes: 1}, promslog.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{LandingConfig: web.LandingConfig{Name: "x_exporter"}, Summary: summary.New(summary.Config{Collector: c})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`<h3>NFLOG group 7 <span id="g7-up"`, `id="g7-packets">0<`,
+		`id="group-ebpf" data-group="ebpf"`, `<h3>eBPF source (kernel drop tracepoint) <span id="gebpf-up"`,
+		`id="gebpf-packets">0<`, `id="gebpf-bar-teardown"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "NFLOG group ebpf") {
+		t.Error("the eBPF source is called an NFLOG group")
+	}
+}
+
 // reasonsHeading is the heading of the split by conntrack's reason.
 const reasonsHeading = "Why the kernel dropped them (conntrack's reason)"
 
