@@ -116,6 +116,14 @@ func TestNetns(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() { waited <- sleeper.Wait() }()
+		// `ip netns exec` enters the namespace after Start returns: wait
+		// until it is inside, or the cleanup may run before there is
+		// anything to kill.
+		want := fmt.Sprintf("net:[%d]", st.Ino)
+		WaitFor(t, 5*time.Second, "the process inside the namespace", func() bool {
+			s, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid))
+			return s == want
+		})
 	})
 	if netns.Exists(name) {
 		t.Errorf("namespace %s still exists after its test ended", name)
