@@ -485,7 +485,7 @@ func runOne(ctx context.Context, o *Options, p Point, rcv Receiver, rep int, poo
 	}
 
 	if o.PerfDir != "" && rcv.exporter() {
-		out := filepath.Join(o.PerfDir, fmt.Sprintf("perf-%s-%d.data", strings.ReplaceAll(p.Name, " ", "_"), rep))
+		out := filepath.Join(o.PerfDir, fmt.Sprintf("perf-%s-%s-%d.data", strings.ReplaceAll(p.Name, " ", "_"), rcv.Name, rep))
 		perf := exec.Command("perf", "record", "-q", "-F", "1999", "-g", "-p", strconv.Itoa(proc.pid), "-o", out)
 		if err := perf.Start(); err != nil {
 			return fail(fmt.Errorf("bench: perf: %w", err))
