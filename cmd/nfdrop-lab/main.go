@@ -63,6 +63,7 @@ func main() {
 	bFormat := bench.Flag("format", "Output: markdown tables or the full JSON report.").Default("table").Enum("table", "json")
 	bPrefix := bench.Flag("prefix", "Namespace name prefix of the labs (default nfdG-b<pid>).").String()
 	bPerf := bench.Flag("perf-dir", "Record a perf profile (perf record -g) of every exporter run into this directory.").String()
+	bExtraNft := bench.Flag("extra-nft", "Also load this nftables file into the receiver's namespace, for example a large ruleset whose chains do not hook: every scrape reads it.").ExistingFile()
 
 	eb := app.Command("explain-bench", "Measure nfdrop_exporter explain on a large kern.log built from real kernel LOG lines (source addresses and ports varied), next to mawk '/DPT=/ {n++}' on the same file: lines/s, MB/s, peak RSS, load average.")
 	ebExporter := eb.Flag("exporter", "nfdrop_exporter binary (default: next to nfdrop-lab, else $PATH).").String()
@@ -96,7 +97,7 @@ func main() {
 			exporter: *bExporter, ulogd: *bUlogd, ulogdPlugins: *bUlogdPlugins, ulogdDefaults: *bUlogdDefaults,
 			reference: *bReference, ebpf: *bEBPF, cc: *bCC, quick: *bQuick, reps: *bReps, set: *bSet, points: *bPoints,
 			scrapeEvery: *bScrape, scrapeSet: bScrapeSet, recvTrace: *bTrace, fwDir: *bFwDir, expFlags: *bExpFlags,
-			senderCPU: *bSenderCPU, receiverCPU: *bReceiverCPU, asJSON: *bFormat == "json", perfDir: *bPerf, prefix: *bPrefix,
+			senderCPU: *bSenderCPU, receiverCPU: *bReceiverCPU, asJSON: *bFormat == "json", perfDir: *bPerf, extraNft: *bExtraNft, prefix: *bPrefix,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "nfdrop-lab:", err)
@@ -443,7 +444,7 @@ type benchConfig struct {
 	expFlags                       []string
 	senderCPU, receiverCPU         int
 	asJSON                         bool
-	perfDir, prefix                string
+	perfDir, prefix, extraNft      string
 }
 
 func runBench(c benchConfig) error {
@@ -470,6 +471,7 @@ func runBench(c benchConfig) error {
 		NoRecvTrace:    !c.recvTrace,
 		JSON:           c.asJSON,
 		PerfDir:        c.perfDir,
+		ExtraNft:       c.extraNft,
 		Prefix:         c.prefix,
 		Progress:       os.Stderr,
 	}

@@ -68,6 +68,7 @@ type Options struct {
 	UlogdDefaults  bool          // run ulogd with Debian's defaults instead of the exporter's group settings
 	JSON           bool          // write JSON instead of the tables to out
 	PerfDir        string        // if set, record a perf profile of every exporter run there (perf record -g)
+	ExtraNft       string        // if set, an nftables file loaded into the receiver's namespace after the bench's rules (a large ruleset for the scrapes to read)
 	Progress       io.Writer     // one line per run; nil = quiet
 }
 

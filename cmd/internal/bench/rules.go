@@ -14,8 +14,20 @@ import (
 // repeated n times, and switches conntrack's loose pickup off so that
 // mid-stream ACKs without an entry are INVALID and reach the NFLOG rules,
 // as late teardown packets do on a real server.
+// An extra nftables file (Options.ExtraNft) follows them: the exporter reads
+// every table at each scrape, so a large one there times its scrapes; its
+// chains should not hook, or the flood pays for them too.
 func applyRules(l *lab.Lab, o *Options, n int, dir string) error {
-	return l.ApplyRepeated(o.RulesDir, dir, o.Group, n)
+	if err := l.ApplyRepeated(o.RulesDir, dir, o.Group, n); err != nil {
+		return err
+	}
+	if o.ExtraNft == "" {
+		return nil
+	}
+	if _, err := l.Run(l.Server, "nft", "-f", o.ExtraNft); err != nil {
+		return fmt.Errorf("bench: loading %s: %w", o.ExtraNft, err)
+	}
+	return nil
 }
 
 var (
