@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +116,67 @@ func BenchmarkScrapeRead(b *testing.B) {
 			FromSnapshot(snap)
 		}
 	})
+}
+
+// TestReadFollowsGeneration: reads of one generation recount the kept
+// analysis (the counters move, the structure is not read again); a change
+// of the ruleset is a new generation, whose results are exactly those of
+// the new ruleset.
+func TestReadFollowsGeneration(t *testing.T) {
+	n, fd := scrapeNetns(t, "gen", `table inet t {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		icmp type echo-request log group 1 counter
+	}
+	chain in {
+		type filter hook input priority 0; policy accept;
+		icmp type echo-request counter drop
+	}
+}
+`)
+	a := New(Config{Groups: []classify.Group{1}, Reader: Netlink{Timeout: 5 * time.Second, NetNS: fd}}, promslog.NewNopLogger())
+	type result struct {
+		Groups    []GroupRules
+		Chains    []ChainPackets
+		Drops     []droppoint.ChainDrops
+		Uncounted []droppoint.TableUncounted
+	}
+	check := func(step string, want result) *ruleset.Snapshot {
+		t.Helper()
+		au := a.Read()
+		if au.Err != nil {
+			t.Fatalf("%s: %v", step, au.Err)
+		}
+		if got := (result{au.Groups, au.Chains, au.Drops, au.Uncounted}); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s:\n got %+v\nwant %+v", step, got, want)
+		}
+		return a.kept.snap
+	}
+	ping := func() { n.Exec("sh", "-c", "ping -c 2 -i 0.2 -W 1 127.0.0.1 >/dev/null; true") }
+
+	first := check("first read", result{
+		Groups:    []GroupRules{{Group: 1, Rules: 1}},
+		Chains:    []ChainPackets{{Group: 1, Family: "inet", Table: "t", Chain: "out"}},
+		Drops:     []droppoint.ChainDrops{{Family: "inet", Table: "t", Chain: "in"}},
+		Uncounted: []droppoint.TableUncounted{{Family: "inet", Table: "t"}},
+	})
+	ping()
+	if again := check("same generation, 2 packets later", result{
+		Groups:    []GroupRules{{Group: 1, Rules: 1}},
+		Chains:    []ChainPackets{{Group: 1, Family: "inet", Table: "t", Chain: "out", Packets: 2}},
+		Drops:     []droppoint.ChainDrops{{Family: "inet", Table: "t", Chain: "in", Packets: 2}},
+		Uncounted: []droppoint.TableUncounted{{Family: "inet", Table: "t"}},
+	}); again != first {
+		t.Errorf("a read of the same generation decoded the ruleset again")
+	}
+	n.Exec("nft", "add rule inet t out udp dport 9 log group 1 counter packets 7 bytes 70; "+
+		"add rule inet t in tcp dport 9 drop; add chain inet t c; add rule inet t in jump c; add rule inet t c counter packets 3 bytes 30 reject")
+	if changed := check("new generation", result{
+		Groups:    []GroupRules{{Group: 1, Rules: 2}},
+		Chains:    []ChainPackets{{Group: 1, Family: "inet", Table: "t", Chain: "out", Packets: 9}},
+		Drops:     []droppoint.ChainDrops{{Family: "inet", Table: "t", Chain: "c", Packets: 3}, {Family: "inet", Table: "t", Chain: "in", Packets: 2}},
+		Uncounted: []droppoint.TableUncounted{{Family: "inet", Table: "t", DropPoints: 1}},
+	}); changed == first || changed.Generation == first.Generation {
+		t.Errorf("the changed ruleset was recounted from generation %d", first.Generation)
+	}
 }
