@@ -83,8 +83,8 @@ func (n Netlink) Read() (*Snapshot, error) {
 	return snap, nil
 }
 
-// ReadMessages returns the messages of one consistent read, as Decode takes
-// them (tests record real rulesets with it).
+// ReadMessages returns the messages of one consistent read, as Decode and
+// Snapshot.Recount take them (tests record real rulesets with it).
 func (n Netlink) ReadMessages() ([]byte, error) {
 	raw, _, _, err := n.read(time.Now())
 	return raw, err
