@@ -319,7 +319,7 @@ func (d *decoder) finish() (*Snapshot, error) {
 	d.snap.rules = rules
 	for _, t := range d.snap.Tables {
 		for _, s := range t.Sets {
-			if s.IsVerdictMap() && s.Flags&setFlagTimeout != 0 {
+			if s.IsVerdictMap() && s.Flags&(setFlagTimeout|setFlagEval) != 0 {
 				d.snap.expiring = true
 			}
 		}

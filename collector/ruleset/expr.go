@@ -41,7 +41,9 @@ func (rd *ruleDecoder) decode(list []byte) error {
 			n++
 		}
 	}
-	rd.r.Exprs = make([]Expr, 0, n)
+	if n > 0 {
+		rd.r.Exprs = make([]Expr, 0, n)
+	}
 	// Terms are collected in a buffer of the decoder and copied once.
 	rd.r.Terms = rd.d.terms[:0]
 	for _, el := range elems {

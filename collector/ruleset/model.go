@@ -57,8 +57,9 @@ type Snapshot struct {
 	Attempts   int           // reads needed: more than 1 when the ruleset changed while read
 
 	rules []*Rule // in the order of their messages (Recount)
-	// expiring says that a verdict map's elements can expire, which
-	// changes the ruleset without a new generation (Recount).
+	// expiring says that a verdict map's elements can expire or be
+	// updated from the packet path, which changes the ruleset without a
+	// new generation (Recount).
 	expiring bool
 }
 

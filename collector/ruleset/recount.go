@@ -10,8 +10,8 @@ import (
 // in b, messages of a later read as Decode takes them, when b holds the same
 // ruleset: the generation of s, and the same tables, chains and rules in
 // the same order. Within one generation the kernel changes no more than
-// counters (verdict maps whose elements can expire aside: s never
-// recounts then), so whatever was derived from the structure of s still
+// counters (verdict maps whose elements can expire or be updated from the
+// packet path aside: s never recounts then), so whatever was derived from the structure of s still
 // holds, and recounting costs far less than decoding b.
 //
 // It reports false when b holds another ruleset, and an error when b is
