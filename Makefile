@@ -128,8 +128,8 @@ bench: deps build
 
 # Every fuzz target of the module, as package:FuzzName. `make fuzz` first
 # fails if a func FuzzXxx in a _test.go file is missing here, then runs each
-# target for FUZZTIME (60s unless given), one after the other: 29 targets,
-# 29 minutes plus their builds. FUZZFLAGS adds go test flags
+# target for FUZZTIME (60s unless given), one after the other: 30 targets,
+# 30 minutes plus their builds. FUZZFLAGS adds go test flags
 # (FUZZFLAGS=-parallel=1 on a shared machine).
 FUZZ_TARGETS := \
 	./collector/packet/:FuzzDecode \
@@ -150,6 +150,7 @@ FUZZ_TARGETS := \
 	./deploy/internal/docbundle/:FuzzRewriteLinks \
 	./collector/ebpf/:FuzzDecodeRecord \
 	./collector/ruleset/:FuzzDecode \
+	./collector/ruleset/:FuzzRecount \
 	./collector/droppoint/:FuzzAnalyze \
 	./collector/nsfacts/:FuzzParseNFLOGInstances \
 	./collector/nsfacts/:FuzzParseNetlink \

@@ -611,3 +611,25 @@ func callOrder(s *ruleset.Snapshot) ([]*ruleset.Chain, map[*ruleset.Chain]bool) 
 	}
 	return order, cyclic
 }
+
+// Recount reads the packet counts of the drop points and log statements
+// again from their rules and chains, after ruleset.Snapshot.Recount changed
+// the snapshot's counters: coverage depends on the ruleset's structure
+// only, so the analysis of one generation serves all its reads.
+func (a *Analysis) Recount() {
+	for i := range a.DropPoints {
+		p := &a.DropPoints[i]
+		switch {
+		case !p.Counted:
+		case p.Kind == PolicyDrop:
+			p.Packets = p.Chain.Base.Counter.Packets
+		default:
+			p.Packets = p.Rule.Counter.Packets
+		}
+	}
+	for i := range a.Logs {
+		if l := &a.Logs[i]; l.Counted {
+			l.Packets = l.Rule.Counter.Packets
+		}
+	}
+}

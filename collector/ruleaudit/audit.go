@@ -86,6 +86,7 @@ type Auditor struct {
 
 	mu        sync.Mutex // serializes reads: concurrent callers share one
 	last      Audit
+	kept      kept                         // the last read's analysis (a keepingReader's)
 	uncounted map[classify.Group]int       // last logged count of rules without counter
 	zeroSince map[classify.Group]time.Time // first read that found no rule for the group
 	warned    map[classify.Group]bool      // packets-without-rule warning given
@@ -113,11 +114,15 @@ func (a *Auditor) Read() Audit {
 	if r := a.last.ReadAt; !r.IsZero() && (!r.Before(called) || now.Sub(r) < a.cfg.MaxAge) {
 		return a.last
 	}
-	rs, err := a.cfg.Reader.Read()
+	read := a.cfg.Reader.Read
+	if k, ok := a.cfg.Reader.(keepingReader); ok {
+		read = func() (Ruleset, error) { return k.readKept(&a.kept) }
+	}
+	rs, err := read()
 	if err != nil {
 		// A firewall reload can delete a chain between listing and
 		// dumping it: one retry reads the new ruleset.
-		rs, err = a.cfg.Reader.Read()
+		rs, err = read()
 	}
 	if err != nil {
 		a.logger.Warn("Reading the nf_tables ruleset failed; nfdrop_log_rule_audit_success is 0", "err", err)

@@ -40,7 +40,9 @@ type Reader interface {
 
 // Netlink reads the ruleset over nf_tables netlink (CAP_NET_ADMIN) in the
 // calling process's network namespace, with package ruleset, and finds its
-// log rules and drop points with package droppoint.
+// log rules and drop points with package droppoint. An Auditor keeps the
+// analysis of its last read: while the ruleset's generation stays the same,
+// its reads only recount.
 type Netlink struct {
 	// Timeout bounds one whole read: a ruleset too large to dump in time
 	// fails the read instead of stalling scrapes.
@@ -51,17 +53,48 @@ type Netlink struct {
 }
 
 // Read implements Reader.
-func (n Netlink) Read() (Ruleset, error) {
-	snap, err := ruleset.Netlink{Timeout: n.Timeout, NetNS: n.NetNS}.Read()
+func (n Netlink) Read() (Ruleset, error) { return n.readKept(&kept{}) }
+
+// kept is the analysis of the last read, which a read of the same
+// generation reuses: it recounts the counters and skips decoding the rules
+// and analysing them again.
+type kept struct {
+	snap     *ruleset.Snapshot
+	analysis *droppoint.Analysis
+}
+
+// keepingReader is a Reader that can reuse the analysis of its last read.
+type keepingReader interface {
+	readKept(k *kept) (Ruleset, error)
+}
+
+func (n Netlink) readKept(k *kept) (Ruleset, error) {
+	raw, err := ruleset.Netlink{Timeout: n.Timeout, NetNS: n.NetNS}.ReadMessages()
 	if err != nil {
 		return Ruleset{}, err
 	}
-	return FromSnapshot(snap), nil
+	if k.snap != nil {
+		if ok, err := k.snap.Recount(raw); ok && err == nil {
+			k.analysis.Recount()
+			return fromAnalysis(k.analysis), nil
+		}
+		*k = kept{}
+	}
+	snap, err := ruleset.Decode(raw)
+	if err != nil {
+		return Ruleset{}, err
+	}
+	a := droppoint.Analyze(snap, droppoint.Options{})
+	*k = kept{snap, a}
+	return fromAnalysis(a), nil
 }
 
 // FromSnapshot extracts what the audit needs from a read of the ruleset.
 func FromSnapshot(snap *ruleset.Snapshot) Ruleset {
-	a := droppoint.Analyze(snap, droppoint.Options{})
+	return fromAnalysis(droppoint.Analyze(snap, droppoint.Options{}))
+}
+
+func fromAnalysis(a *droppoint.Analysis) Ruleset {
 	var out Ruleset
 	for _, l := range a.Logs {
 		if !l.NFLOG {

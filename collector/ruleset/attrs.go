@@ -44,8 +44,10 @@ func parseAttrs(b []byte) (attrs, error) {
 
 // parseList splits a list (NFTA_LIST_ELEM ..., which can be long) into its
 // attributes.
-func parseList(b []byte) ([]attr, error) {
-	var out []attr
+func parseList(b []byte) ([]attr, error) { return appendList(nil, b) }
+
+// appendList is parseList appending to out.
+func appendList(out []attr, b []byte) ([]attr, error) {
 	a := nlmsg.NewAttrs(b)
 	for a.Next() {
 		out = append(out, attr{typ: a.Type, data: a.Data})
@@ -78,14 +80,20 @@ func (as *attrs) str(t uint16) string {
 	return cstring(b)
 }
 
-func cstring(b []byte) string {
+func cstring(b []byte) string { return string(trimNUL(b)) }
+
+// trimNUL cuts b at its first NUL.
+func trimNUL(b []byte) []byte {
 	for i, c := range b {
 		if c == 0 {
-			return string(b[:i])
+			return b[:i]
 		}
 	}
-	return string(b)
+	return b
 }
+
+// sameName says that s is the NUL-terminated name b, without allocating.
+func sameName(s string, b []byte) bool { return s == string(trimNUL(b)) }
 
 func (as *attrs) u32(t uint16) (uint32, bool) {
 	b, ok := as.get(t)
@@ -121,12 +129,21 @@ func (as *attrs) nested(t uint16) (attrs, error) {
 
 // counter reads a nested NFTA_COUNTER_* pair.
 func counterFrom(as *attrs) (*Counter, error) {
+	c, err := counterOf(as)
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// counterOf is counterFrom without allocating.
+func counterOf(as *attrs) (Counter, error) {
 	p, okp := as.u64(counterPackets)
 	b, okb := as.u64(counterBytes)
 	if !okp || !okb {
-		return nil, fmt.Errorf("counter without packets and bytes")
+		return Counter{}, fmt.Errorf("counter without packets and bytes")
 	}
-	return &Counter{Packets: p, Bytes: b}, nil
+	return Counter{Packets: p, Bytes: b}, nil
 }
 
 // verdictFrom reads a nested NFTA_DATA_VERDICT.

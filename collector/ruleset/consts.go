@@ -134,6 +134,8 @@ const (
 	cmpOpNeq        = 1
 	setFlagAnon     = 0x1
 	setFlagMap      = 0x8
+	setFlagTimeout  = 0x10
+	setFlagEval     = 0x20
 	dataTypeVerdict = 0xffffff00
 	limitFlagInv    = 1
 	tableFlagOwner  = 0x2

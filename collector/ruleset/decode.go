@@ -60,6 +60,10 @@ type decoder struct {
 	rules    []rawRule
 	elems    []rawElems
 	scratch  []byte // reused to build terms
+	// reused from rule to rule
+	list    []attr
+	pending []Expr
+	terms   []string
 }
 
 type rawElems struct {
@@ -253,7 +257,13 @@ func (d *decoder) rule(fam Family, as *attrs) error {
 	if !ok1 || !ok2 {
 		return fmt.Errorf("rule without table and chain")
 	}
-	r := rawRule{table: tableKey{fam, cstring(tbl)}, chain: cstring(chain)}
+	r := rawRule{table: tableKey{fam, ""}}
+	// Rules come chain by chain: most share the previous rule's names.
+	if n := len(d.rules); n > 0 && d.rules[n-1].table.family == fam && sameName(d.rules[n-1].table.name, tbl) && sameName(d.rules[n-1].chain, chain) {
+		r.table.name, r.chain = d.rules[n-1].table.name, d.rules[n-1].chain
+	} else {
+		r.table.name, r.chain = cstring(tbl), cstring(chain)
+	}
 	r.handle, _ = as.u64(ruleHandle)
 	r.exprs, _ = as.get(ruleExpressions)
 	r.udata, _ = as.get(ruleUserdata)
@@ -273,8 +283,8 @@ func (d *decoder) finish() (*Snapshot, error) {
 		}
 	}
 	objUse := map[setKey]int{}
-	var rules []*Rule
-	var objs []setKey
+	rules := make([]*Rule, 0, len(d.rules))
+	objs := make([]setKey, 0, len(d.rules))
 	for _, raw := range d.rules {
 		t := d.tables[raw.table]
 		if t == nil {
@@ -285,8 +295,10 @@ func (d *decoder) finish() (*Snapshot, error) {
 			return nil, fmt.Errorf("rule of unknown chain %s in table %s", Printable(raw.chain), Printable(t.Name))
 		}
 		r := &Rule{Chain: c, Handle: raw.handle, Index: len(c.Rules), Comment: ruleComment(raw.udata)}
-		rd := ruleDecoder{d: d, t: t, r: r}
-		if err := rd.decode(raw.exprs); err != nil {
+		rd := ruleDecoder{d: d, t: t, r: r, pending: d.pending[:0]}
+		err := rd.decode(raw.exprs)
+		d.pending = rd.pending
+		if err != nil {
 			return nil, fmt.Errorf("rule %d of chain %s: %w", raw.handle, Printable(c.Name), err)
 		}
 		k := setKey{raw.table, rd.counterObj}
@@ -302,6 +314,14 @@ func (d *decoder) finish() (*Snapshot, error) {
 	for i, r := range rules {
 		if k := objs[i]; k.name != "" && objUse[k] > 1 {
 			r.CounterExact = false
+		}
+	}
+	d.snap.rules = rules
+	for _, t := range d.snap.Tables {
+		for _, s := range t.Sets {
+			if s.IsVerdictMap() && s.Flags&(setFlagTimeout|setFlagEval) != 0 {
+				d.snap.expiring = true
+			}
 		}
 	}
 	return d.snap, nil

@@ -3,6 +3,7 @@ package ruleset
 import (
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -25,13 +26,26 @@ type ruleDecoder struct {
 	counterTerms   int  // len(Terms) when the counter was seen
 	counterLimited bool
 	counterObj     string // name of a named counter object
+	at             int    // index in r.Exprs of the expression being decoded
 }
 
 func (rd *ruleDecoder) decode(list []byte) error {
-	elems, err := parseList(list)
+	elems, err := appendList(rd.d.list[:0], list)
 	if err != nil {
 		return err
 	}
+	rd.d.list = elems
+	n := 0
+	for _, el := range elems {
+		if el.typ == listElem {
+			n++
+		}
+	}
+	if n > 0 {
+		rd.r.Exprs = make([]Expr, 0, n)
+	}
+	// Terms are collected in a buffer of the decoder and copied once.
+	rd.r.Terms = rd.d.terms[:0]
 	for _, el := range elems {
 		if el.typ != listElem {
 			continue
@@ -40,19 +54,49 @@ func (rd *ruleDecoder) decode(list []byte) error {
 		if err != nil {
 			return err
 		}
-		name := as.str(exprName)
+		nb, _ := as.get(exprName)
+		name := exprNameOf(nb)
 		data, _ := as.get(exprData)
 		e := Expr{Name: name, Data: data}
+		rd.at = len(rd.r.Exprs)
 		rd.r.Exprs = append(rd.r.Exprs, e)
 		if err := rd.expr(e); err != nil {
 			return fmt.Errorf("%s expression: %w", name, err)
 		}
 	}
 	r := rd.r
+	rd.d.terms = r.Terms
+	r.Terms = nil
+	if len(rd.d.terms) > 0 {
+		r.Terms = slices.Clone(rd.d.terms)
+	}
 	if r.Counter != nil {
 		r.CounterExact = rd.counterTerms == len(r.Terms) && rd.counterLimited == rd.limited
 	}
 	return nil
+}
+
+// exprNames are the expressions the kernel knows, so that decoding a rule
+// does not allocate their names.
+var exprNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"payload", "meta", "ct", "exthdr", "bitwise", "byteorder", "fib", "rt", "socket",
+		"numgen", "hash", "osf", "xfrm", "inner", "tunnel", "immediate", "cmp", "range", "lookup", "match",
+		"target", "log", "limit", "counter", "objref", "dynset", "reject", "queue", "nat", "masq", "redir",
+		"synproxy", "quota", "connlimit", "notrack", "dup", "fwd", "tproxy", "flow_offload", "secmark",
+		"cthelper", "ctexpect", "cttimeout", "last", "synproxy_obj"} {
+		m[n] = n
+	}
+	return m
+}()
+
+// exprNameOf reads an expression's NUL-terminated name.
+func exprNameOf(b []byte) string {
+	b = trimNUL(b)
+	if n, ok := exprNames[string(b)]; ok {
+		return n
+	}
+	return string(b)
 }
 
 // setVerdict keeps the first terminal verdict of the rule.
@@ -69,10 +113,8 @@ func (rd *ruleDecoder) term(t string) {
 
 // check closes the pending loads with e into a term.
 func (rd *ruleDecoder) check(e Expr) error {
-	parts := make([]Expr, 0, len(rd.pending)+1)
-	parts = append(parts, rd.pending...)
-	parts = append(parts, e)
-	t, err := rd.canonical(parts)
+	rd.pending = append(rd.pending, e)
+	t, err := rd.canonical(rd.pending)
 	if err != nil {
 		return err
 	}
@@ -189,6 +231,7 @@ func (rd *ruleDecoder) rateLimit(l *RateLimit) {
 func (rd *ruleDecoder) counter(c *Counter) {
 	if rd.r.Counter == nil {
 		rd.r.Counter = c
+		rd.r.counterAt = rd.at + 1
 		rd.counterTerms, rd.counterLimited = len(rd.r.Terms), rd.limited
 	}
 }

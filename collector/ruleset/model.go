@@ -55,6 +55,12 @@ type Snapshot struct {
 	ReadAt     time.Time     // when the read finished
 	ReadTook   time.Duration // how long the successful attempt took
 	Attempts   int           // reads needed: more than 1 when the ruleset changed while read
+
+	rules []*Rule // in the order of their messages (Recount)
+	// expiring says that a verdict map's elements can expire or be
+	// updated from the packet path, which changes the ruleset without a
+	// new generation (Recount).
+	expiring bool
 }
 
 // Age is how old the snapshot is at now.
@@ -207,6 +213,8 @@ type Rule struct {
 	// Xtables says that the rule uses xtables (iptables-nft) expressions.
 	Xtables bool
 	Comment string
+
+	counterAt int // 1 + the index in Exprs of the expression Counter comes from; 0: none
 }
 
 // Unconditional says that every packet reaching the rule gets its verdict

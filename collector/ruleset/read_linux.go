@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,8 +83,8 @@ func (n Netlink) Read() (*Snapshot, error) {
 	return snap, nil
 }
 
-// ReadMessages returns the messages of one consistent read, as Decode takes
-// them (tests record real rulesets with it).
+// ReadMessages returns the messages of one consistent read, as Decode and
+// Snapshot.Recount take them (tests record real rulesets with it).
 func (n Netlink) ReadMessages() ([]byte, error) {
 	raw, _, _, err := n.read(time.Now())
 	return raw, err
@@ -134,15 +136,18 @@ func (n Netlink) attempt(conn *netlink.Conn, attempt int) (raw []byte, ok bool, 
 		if err != nil {
 			return nil, err
 		}
+		size := 0
+		for _, m := range msgs {
+			size += int(m.Header.Length)
+		}
+		raw = slices.Grow(raw, size)
 		for _, m := range msgs {
 			if m.Header.Flags&netlink.DumpInterrupted != 0 || len(m.Data) < 4 || binary.BigEndian.Uint16(m.Data[2:]) != uint16(gen) {
 				consistent = false
 			}
-			b, err := m.MarshalBinary()
-			if err != nil {
+			if raw, err = appendMessage(raw, m); err != nil {
 				return nil, err
 			}
-			raw = append(raw, b...)
 		}
 		return msgs, nil
 	}
@@ -193,6 +198,25 @@ func (n Netlink) attempt(conn *netlink.Conn, attempt int) (raw []byte, ok bool, 
 		return nil, false, err
 	}
 	return raw, consistent && after == gen, nil
+}
+
+// appendMessage appends m to b as m.MarshalBinary writes it, without
+// allocating for each message.
+func appendMessage(b []byte, m netlink.Message) ([]byte, error) {
+	l := int(m.Header.Length)
+	if l < nlmsg.HeaderLen || l%4 != 0 || len(m.Data) > l-nlmsg.HeaderLen {
+		return nil, fmt.Errorf("netlink message of length %d with %d bytes of data", l, len(m.Data))
+	}
+	var h [nlmsg.HeaderLen]byte
+	ne := binary.NativeEndian
+	ne.PutUint32(h[0:], m.Header.Length)
+	ne.PutUint16(h[4:], uint16(m.Header.Type))
+	ne.PutUint16(h[6:], uint16(m.Header.Flags))
+	ne.PutUint32(h[8:], m.Header.Sequence)
+	ne.PutUint32(h[12:], m.Header.PID)
+	b = append(b, h[:]...)
+	b = append(b, m.Data...)
+	return append(b, make([]byte, l-nlmsg.HeaderLen-len(m.Data))...), nil
 }
 
 func getGen(conn *netlink.Conn) ([]byte, uint32, error) {
