@@ -262,7 +262,8 @@ func TestE2EEBPFMatchesNFLOG(t *testing.T) {
 				n, b, c := viewOf(sc, e2eGroup), viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
 				state := fmt.Sprintf("counter %d, drop rules %d, policies %d; nflog %v+%v, evidence %v of %v; ebpf %v+%v of %v (program misses %v, kernel netfilter_drop %v), evidence %v of %v",
 					counter, rules, policies, n.Total, n.Lost, n.evidenceSum(), n.Teardown, b.Total, b.Lost, c.Drops, c.Misses, c.NetfilterDrop, b.evidenceSum(), b.Teardown)
-				return state, n.Total+n.Lost == float64(counter) && b.Total+b.Lost == c.Drops && c.Drops == float64(rules+policies) &&
+				missed := float64(rules+policies) - c.Drops
+				return state, n.Total+n.Lost == float64(counter) && b.Total+b.Lost == c.Drops && missed >= 0 && missed <= c.Misses &&
 					n.evidenceSum() == n.Teardown && b.evidenceSum() == b.Teardown
 			})
 			// Every drop of the namespace by the kernel's reason, for the log.
@@ -288,20 +289,52 @@ func TestE2EEBPFMatchesNFLOG(t *testing.T) {
 				t.Errorf("the ruleset dropped %d packets by rules and %d by policies, its NFLOG rule logged %d: some drops are not logged", rules, policies, counter)
 			}
 			n, b, c := viewOf(sc, e2eGroup), viewOf(sc, ebpfGroup), ebpfCountsOf(sc)
-			if d := lab.DiffSeries(b.Packets, n.Packets); d != "" {
-				t.Errorf("nfdrop_packets_total{group=%q} differs from group %q summed over prefix:\n%s", ebpfGroup, e2eGroup, d)
+			// The kernel skips the program when it is already running on
+			// that CPU (a packet freed by an interrupt or softirq during a
+			// run: a FIN/ACK retransmitted from the timer softirq, say),
+			// for drops of every namespace, and counts the skips in
+			// c.Misses. On a shared host those are mostly other tenants'
+			// drops, which do not matter here; the ones of this lab are
+			// exactly the drops the rules counted and the program did not.
+			missed := float64(rules+policies) - c.Drops
+			if missed < 0 || missed > c.Misses {
+				t.Errorf("the rules dropped %d packets, the program kept %v and missed %v of any namespace", rules+policies, c.Drops, c.Misses)
 			}
-			for name, pair := range map[string][2]any{
-				"teardown evidence": {b.Evidence, n.Evidence},
-				"packet sizes":      {b.Sizes, n.Sizes},
-				"decode errors":     {b.DecodeErrors, n.DecodeErrors},
-			} {
-				if fmt.Sprint(pair[0]) != fmt.Sprint(pair[1]) { // maps print sorted
-					t.Errorf("%s: ebpf %v, nflog %v", name, pair[0], pair[1])
+			if missed == 0 {
+				if d := lab.DiffSeries(b.Packets, n.Packets); d != "" {
+					t.Errorf("nfdrop_packets_total{group=%q} differs from group %q summed over prefix:\n%s", ebpfGroup, e2eGroup, d)
+				}
+				for name, pair := range map[string][2]any{
+					"teardown evidence": {b.Evidence, n.Evidence},
+					"packet sizes":      {b.Sizes, n.Sizes},
+					"decode errors":     {b.DecodeErrors, n.DecodeErrors},
+				} {
+					if fmt.Sprint(pair[0]) != fmt.Sprint(pair[1]) { // maps print sorted
+						t.Errorf("%s: ebpf %v, nflog %v", name, pair[0], pair[1])
+					}
+				}
+			} else {
+				// The ebpf group lacks exactly the missed drops, and
+				// nothing else differs.
+				t.Logf("the kernel did not run the program for %v of this lab's drops (program misses %v in all)", missed, c.Misses)
+				short := n.Total - b.Total
+				for s, v := range b.Packets {
+					if v > n.Packets[s] {
+						short = -1
+					}
+				}
+				for ev, v := range b.Evidence {
+					if v > n.Evidence[ev] {
+						short = -1
+					}
+				}
+				if short != missed {
+					t.Errorf("the ebpf group is not short of exactly the %v missed drops:\n%s\nevidence: ebpf %v, nflog %v",
+						missed, lab.DiffSeries(b.Packets, n.Packets), b.Evidence, n.Evidence)
 				}
 			}
-			if n.Lost != 0 || b.Lost != 0 || c.Misses != 0 {
-				t.Errorf("lost: nflog %v, ebpf %v; program misses %v: want 0", n.Lost, b.Lost, c.Misses)
+			if n.Lost != 0 || b.Lost != 0 {
+				t.Errorf("lost: nflog %v, ebpf %v: want 0", n.Lost, b.Lost)
 			}
 			// Nothing else netfilter dropped in the namespace (no non-IP drop).
 			if c.NetfilterDrop != c.Drops {
