@@ -544,7 +544,9 @@ func TestE2EEBPFPolicyDrop(t *testing.T) {
 	if rules != 0 || policies != uint64(lab.Sum(want)) {
 		t.Errorf("the watched namespace dropped %d by rules and %d by its policies, want 0 and the %v packets sent", rules, policies, lab.Sum(want))
 	}
-	if c.Drops != float64(policies) || v.Total+v.Lost != c.Drops || c.Misses != 0 {
+	// c.Misses counts skipped runs for drops of any namespace: the
+	// equality with the policy counters is what says none of these was.
+	if c.Drops != float64(policies) || v.Total+v.Lost != c.Drops {
 		t.Errorf("nfdrop_ebpf_drops_total %v, packets %v + lost %v, misses %v; policy counters %d", c.Drops, v.Total, v.Lost, c.Misses, policies)
 	}
 	if d := lab.DiffSeries(v.Packets, want); d != "" {
@@ -623,7 +625,7 @@ func TestE2EEBPFUFW(t *testing.T) {
 	for s, n := range v.Packets {
 		perFamily[s.Family] += n
 	}
-	if c.Drops != float64(v4.Total()+v6.Total()) || v.Total+v.Lost != c.Drops || v.Lost != 0 || c.Misses != 0 {
+	if c.Drops != float64(v4.Total()+v6.Total()) || v.Total+v.Lost != c.Drops || v.Lost != 0 {
 		t.Errorf("nfdrop_ebpf_drops_total %v = packets %v + lost %v (misses %v); ufw dropped IPv4 %+v, IPv6 %+v", c.Drops, v.Total, v.Lost, c.Misses, v4, v6)
 	}
 	if perFamily["ipv4"] != float64(v4.Total()) || perFamily["ipv6"] != float64(v6.Total()) {
