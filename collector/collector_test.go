@@ -70,17 +70,17 @@ func TestCollectorCountsAndExposes(t *testing.T) {
 	c.ReceiveError(5, source.ReasonENOBUFS)
 
 	want := `
-# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by class, TCP flags, service port and side.
+# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, or for group "ebpf" the netfilter drops seen at the kernel's drop tracepoint, by class, TCP flags, service port and side.
 # TYPE nfdrop_packets_total counter
 nfdrop_packets_total{class="handshake",family="ipv4",flags="SYN",group="5",port="22",prefix="denied",proto="tcp",side="client"} 1
 nfdrop_packets_total{class="malformed",family="ipv4",flags="",group="5",port="",prefix="denied",proto="unknown",side=""} 1
 nfdrop_packets_total{class="other",family="ipv6",flags="",group="5",port="53",prefix="",proto="udp",side="client"} 1
 nfdrop_packets_total{class="probe",family="ipv4",flags="NONE",group="5",port="system",prefix="(other)",proto="tcp",side="server"} 1
 nfdrop_packets_total{class="teardown",family="ipv4",flags="ACK,FIN",group="5",port="443",prefix="denied",proto="tcp",side="client"} 3
-# HELP nfdrop_messages_lost_total Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps.
+# HELP nfdrop_messages_lost_total Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps, or for group "ebpf" the drops the full ring buffer had no room for.
 # TYPE nfdrop_messages_lost_total counter
 nfdrop_messages_lost_total{group="5"} 4
-# HELP nfdrop_up 1 while the NFLOG group is bound and being read.
+# HELP nfdrop_up 1 while the NFLOG group is bound and being read, or for group "ebpf" while the drop program is attached and its ring buffer read.
 # TYPE nfdrop_up gauge
 nfdrop_up{group="5"} 1
 # HELP nfdrop_receive_errors_total Failed receives on the NFLOG socket, by reason.

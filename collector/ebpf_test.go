@@ -53,14 +53,14 @@ nfdrop_ebpf_program_misses_total 1
 # TYPE nfdrop_kernel_drops_total counter
 nfdrop_kernel_drops_total{reason="netfilter_drop"} 7
 nfdrop_kernel_drops_total{reason="no_socket"} 3
-# HELP nfdrop_messages_lost_total Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps.
+# HELP nfdrop_messages_lost_total Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps, or for group "ebpf" the drops the full ring buffer had no room for.
 # TYPE nfdrop_messages_lost_total counter
 nfdrop_messages_lost_total{group="0"} 0
 nfdrop_messages_lost_total{group="ebpf"} 2
-# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, by class, TCP flags, service port and side.
+# HELP nfdrop_packets_total Packets logged by the NFLOG rule(s) of a group, or for group "ebpf" the netfilter drops seen at the kernel's drop tracepoint, by class, TCP flags, service port and side.
 # TYPE nfdrop_packets_total counter
 nfdrop_packets_total{class="teardown",family="ipv4",flags="ACK,FIN",group="ebpf",port="443",prefix="",proto="tcp",side="client"} 5
-# HELP nfdrop_up 1 while the NFLOG group is bound and being read.
+# HELP nfdrop_up 1 while the NFLOG group is bound and being read, or for group "ebpf" while the drop program is attached and its ring buffer read.
 # TYPE nfdrop_up gauge
 nfdrop_up{group="0"} 0
 nfdrop_up{group="ebpf"} 1

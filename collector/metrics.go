@@ -35,10 +35,10 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // The packet path: one set per group.
 var (
 	packetsDesc = desc("packets_total",
-		"Packets logged by the NFLOG rule(s) of a group, by class, TCP flags, service port and side.",
+		"Packets logged by the NFLOG rule(s) of a group, or for group \"ebpf\" the netfilter drops seen at the kernel's drop tracepoint, by class, TCP flags, service port and side.",
 		classify.PacketLabels...)
 	lostDesc = desc("messages_lost_total",
-		"Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps.",
+		"Packets the kernel logged that never reached the exporter, from NFLOG sequence-number gaps, or for group \"ebpf\" the drops the full ring buffer had no room for.",
 		groupLabel...)
 	rebindsDesc = desc("rebinds_total",
 		"Times the NFLOG socket was closed after a receive error and the group bound again; packets logged in between are counted nowhere.",
@@ -53,7 +53,7 @@ var (
 		"When the group's last packet was logged (NFLOG timestamp, else arrival), in seconds since the epoch.",
 		groupLabel...)
 	upDesc = desc("up",
-		"1 while the NFLOG group is bound and being read.",
+		"1 while the NFLOG group is bound and being read, or for group \"ebpf\" while the drop program is attached and its ring buffer read.",
 		groupLabel...)
 )
 

@@ -21,7 +21,7 @@ type ebpfFlags struct {
 func addEBPFFlags(app *kingpin.CmdClause) *ebpfFlags {
 	f := &ebpfFlags{}
 	app.Flag("ebpf.enable", "Also read every packet netfilter drops in the exporter's network namespace from the kernel's drop tracepoint (a BPF program on kfree_skb, reason NETFILTER_DROP), with no log rule: series with group=\"ebpf\". Needs a kernel with BTF and the NETFILTER_DROP reason (5.17+), and CAP_BPF and CAP_PERFMON, which let the process read kernel memory and every namespace's packets.").BoolVar(&f.enable)
-	app.Flag("ebpf.ring-size", "Ring buffer between the BPF program and the exporter (a power of two); a burst beyond it is counted in nfdrop_messages_lost_total{group=\"ebpf\"}.").Default("1MiB").BytesVar(&f.ringSize)
+	app.Flag("ebpf.ring-size", "Ring buffer between the BPF program and the exporter (a power of two); a burst beyond it is counted in nfdrop_messages_lost_total{group=\"ebpf\"}.").Default("8MiB").BytesVar(&f.ringSize)
 	app.Flag("ebpf.kernel-btf", "Load the program against this BTF file instead of the running kernel's; for tests.").Hidden().StringVar(&f.kernelBTF)
 	app.Flag("nflog.enable", "Read the NFLOG groups of --nflog.group; --no-nflog.enable with --ebpf.enable reads the drop tracepoint alone.").Default("true").BoolVar(&f.nflog)
 	return f

@@ -38,13 +38,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultRingSize is the ring buffer's default size: 1 MiB holds about 6500
-// records (160 bytes each with the ring's header).
-const DefaultRingSize = 1 << 20
+// DefaultRingSize is the ring buffer's default size: 8 MiB holds about 52000
+// records (160 bytes each with the ring's header), the drops of a
+// batchDelay plus the time the reader may be descheduled on a busy host.
+const DefaultRingSize = 8 << 20
 
 // batchDelay is how long Read lets records gather after it emptied the ring,
-// while drops stream in; it bounds the extra delay of a record.
-const batchDelay = time.Millisecond
+// while drops stream in; it bounds the extra delay of a record. Each wakeup
+// of the reader costs far more than a record: the longer the delay, the
+// fewer wakeups per drop, which needs a ring that holds a delay's drops.
+const batchDelay = 10 * time.Millisecond
 
 // vmlinuxBTF is where the running kernel publishes its BTF.
 const vmlinuxBTF = "/sys/kernel/btf/vmlinux"

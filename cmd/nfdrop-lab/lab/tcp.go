@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -68,7 +69,7 @@ func (l *Lab) RunTCP(ctx context.Context, r TCPRecipe, port int, v6 bool, settle
 	if v6 {
 		network, srvAddr = "tcp6", ServerIPv6
 	}
-	ln, err := ListenTCP(l.Server, network, netip.AddrPortFrom(srvAddr, uint16(port)).String())
+	ln, err := listenAgain(l.Server, network, netip.AddrPortFrom(srvAddr, uint16(port)).String())
 	if err != nil {
 		return err
 	}
@@ -171,6 +172,23 @@ func (l *Lab) RunTCP(ctx context.Context, r TCPRecipe, port int, v6 bool, settle
 		return fmt.Errorf("unknown TCP recipe %q", r)
 	}
 	return sleepCtx(ctx, settle)
+}
+
+// listenAgain listens on the port the previous recipe listened on a moment
+// ago. Right after that listener closed, the kernel now and then refuses
+// the bind with EADDRINUSE although none of the sockets left on the port
+// conflicts (only TIME-WAIT and FIN-WAIT-2 ones, which SO_REUSEADDR lets a
+// listener share, as ss shows right after the refusal): the refusal
+// passes, so it is tried again for a moment.
+func listenAgain(ns, network, addr string) (net.Listener, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ln, err := ListenTCP(ns, network, addr)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return ln, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func (l *Lab) deleteConntrack(port int, v6 bool) error {
