@@ -51,10 +51,11 @@ build:
 	$(GO) build -o $(BIN)/nfdrop-lab ./cmd/nfdrop-lab
 
 # docs: README.md and the documents it leads to, in the repository's layout, in $(DOCS)/;
-# links to anything not shipped (source code, the lab) point at this revision online.
+# links to anything not shipped (source code, the lab, test data) point at this revision
+# online.
 docs:
 	rm -rf $(DOCS)
-	$(GO) run ./deploy/internal/docbundle/cmd/docbundle -out $(DOCS) -revision $(REVISION) -exclude cmd/nfdrop-lab/ README.md
+	$(GO) run ./deploy/internal/docbundle/cmd/docbundle -out $(DOCS) -revision $(REVISION) -exclude cmd/nfdrop-lab/ -exclude deploy/firewall/testdata/ README.md
 
 # stage: the static, stripped binary for ARCH, LICENSE, the documentation and the example
 # configuration (KIT), in $(STAGE)/. The profile cmd/nfdrop_exporter/default.pgo is

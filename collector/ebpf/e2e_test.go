@@ -816,13 +816,14 @@ func TestE2EForwardAndOutput(t *testing.T) {
 		if err := l.Sysctl(l.Server, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"); err != nil {
 			t.Fatal(err)
 		}
+		// The kernel's own MLD reports and router solicitations for the
+		// new link would be dropped too, some before the program is
+		// loaded: accepted before the policy drops.
+		mustRun(t, l, l.Server, "ip6tables", "-w", "-A", "OUTPUT", "-p", "icmpv6", "-j", "ACCEPT")
 		for _, tool := range []string{"iptables", "ip6tables"} {
 			mustRun(t, l, l.Server, tool, "-w", "-P", "FORWARD", "DROP")
 			mustRun(t, l, l.Server, tool, "-w", "-P", "OUTPUT", "DROP")
 		}
-		// The kernel's own MLD reports for the new link would be dropped
-		// too, some before the program is loaded.
-		mustRun(t, l, l.Server, "ip6tables", "-w", "-A", "OUTPUT", "-p", "icmpv6", "-j", "ACCEPT")
 	}
 	p := loadFor(t, a, Config{})
 	col := startReading(t, p)
