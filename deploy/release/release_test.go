@@ -176,7 +176,12 @@ func checkArchive(t *testing.T, path, arch string, epoch int64, docs []string) s
 			t.Fatal(err)
 		}
 	}
-	if !slices.IsSorted(got) || len(got) == 0 || got[0] != dir {
+	// tar --sort=name orders each directory's entries by name, a
+	// directory's contents right after it: path components compare in turn.
+	byComponents := func(a, b string) int {
+		return slices.Compare(strings.Split(strings.TrimSuffix(a, "/"), "/"), strings.Split(strings.TrimSuffix(b, "/"), "/"))
+	}
+	if !slices.IsSortedFunc(got, byComponents) || len(got) == 0 || got[0] != dir {
 		t.Errorf("archive entries not in name order under %s: %q", dir, got)
 	}
 	want := slices.Concat([]string{"nfdrop_exporter", "LICENSE"}, docs, kit)
