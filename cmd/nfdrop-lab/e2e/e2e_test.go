@@ -116,14 +116,7 @@ func TestNetns(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() { waited <- sleeper.Wait() }()
-		// `ip netns exec` enters the namespace after Start returns: wait
-		// until it is inside, or the cleanup may run before there is
-		// anything to kill.
-		want := fmt.Sprintf("net:[%d]", st.Ino)
-		WaitFor(t, 5*time.Second, "the process inside the namespace", func() bool {
-			s, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", sleeper.Process.Pid))
-			return s == want
-		})
+		waitInside(t, sleeper, n.Name)
 	})
 	if netns.Exists(name) {
 		t.Errorf("namespace %s still exists after its test ended", name)
@@ -149,6 +142,7 @@ func TestNetns(t *testing.T) {
 		}
 		markerDone := make(chan error, 1)
 		go func() { markerDone <- marker.Wait() }()
+		waitInside(t, marker, stale)
 		n := NewNetns(t, "t-stale")
 		select {
 		case <-markerDone:
@@ -158,5 +152,21 @@ func TestNetns(t *testing.T) {
 		if out := n.Exec("ip", "-o", "link", "show", "lo"); !strings.Contains(out, "<LOOPBACK,UP,LOWER_UP>") {
 			t.Errorf("loopback of the new namespace not up: %s", out)
 		}
+	})
+}
+
+// waitInside waits until the process cmd started with `ip netns exec` is
+// inside the namespace name: ip enters it after Start returns, and a
+// removal before that has nothing to kill.
+func waitInside(t *testing.T, cmd *exec.Cmd, name string) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(netns.Path(name), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("net:[%d]", st.Ino)
+	WaitFor(t, 5*time.Second, "the process inside namespace "+name, func() bool {
+		s, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+		return s == want
 	})
 }
