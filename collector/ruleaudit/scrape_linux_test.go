@@ -3,11 +3,9 @@
 package ruleaudit
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,31 +15,6 @@ import (
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
 	"github.com/prometheus/common/promslog"
 )
-
-// largeRuleset is 10,000 rules: 100 chains of 99 rules (each with a
-// counter; alternately a drop rule and a rule that logs to group 1 and
-// accepts) and a base chain with a drop policy that jumps to each of them.
-func largeRuleset() string {
-	var b strings.Builder
-	b.WriteString("table inet big {\n")
-	for c := 0; c < 100; c++ {
-		fmt.Fprintf(&b, "chain c%d {\n", c)
-		for r := 0; r < 99; r++ {
-			if r%2 == 0 {
-				fmt.Fprintf(&b, "ip saddr 10.%d.%d.1 tcp dport %d counter drop\n", c, r, 1000+r)
-			} else {
-				fmt.Fprintf(&b, "ip saddr 10.%d.%d.1 log group 1 counter accept\n", c, r)
-			}
-		}
-		b.WriteString("}\n")
-	}
-	b.WriteString("chain input {\ntype filter hook input priority 0; policy drop;\n")
-	for c := 0; c < 100; c++ {
-		fmt.Fprintf(&b, "jump c%d\n", c)
-	}
-	b.WriteString("}\n}\n")
-	return b.String()
-}
 
 // scrapeNetns creates a namespace (nfdS-<tag>-<pid>) holding text, loaded
 // with nft, and returns it and a descriptor of it.
@@ -62,7 +35,7 @@ func scrapeNetns(tb testing.TB, tag, text string) (*e2e.Netns, int) {
 // and its stages: the netlink dumps, decoding them (or recounting a kept
 // snapshot from them), and the analysis of drop points and log rules.
 func BenchmarkScrapeRead(b *testing.B) {
-	_, fd := scrapeNetns(b, "bench", largeRuleset())
+	_, fd := scrapeNetns(b, "bench", e2e.TenThousandRules())
 	nl := Netlink{Timeout: 5 * time.Second, NetNS: fd}
 	b.Run("read", func(b *testing.B) {
 		// MaxAge 0, as by default: every scrape reads. The first read

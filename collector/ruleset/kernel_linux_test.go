@@ -355,34 +355,10 @@ func TestTimeout(t *testing.T) {
 	_ = l
 }
 
-// tenThousand is a ruleset of 10,000 rules in 100 chains (each with a
-// counter, half of them drop rules, a jump to each chain).
-func tenThousand() string {
-	var b strings.Builder
-	b.WriteString("table inet big {\n")
-	for c := 0; c < 100; c++ {
-		fmt.Fprintf(&b, "chain c%d {\n", c)
-		for r := 0; r < 99; r++ {
-			if r%2 == 0 {
-				fmt.Fprintf(&b, "ip saddr 10.%d.%d.1 tcp dport %d counter drop\n", c, r, 1000+r)
-			} else {
-				fmt.Fprintf(&b, "ip saddr 10.%d.%d.1 log group 1 counter accept\n", c, r)
-			}
-		}
-		b.WriteString("}\n")
-	}
-	b.WriteString("chain input {\ntype filter hook input priority 0; policy drop;\n")
-	for c := 0; c < 100; c++ {
-		fmt.Fprintf(&b, "jump c%d\n", c)
-	}
-	b.WriteString("}\n}\n")
-	return b.String()
-}
-
 // TestTenThousandRules: a ruleset of 10,000 rules is read within the
 // default timeout; the time is logged (measure it on a quiet machine).
 func TestTenThousandRules(t *testing.T) {
-	_, fd := labNS(t, "b", loadFile(t, "nft", tenThousand()))
+	_, fd := labNS(t, "b", loadFile(t, "nft", e2e.TenThousandRules()))
 	start := time.Now()
 	s, err := Netlink{NetNS: fd}.Read()
 	if err != nil {
@@ -396,7 +372,7 @@ func TestTenThousandRules(t *testing.T) {
 
 // BenchmarkRead reads the 10,000-rule ruleset.
 func BenchmarkRead(b *testing.B) {
-	_, fd := labNS(b, "B", loadFile(b, "nft", tenThousand()))
+	_, fd := labNS(b, "B", loadFile(b, "nft", e2e.TenThousandRules()))
 	n := Netlink{NetNS: fd}
 	b.ReportAllocs()
 	for b.Loop() {
