@@ -46,7 +46,7 @@ function suffix(prefix) {
 # ours(s): s is a line this program added (or iptables-save's rendering of
 # one: it drops "--nflog-group 0" and may reorder nothing else).
 function ours(s) {
-	return s ~ /^(\[[0-9]+:[0-9]+\] )?-A [^ ]+ .*-m comment --comment "?nfdrop_exporter"? -j NFLOG /
+	return s ~ /^(\[[0-9]+:[0-9]+\][ \t]+)?-A[ \t]+[^ \t]+[ \t].*-m comment --comment "?nfdrop_exporter"? -j NFLOG /
 }
 
 function dirpolicy(d) {
