@@ -162,6 +162,24 @@ func (e *deployEnv) start(t *testing.T, priv []string, bin string, args ...strin
 
 // exitCode waits for the process to exit and returns its exit code (-1 when a signal
 // killed it).
+// stopForRootWarnings stops the exporter with SIGTERM, expects exit 0 and
+// returns the lines of its log that warn about running as root.
+func (p *deployProc) stopForRootWarnings(t *testing.T) (warn []string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.exitCode(t, 10*time.Second); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0", code)
+	}
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		if strings.Contains(line, "running as root") {
+			warn = append(warn, line)
+		}
+	}
+	return warn
+}
+
 func (p *deployProc) exitCode(t *testing.T, timeout time.Duration) int {
 	t.Helper()
 	select {
@@ -355,18 +373,7 @@ func deployLeastPrivilege(t *testing.T, e *deployEnv) {
 					t.Errorf("%s%v = %v (present %v) with CAP_NET_ADMIN alone", c.name, c.labels, v, ok)
 				}
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if code := p.exitCode(t, 10*time.Second); code != 0 {
-				t.Errorf("exit code after SIGTERM = %d, want 0", code)
-			}
-			var warn []string
-			for _, line := range strings.Split(p.stderr.String(), "\n") {
-				if strings.Contains(line, "running as root") {
-					warn = append(warn, line)
-				}
-			}
+			warn := p.stopForRootWarnings(t)
 			switch {
 			case tc.wantRoot && (len(warn) != 1 || !strings.Contains(strings.ToLower(warn[0]), "level=warn")):
 				t.Errorf("want one level=warn line saying \"running as root\", got %q", warn)

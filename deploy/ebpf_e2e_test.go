@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -157,18 +156,7 @@ func TestDeployE2EEBPF(t *testing.T) {
 			if nflog != 3 || ebpf != 3 {
 				t.Errorf("3 dropped datagrams: NFLOG group counted %v, ebpf group %v", nflog, ebpf)
 			}
-			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if code := p.exitCode(t, 10*time.Second); code != 0 {
-				t.Errorf("exit code after SIGTERM = %d, want 0", code)
-			}
-			var warn []string
-			for _, line := range strings.Split(p.stderr.String(), "\n") {
-				if strings.Contains(line, "running as root") {
-					warn = append(warn, line)
-				}
-			}
+			warn := p.stopForRootWarnings(t)
 			switch {
 			case tc.wantRoot && (len(warn) != 1 || !strings.Contains(warn[0], "CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON") || !strings.Contains(warn[0], "nfdrop_exporter-ebpf.service")):
 				t.Errorf("want one warning naming the three capabilities and nfdrop_exporter-ebpf.service, got %q", warn)

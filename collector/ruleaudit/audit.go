@@ -120,8 +120,9 @@ func (a *Auditor) Read() Audit {
 	}
 	rs, err := read()
 	if err != nil {
-		// A firewall reload can delete a chain between listing and
-		// dumping it: one retry reads the new ruleset.
+		// The reader already reads again while the ruleset changes under
+		// its dumps; one more try covers a read that failed otherwise
+		// (a Reader of another kind, a transient socket error).
 		rs, err = read()
 	}
 	if err != nil {

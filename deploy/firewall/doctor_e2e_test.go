@@ -285,6 +285,22 @@ func (d doctorRun) fix(t *testing.T, name string) string {
 }
 
 // sumPackets adds up the packets of drop findings (null counts as 0).
+// checkDoctorPackets checks doctor's packets of the drop points in want,
+// and that its packets, iptables' DROP/REJECT and policy counters and the
+// hooks' count (dropped) all agree.
+func (r *rlab) checkDoctorPackets(t *testing.T, packets map[string]*uint64, want map[string]uint64, dropped uint64) {
+	t.Helper()
+	for name, n := range want {
+		if p := packets[name]; p == nil || *p != n {
+			t.Errorf("doctor: %s: packets %v, want %d", name, p, n)
+		}
+	}
+	ipt, _ := r.iptablesCounters()
+	if sum := sumPackets(packets); sum != dropped || ipt != dropped {
+		t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
+	}
+}
+
 func sumPackets(p map[string]*uint64) uint64 {
 	var n uint64
 	for _, v := range p {

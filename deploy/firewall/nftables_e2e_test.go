@@ -148,6 +148,23 @@ func TestNftablesService(t *testing.T) {
 // ones.
 func nftTraffic(r *rlab) {
 	r.t.Helper()
+	r.connectionsAndScans()
+	r.send(
+		udp("NetBIOS name", srv4, 137, 2),
+		udp("NetBIOS datagram, IPv6", srv6, 138, 2),
+		udp("discard, rate-limited reject", srv4, 9, 3),
+		udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
+	)
+}
+
+var counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+// connectionsAndScans is the part of the nftables and netfilter-persistent
+// tests' traffic that does not depend on the ruleset: real HTTP and TCP with
+// late FIN/RST in both families, SYN and ACK scans, pings and crafted INVALID
+// packets.
+func (r *rlab) connectionsAndScans() {
+	r.t.Helper()
 	for _, v6 := range []bool{false, true} {
 		r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
 	}
@@ -158,15 +175,7 @@ func nftTraffic(r *rlab) {
 	}
 	r.send(invalidTCP(false)...)
 	r.send(invalidTCP(true)...)
-	r.send(
-		udp("NetBIOS name", srv4, 137, 2),
-		udp("NetBIOS datagram, IPv6", srv6, 138, 2),
-		udp("discard, rate-limited reject", srv4, 9, 3),
-		udp("forwarded", "10.98.0.5", 53, 2), udp("forwarded, IPv6", "fd98::5", 53, 2),
-	)
 }
-
-var counterRE = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 
 // withoutCounters makes `nft list ruleset` output comparable.
 func withoutCounters(s string) string { return counterRE.ReplaceAllString(s, "counter") }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
-	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/lab"
 )
 
 // A saved web-server ruleset as netfilter-persistent loads it: INVALID
@@ -85,22 +84,14 @@ func TestNetfilterPersistent(t *testing.T) {
 			"drop-not-logged ip6 filter FORWARD: policy",
 		})
 		// The crafted packets and single probes, where they are dropped.
-		for name, n := range map[string]uint64{
+		r.checkDoctorPackets(t, packets, map[string]uint64{
 			"ip filter INPUT: tcp dport 23 counter reject with tcp reset":  1,
 			"ip6 filter INPUT: tcp dport 23 counter reject with tcp reset": 1,
 			persistentLimited:                 1,
 			"ip filter LOGDROP: counter drop": 4,
 			"ip filter FORWARD: policy":       2,
 			"ip6 filter FORWARD: policy":      2,
-		} {
-			if p := packets[name]; p == nil || *p != n {
-				t.Errorf("doctor: %s: packets %v, want %d", name, p, n)
-			}
-		}
-		ipt, _ := r.iptablesCounters()
-		if sum := sumPackets(packets); sum != dropped || ipt != dropped {
-			t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
-		}
+		}, dropped)
 	}
 
 	step(t, "install")
@@ -225,16 +216,7 @@ const persistentLimited = "ip filter INPUT: udp dport 9 limit rate 1/hour burst 
 // REJECT and forwarded ones.
 func persistentTraffic(r *rlab) {
 	r.t.Helper()
-	for _, v6 := range []bool{false, true} {
-		r.tcp(v6, lab.TCPClean, lab.TCPCTDeleteLateFIN, lab.TCPCTDeleteLateRST)
-	}
-	for _, dst := range []string{srv4, srv6} {
-		r.nmap("-sS", "21-23,25,8080", dst)
-		r.nmap("-sA", "21-22,25,8080", dst)
-		r.ping(dst, 2)
-	}
-	r.send(invalidTCP(false)...)
-	r.send(invalidTCP(true)...)
+	r.connectionsAndScans()
 	r.send(
 		udp("NetBIOS name", srv4, 137, 2),
 		udp("NetBIOS datagram, broadcast", "10.99.0.255", 138, 2),

@@ -58,21 +58,13 @@ func TestUFW(t *testing.T) {
 			"drop-not-logged ip6 filter ufw6-skip-to-policy-input: counter drop",
 		})
 		// The crafted packets, where they are dropped.
-		for name, n := range map[string]uint64{
+		r.checkDoctorPackets(t, packets, map[string]uint64{
 			"ip filter ufw-skip-to-policy-input: counter drop":     8, // the IPv4 noise
 			"ip6 filter ufw6-skip-to-policy-input: counter drop":   2, // the IPv6 noise
 			"ip6 filter ufw6-before-input: rt type 0 counter drop": 2,
 			"ip filter FORWARD: policy":                            2,
 			"ip6 filter FORWARD: policy":                           2,
-		} {
-			if p := packets[name]; p == nil || *p != n {
-				t.Errorf("doctor: %s: packets %v, want %d", name, p, n)
-			}
-		}
-		ipt, _ := r.iptablesCounters()
-		if sum := sumPackets(packets); sum != dropped || ipt != dropped {
-			t.Errorf("doctor's packets add up to %d, iptables' DROP/REJECT and policy counters to %d, the hooks dropped %d", sum, ipt, dropped)
-		}
+		}, dropped)
 	}
 
 	step(t, "install")

@@ -162,14 +162,22 @@ func memberOffset(s *btf.Struct, name string) (int, error) {
 // tracerSpec builds the three programs; pid and fd are compiled in.
 func tracerSpec(pid uint32, fd int32, off traceOffsets) *ebpf.CollectionSpec {
 	recvCalls := []int32{unix.SYS_RECVFROM, unix.SYS_RECVMSG, unix.SYS_RECVMMSG}
-	// matchCall jumps to "match" when register r holds one of the receive
-	// syscalls, else to "exit".
-	matchCall := func(r asm.Register) asm.Instructions {
+	// recvOnSocket goes on only for a receive syscall (its number in
+	// register nr) on the NFLOG socket, else exits; it leaves the time in
+	// register now.
+	recvOnSocket := func(nr, now asm.Register) asm.Instructions {
 		var ins asm.Instructions
-		for _, nr := range recvCalls {
-			ins = append(ins, asm.JEq.Imm(r, nr, "match"))
+		for _, call := range recvCalls {
+			ins = append(ins, asm.JEq.Imm(nr, call, "match"))
 		}
-		return append(ins, asm.Ja.Label("exit"))
+		return append(ins,
+			asm.Ja.Label("exit"),
+			asm.LoadMem(asm.R3, asm.R6, 0, asm.DWord).WithSymbol("match"),
+			asm.LoadMem(asm.R3, asm.R3, off.regsFD, asm.DWord),
+			asm.JNE.Imm(asm.R3, fd, "exit"),
+			asm.FnKtimeGetNs.Call(),
+			asm.Mov.Reg(now, asm.R0),
+		)
 	}
 	// ourProcess continues only for threads of pid (R6 keeps the context).
 	ourProcess := asm.Instructions{
@@ -196,14 +204,7 @@ func tracerSpec(pid uint32, fd int32, off traceOffsets) *ebpf.CollectionSpec {
 	// sys_enter(struct pt_regs *regs, long id)
 	enter := append(asm.Instructions{}, ourProcess...)
 	enter = append(enter, asm.LoadMem(asm.R2, asm.R6, 8, asm.DWord))
-	enter = append(enter, matchCall(asm.R2)...)
-	enter = append(enter,
-		asm.LoadMem(asm.R3, asm.R6, 0, asm.DWord).WithSymbol("match"),
-		asm.LoadMem(asm.R3, asm.R3, off.regsFD, asm.DWord),
-		asm.JNE.Imm(asm.R3, fd, "exit"),
-		asm.FnKtimeGetNs.Call(),
-		asm.Mov.Reg(asm.R7, asm.R0),
-	)
+	enter = append(enter, recvOnSocket(asm.R2, asm.R7)...)
 	enter = append(enter, lookupState...)
 	enter = append(enter,
 		// The gap since the previous call; for the first call after a
@@ -245,14 +246,7 @@ func tracerSpec(pid uint32, fd int32, off traceOffsets) *ebpf.CollectionSpec {
 		asm.LoadMem(asm.R3, asm.R6, 0, asm.DWord),
 		asm.LoadMem(asm.R2, asm.R3, off.regsNr, asm.DWord),
 	)
-	exitProg = append(exitProg, matchCall(asm.R2)...)
-	exitProg = append(exitProg,
-		asm.LoadMem(asm.R3, asm.R6, 0, asm.DWord).WithSymbol("match"),
-		asm.LoadMem(asm.R3, asm.R3, off.regsFD, asm.DWord),
-		asm.JNE.Imm(asm.R3, fd, "exit"),
-		asm.FnKtimeGetNs.Call(),
-		asm.Mov.Reg(asm.R9, asm.R0),
-	)
+	exitProg = append(exitProg, recvOnSocket(asm.R2, asm.R9)...)
 	exitProg = append(exitProg, lookupState...)
 	exitProg = append(exitProg,
 		asm.StoreMem(asm.R8, stLastData, asm.R9, asm.DWord),
