@@ -283,11 +283,14 @@ func TestWindowCPUCountsExitedThreads(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("done")
+	// The helper says done when its goroutine returns; its thread ends
+	// just after, so the window closes once the exit is on record.
+	var exited map[int]time.Duration
+	e2e.WaitFor(t, 5*time.Second, "the helper's thread to exit", func() bool {
+		exited, err = tr.exitedRuntimes()
+		return err == nil && len(exited) > 0
+	})
 	end, err := procThreadRuntimes(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exited, err := tr.exitedRuntimes()
 	if err != nil {
 		t.Fatal(err)
 	}
