@@ -370,14 +370,10 @@ func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uin
 	start := time.Now()
 	traffic()
 	sent := time.Since(start)
-	// The client retransmits a late FIN (tcp_orphan_retries=3) with the
-	// retransmission timeout doubling each time: on a busy machine a gap
-	// between two of them can pass 1.5 s.
-	const quiet = 3 * time.Second
 	deadline := time.Now().Add(30 * time.Second)
 	last, lastHooks := r.dropped()
 	lastChange := time.Now()
-	for time.Since(lastChange) < quiet {
+	for time.Since(lastChange) < quietAfterTraffic {
 		if time.Now().After(deadline) {
 			r.t.Fatalf("%s: drops did not stop within 30s", name)
 		}

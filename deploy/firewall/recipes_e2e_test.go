@@ -574,6 +574,12 @@ type result struct {
 	byPrefix map[string]uint64
 }
 
+// quietAfterTraffic is how long no count may move before a phase's traffic
+// counts as over: the client retransmits a late FIN (tcp_orphan_retries=3)
+// with the retransmission timeout doubling each time, and on a busy machine
+// a gap between two of them can pass 1.5 s.
+const quietAfterTraffic = 3 * time.Second
+
 // settle waits until the exporter has accounted for every packet the
 // kernel dropped but uncovered (drops no recipe can precede; late
 // retransmissions and the exporter's conntrack hold can take seconds) and
@@ -581,7 +587,6 @@ type result struct {
 func (p *phase) settle(uncovered uint64) result {
 	r := p.r
 	r.t.Helper()
-	const quiet = 1500 * time.Millisecond
 	deadline := time.Now().Add(30 * time.Second)
 	var last result
 	lastChange := time.Now()
@@ -598,7 +603,7 @@ func (p *phase) settle(uncovered uint64) result {
 			lastChange = time.Now()
 		}
 		last = res
-		if res.dropped == res.counted+uncovered && time.Since(lastChange) >= quiet {
+		if res.dropped == res.counted+uncovered && time.Since(lastChange) >= quietAfterTraffic {
 			r.t.Logf("%s: %s: kernel dropped %d %v, exporter counted %d %v (uncovered %d)",
 				time.Now().Format("15:04:05.000"), p.name, res.dropped, res.byHook, res.counted, res.byPrefix, uncovered)
 			return res
