@@ -113,7 +113,14 @@ func TestLiveRebindsAfterReceiveError(t *testing.T) {
 	l.mu.Unlock()
 	close(gate)
 	waitFor("the error to be counted", func() bool { _, _, other, _ := rec.snapshot(); return other == 1 })
-	waitFor("the group to be bound again", func() bool { _, up, _, _ := rec.snapshot(); return up })
+	// up is still true from the first binding until the reader unbinds:
+	// bound again is up after the rebind.
+	waitFor("the group to be bound again", func() bool {
+		_, up, _, _ := rec.snapshot()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return up && rec.r.rebinds[7] == 1
+	})
 
 	send(3)
 	waitFor("13 packets", func() bool { n, _, _, _ := rec.snapshot(); return n >= 13 })
