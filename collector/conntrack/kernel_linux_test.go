@@ -30,7 +30,6 @@ func kernelNetns(t testing.TB, tag string) *e2e.Netns {
 	n := e2e.NewNetns(t, "F-"+tag)
 	// Conntrack only tracks a namespace once a rule uses it.
 	n.Exec("iptables", "-A", "OUTPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
-	n.FD()
 	return n
 }
 

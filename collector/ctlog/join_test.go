@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nfdrop/nfdrop_exporter/cmd/nfdrop-lab/e2e"
 	"github.com/nfdrop/nfdrop_exporter/collector/classify"
 	"github.com/nfdrop/nfdrop_exporter/collector/packet"
 )
@@ -236,13 +237,7 @@ func TestResolverSleepsWhenNothingWaits(t *testing.T) {
 		t.Fatalf("the resolver ran %d times while no drop waited", n)
 	}
 	l.Group(7).Drop(teardown, Key(packet.FamilyIPv4, pkt(1)), 0, false)
-	deadline := time.Now().Add(2 * time.Second)
-	for drops(l, 7, teardown, ReasonNone) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the waiting drop was not settled within 2s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	e2e.WaitFor(t, 2*time.Second, "the waiting drop to be settled", func() bool { return drops(l, 7, teardown, ReasonNone) == 1 })
 	time.Sleep(50 * time.Millisecond)
 	settled := l.runs.Load()
 	time.Sleep(200 * time.Millisecond)

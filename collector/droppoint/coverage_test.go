@@ -1,11 +1,42 @@
 package droppoint
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
 )
+
+// name is a drop point as the tests write it: "chain#index" for a rule
+// (index in the chain, from 0), "chain#policy", "chain#index map".
+func name(p DropPoint) string {
+	switch p.Kind {
+	case PolicyDrop:
+		return p.Chain.Name + "#policy"
+	case MapDrop:
+		return fmt.Sprintf("%s#%d map", p.Chain.Name, p.Rule.Index)
+	}
+	return fmt.Sprintf("%s#%d", p.Chain.Name, p.Rule.Index)
+}
+
+// coverages returns "point=coverage" for each drop point of the table.
+func coverages(a *Analysis, table string) []string {
+	var out []string
+	for _, p := range a.DropPoints {
+		if p.Chain.Table.Name == table {
+			out = append(out, name(p)+"="+p.Coverage.String())
+		}
+	}
+	return out
+}
+
+func check(t *testing.T, a *Analysis, table string, want ...string) {
+	t.Helper()
+	if got := coverages(a, table); !slices.Equal(got, want) {
+		t.Errorf("table %s:\n got %q\nwant %q", table, got, want)
+	}
+}
 
 // rules builds a chain from rule specs: terms, "limit" (a rate limit:
 // the statements after it are sampled), "log" (an NFLOG statement to group
@@ -73,21 +104,14 @@ func TestLogUsedUp(t *testing.T) {
 	)
 	s := &ruleset.Snapshot{Tables: []*ruleset.Table{tb}}
 	a := Analyze(s, Options{Groups: []uint16{0}})
-	var got []string
-	for _, p := range a.DropPoints {
-		got = append(got, p.Chain.Name+"#"+string(rune('0'+p.Rule.Index))+"="+p.Coverage.String())
-	}
-	want := []string{
+	check(t, a, "filter",
 		"before#1=covered",
 		"before#4=not covered",
 		"before#5=unreachable",
 		"user#0=not covered",
 		"OUTPUT#1=covered",
 		"ret#2=not covered",
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("coverage:\n got %q\nwant %q", got, want)
-	}
+	)
 }
 
 // TestPriorChainMirrorsAccepts: firewalld's INVALID drop comes after its
@@ -123,7 +147,7 @@ func TestPriorChainMirrorsAccepts(t *testing.T) {
 	a := Analyze(s, Options{Groups: []uint16{0}})
 	var got []string
 	for _, p := range a.DropPoints {
-		got = append(got, p.Chain.Table.Name+" "+p.Chain.Name+"#"+string(rune('0'+p.Rule.Index))+"="+p.Coverage.String())
+		got = append(got, p.Chain.Table.Name+" "+name(p)+"="+p.Coverage.String())
 	}
 	want := []string{
 		"firewalld filter_INPUT#2=covered",
@@ -150,11 +174,5 @@ func TestLimitBeforeLogAndVerdict(t *testing.T) {
 		[]string{"tcp dport 23", "drop"},
 	)
 	a := Analyze(&ruleset.Snapshot{Tables: []*ruleset.Table{tb}}, Options{Groups: []uint16{0}})
-	var got []string
-	for _, p := range a.DropPoints {
-		got = append(got, p.Chain.Name+"#"+string(rune('0'+p.Rule.Index))+"="+p.Coverage.String())
-	}
-	if want := []string{"input#0=covered", "input#2=sampled"}; !slices.Equal(got, want) {
-		t.Errorf("coverage:\n got %q\nwant %q", got, want)
-	}
+	check(t, a, "filter", "input#0=covered", "input#2=sampled")
 }

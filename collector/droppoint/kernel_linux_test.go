@@ -62,36 +62,6 @@ func load(t *testing.T, rulesets ...[2]string) *Analysis {
 	return Analyze(s, Options{Groups: []uint16{0}})
 }
 
-// point is a drop point as the tests name it: "chain#index" for a rule
-// (index in the chain, from 0), "chain#policy", "chain#index map".
-func name(p DropPoint) string {
-	switch p.Kind {
-	case PolicyDrop:
-		return p.Chain.Name + "#policy"
-	case MapDrop:
-		return fmt.Sprintf("%s#%d map", p.Chain.Name, p.Rule.Index)
-	}
-	return fmt.Sprintf("%s#%d", p.Chain.Name, p.Rule.Index)
-}
-
-// coverages returns "point=coverage" for each drop point of the table.
-func coverages(a *Analysis, table string) []string {
-	var out []string
-	for _, p := range a.DropPoints {
-		if p.Chain.Table.Name == table {
-			out = append(out, name(p)+"="+p.Coverage.String())
-		}
-	}
-	return out
-}
-
-func check(t *testing.T, a *Analysis, table string, want ...string) {
-	t.Helper()
-	if got := coverages(a, table); !slices.Equal(got, want) {
-		t.Errorf("table %s:\n got %q\nwant %q", table, got, want)
-	}
-}
-
 func nft(text string) [2]string      { return [2]string{"nft", text} }
 func iptables(text string) [2]string { return [2]string{"iptables-restore", text} }
 

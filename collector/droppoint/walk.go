@@ -180,10 +180,10 @@ func (w *walker) after(r *ruleset.Rule) {
 	if !r.Unconditional() {
 		return
 	}
-	switch r.Verdict.Kind {
-	case ruleset.Accept, ruleset.Drop, ruleset.Reject, ruleset.Queue, ruleset.NAT, ruleset.Stolen, ruleset.Return, ruleset.Goto:
+	switch {
+	case leaves(r.Verdict.Kind):
 		w.s = state{cov: Unreachable}
-	case ruleset.Jump:
+	case r.Verdict.Kind == ruleset.Jump:
 		if target := w.chain.Table.Chain(r.Verdict.Chain); target != nil {
 			ft := w.a.fallThroughOf(target)
 			w.s = better(w.s, ft.st)
@@ -199,10 +199,12 @@ func (w *walker) after(r *ruleset.Rule) {
 // a verdict that leaves the chain, without a rate limit, stateful condition
 // or verdict map in the way.
 func ends(r *ruleset.Rule) bool {
-	if r.RateLimit != nil || r.Stateful || r.Map != nil {
-		return false
-	}
-	switch r.Verdict.Kind {
+	return r.RateLimit == nil && !r.Stateful && r.Map == nil && leaves(r.Verdict.Kind)
+}
+
+// leaves says that verdict k ends the chain for the packets it applies to.
+func leaves(k ruleset.VerdictKind) bool {
+	switch k {
 	case ruleset.Accept, ruleset.Drop, ruleset.Reject, ruleset.Queue, ruleset.NAT, ruleset.Stolen, ruleset.Return, ruleset.Goto:
 		return true
 	}

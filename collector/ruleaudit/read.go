@@ -89,11 +89,7 @@ func (n Netlink) readKept(k *kept) (Ruleset, error) {
 	return fromAnalysis(a), nil
 }
 
-// FromSnapshot extracts what the audit needs from a read of the ruleset.
-func FromSnapshot(snap *ruleset.Snapshot) Ruleset {
-	return fromAnalysis(droppoint.Analyze(snap, droppoint.Options{}))
-}
-
+// fromAnalysis extracts what the audit needs from the analysis of a read.
 func fromAnalysis(a *droppoint.Analysis) Ruleset {
 	var out Ruleset
 	for _, l := range a.Logs {

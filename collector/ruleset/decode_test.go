@@ -103,13 +103,14 @@ func TestPrintable(t *testing.T) {
 	}
 }
 
-// FuzzDecode: any bytes decode or fail with an error; a decoded snapshot is
-// consistent (rules know their chain and position, names turn into valid
-// label values) and decoding is deterministic.
-func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"ufw.nlmsg", "firewalld.nlmsg"} {
+// recordedRulesets are the recorded rulesets the fuzz targets start from.
+var recordedRulesets = []string{"ufw.nlmsg", "firewalld.nlmsg"}
+
+// addRecordedSeeds adds small seeds cut from the recorded rulesets: their
+// first messages, and each message alone (of the first 40).
+func addRecordedSeeds(f *testing.F) {
+	for _, name := range recordedRulesets {
 		b := recorded(f, name)
-		// Small seeds too: the first messages, and each message alone.
 		m := nlmsg.NewMessages(b)
 		off := 0
 		for i := 0; m.Next() && i < 40; i++ {
@@ -119,6 +120,13 @@ func FuzzDecode(f *testing.F) {
 			f.Add(b[:off])
 		}
 	}
+}
+
+// FuzzDecode: any bytes decode or fail with an error; a decoded snapshot is
+// consistent (rules know their chain and position, names turn into valid
+// label values) and decoding is deterministic.
+func FuzzDecode(f *testing.F) {
+	addRecordedSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := Decode(b)
 		if err != nil {

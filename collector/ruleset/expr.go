@@ -256,7 +256,7 @@ func (rd *ruleDecoder) objref(as *attrs) error {
 		rd.rateLimit(&RateLimit{Kind: "limit object", Text: rd.d.limits[k]})
 	case objectQuota, objectConnlim:
 		rd.r.Stateful = true
-		rd.term("objref:" + uitoa(uint64(typ)) + ":" + quoteName(name))
+		rd.term("objref:" + uitoa(uint64(typ)) + ":" + Printable(name))
 	}
 	return nil
 }
@@ -339,9 +339,9 @@ func (rd *ruleDecoder) canonical(parts []Expr) (string, error) {
 				}
 				b = append(b, rd.t.Family.String()...)
 				b = append(b, '/')
-				b = append(b, quoteName(rd.t.Name)...)
+				b = append(b, Printable(rd.t.Name)...)
 				b = append(b, "/@"...)
-				b = append(b, quoteName(set)...)
+				b = append(b, Printable(set)...)
 			case isDataAttr(e.Name, a.typ):
 				b = hex.AppendEncode(b, dataValueOf(a.data))
 			default:
@@ -492,7 +492,3 @@ func ctStateText(mask uint32, none bool) string {
 	}
 	return fmt.Sprintf("ct-state-any(%#x)", mask)
 }
-
-// quoteName renders a name for a canonical term or a message: valid UTF-8
-// as it is, other bytes escaped (see LabelValue).
-func quoteName(s string) string { return Printable(s) }

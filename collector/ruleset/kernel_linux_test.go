@@ -279,7 +279,7 @@ func TestTermsAcrossSpellings(t *testing.T) {
 
 // TestNonUTF8Names: any CAP_NET_ADMIN process can name a table or chain
 // with bytes that are not UTF-8 (nft refuses to, netlink does not): the
-// reader keeps the bytes and LabelValue makes them valid.
+// reader keeps the bytes and Printable makes them valid.
 func TestNonUTF8Names(t *testing.T) {
 	_, fd := labNS(t, "u")
 	tname, cname := "t\xff\xfe", "c\xc3("
@@ -307,7 +307,7 @@ func TestNonUTF8Names(t *testing.T) {
 		}
 	}
 	if Printable(tname) != `t\xff\xfe` || Printable(cname) != `c\xc3(` {
-		t.Errorf("LabelValue: %q, %q", Printable(tname), Printable(cname))
+		t.Errorf("Printable: %q, %q", Printable(tname), Printable(cname))
 	}
 }
 

@@ -6,8 +6,8 @@
 // compared by.
 //
 // Names are kept as the kernel holds them: any CAP_NET_ADMIN process can
-// create a table or chain whose name is not valid UTF-8. Turn a name into a
-// label value or terminal output with LabelValue.
+// create a table or chain whose name is not valid UTF-8. Turn a name into
+// terminal output with Printable (label values: classify.LabelText).
 package ruleset
 
 import (

@@ -93,18 +93,10 @@ func withGeneration(t *testing.T, b []byte, gen uint32) []byte {
 // of another snapshot, or a snapshot's own), their counters are those a
 // decode reads.
 func FuzzRecount(f *testing.F) {
-	for _, name := range []string{"ufw.nlmsg", "firewalld.nlmsg"} {
-		b := recorded(f, name)
-		f.Add(b)
-		m := nlmsg.NewMessages(b)
-		off := 0
-		for i := 0; m.Next() && i < 40; i++ {
-			l := nlmsg.HeaderLen + len(m.Data)
-			f.Add(b[off : off+l])
-			off += (l + 3) &^ 3
-			f.Add(b[:off])
-		}
+	for _, name := range recordedRulesets {
+		f.Add(recorded(f, name))
 	}
+	addRecordedSeeds(f)
 	ufw := recorded(f, "ufw.nlmsg")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		base, err := Decode(ufw)

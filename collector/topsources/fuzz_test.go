@@ -28,38 +28,23 @@ func FuzzSketch(f *testing.F) {
 		}
 		capacity := int(data[0]%32) + 1
 		collide := data[0]&0x80 != 0
+		var st []update
+		for i := 1; i+1 < len(data); i += 2 {
+			src, w := data[i], data[i+1]
+			var a netip.Addr
+			if src&0x80 != 0 {
+				a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, src & 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, src & 0x7f})
+			} else {
+				a = netip.AddrFrom4([4]byte{10, 0, 0, src})
+			}
+			n := uint64(w%4) + 1
+			if w%16 == 15 {
+				n = uint64(w) * 100 // a raise over many buckets
+			}
+			st = append(st, update{a, w >> 5, n})
+		}
 		for _, bits := range [][2]int{{32, 128}, {24, 48}, {30, 126}} {
-			s, err := NewPrefix(capacity, bits[0], bits[1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			if collide {
-				s.seed = [2]uint64{} // IPv4 keys all hash to 0
-			}
-			exact := map[netip.Prefix]uint64{}
-			ref := &naive{capacity: capacity}
-			var total uint64
-			for i := 1; i+1 < len(data); i += 2 {
-				src, w := data[i], data[i+1]
-				var a netip.Addr
-				if src&0x80 != 0 {
-					a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, src & 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, src & 0x7f})
-				} else {
-					a = netip.AddrFrom4([4]byte{10, 0, 0, src})
-				}
-				n := uint64(w%4) + 1
-				if w%16 == 15 {
-					n = uint64(w) * 100 // a raise over many buckets
-				}
-				s.Add(a, w>>5, n, time.Unix(int64(i), 0))
-				pfx, _ := a.Prefix(map[bool]int{true: bits[0], false: bits[1]}[a.Is4()])
-				exact[pfx] += n
-				ref.add(pfx, w>>5, n, int64(i))
-				total += n
-				structure(t, s)
-			}
-			check(t, s, exact, total, capacity)
-			same(t, s, ref)
+			runChecked(t, capacity, bits, collide, st, 1)
 		}
 	})
 }

@@ -65,6 +65,43 @@ func testStreams(c int) map[string][]update {
 	return streams
 }
 
+// runChecked adds the updates of st to a new sketch of capacity counters by
+// prefix lengths bits (IPv4, IPv6), under a seed that hashes every IPv4 key
+// to 0 when collide, and checks its structure after every every-th update
+// and at the end, then the guarantees against a brute-force count and
+// every entry against the naive Space-Saving.
+func runChecked(t *testing.T, capacity int, bits [2]int, collide bool, st []update, every int) *Sketch {
+	t.Helper()
+	s, err := NewPrefix(capacity, bits[0], bits[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if collide {
+		s.seed = [2]uint64{} // IPv4 keys all hash to 0
+	}
+	exact := map[netip.Prefix]uint64{}
+	ref := &naive{capacity: capacity}
+	var total uint64
+	for i, u := range st {
+		s.Add(u.addr, u.class, u.n, time.Unix(int64(i), 0))
+		b := bits[0]
+		if u.addr.Is6() {
+			b = bits[1]
+		}
+		p, _ := u.addr.Prefix(b)
+		exact[p] += u.n
+		ref.add(p, u.class, u.n, int64(i))
+		total += u.n
+		if i%every == 0 {
+			structure(t, s)
+		}
+	}
+	structure(t, s)
+	check(t, s, exact, total, capacity)
+	same(t, s, ref)
+	return s
+}
+
 // TestGuarantees checks, on every test stream and for capacities 1, 2, 64
 // and 1024, exact and network sketches, with a random seed and with one
 // under which every IPv4 key has the same home group and tag (so the index
@@ -81,37 +118,11 @@ func TestGuarantees(t *testing.T) {
 						if testing.Short() && capacity == 1024 && collide {
 							t.Skip("slow: 1024 keys in one probe run")
 						}
-						s, err := NewPrefix(capacity, bits[0], bits[1])
-						if err != nil {
-							t.Fatal(err)
-						}
-						if collide {
-							s.seed = [2]uint64{} // IPv4 keys all hash to 0
-						}
-						exact := map[netip.Prefix]uint64{}
-						ref := &naive{capacity: capacity}
-						var total uint64
 						every := max(1, len(st)/50)
 						if capacity <= 64 {
 							every = 1
 						}
-						for i, u := range st {
-							s.Add(u.addr, u.class, u.n, time.Unix(int64(i), 0))
-							b := bits[0]
-							if u.addr.Is6() {
-								b = bits[1]
-							}
-							p, _ := u.addr.Prefix(b)
-							exact[p] += u.n
-							ref.add(p, u.class, u.n, int64(i))
-							total += u.n
-							if i%every == 0 {
-								structure(t, s)
-							}
-						}
-						structure(t, s)
-						check(t, s, exact, total, capacity)
-						same(t, s, ref)
+						s := runChecked(t, capacity, bits, collide, st, every)
 						top := s.Top(0)
 						for i := 1; i < len(top); i++ {
 							a, b := top[i-1], top[i]
