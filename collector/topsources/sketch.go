@@ -366,15 +366,16 @@ raise:
 		return
 	}
 slow:
-	s.addSlow(k, h, class, n, ts)
+	s.addSlow(k, class, n, ts)
 }
 
 // addSlow is add for every case: a tag shared by two keys, a key beyond its
 // home group, a sketch not yet full, a counter taken over whose key sat
-// beyond its home group, a full home group. h is the hash of k, and class
-// is below MaxClasses: add computed and cut them.
-func (s *Sketch) addSlow(k key, h uint64, class uint8, n uint64, ts int64) {
+// beyond its home group, a full home group.
+func (s *Sketch) addSlow(k key, class uint8, n uint64, ts int64) {
+	class = min(class, MaxClasses-1)
 	s.total += n
+	h := s.hash(k)
 	if id := s.find(k, h); id != s.sentinel {
 		c := &s.counters[id]
 		c.last = ts
