@@ -49,7 +49,7 @@ func main() {
 	bUlogdDefaults := bench.Flag("ulogd.debian-defaults", "Run ulogd2 with Debian's NFLOG defaults instead of the exporter's group settings (32 MiB buffer, qthreshold 1000, 10 ms flush).").Bool()
 	bReference := bench.Flag("reference", "Bench the reference receiver (C, built with --reference.cc): it binds the group with the exporter's default settings and only counts messages and sequence gaps.").Default("true").Bool()
 	bCC := bench.Flag("reference.cc", "C compiler for the reference receiver.").Default("gcc").String()
-	bQuick := bench.Flag("quick", "--points=quick with one repetition (about 30 s).").Bool()
+	bQuick := bench.Flag("quick", "--points=quick with one repetition.").Bool()
 	bReps := bench.Flag("reps", "Repetitions per point and receiver (medians).").Default("3").Int()
 	bSet := bench.Flag("points", "Point set: full (six points from 50k pps to max x8 rules), quick (three short ones) or floor (150k pps x8 rules and 50k pps, 3M+ messages each, scraped every second and unscraped, for the exporter against the reference receiver).").Default("full").Enum("full", "quick", "floor")
 	bPoints := bench.Flag("point", "Load RATE:RULES:PACKETS[:MIX][:noscrape], repeatable, instead of a set: RATE in packets/s ('max', '200k'), RULES identical NFLOG rules (messages per packet), PACKETS ('3M', '750k'), MIX teardown or random, noscrape to leave the exporter unscraped during the flood.").Strings()

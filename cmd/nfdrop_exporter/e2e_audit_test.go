@@ -105,28 +105,26 @@ func nflogPackets(s string) (float64, error) {
 // exportedRuleCounters returns the nfdrop_log_rule_packets_total series of
 // group 0.
 func exportedRuleCounters(s lab.Scrape) map[auditChain]float64 {
-	out := map[auditChain]float64{}
-	for _, m := range s["nfdrop_log_rule_packets_total"].GetMetric() {
-		l := map[string]string{}
-		for _, p := range m.GetLabel() {
-			l[p.GetName()] = p.GetValue()
-		}
-		if l["group"] == "0" {
-			out[auditChain{l["family"], l["table"], l["chain"]}] = m.GetCounter().GetValue()
-		}
-	}
-	return out
+	return exportedPerChain(s, "nfdrop_log_rule_packets_total", "0")
 }
 
 // exportedFirewallDrops returns the nfdrop_firewall_drops_total series.
 func exportedFirewallDrops(s lab.Scrape) map[auditChain]float64 {
+	return exportedPerChain(s, "nfdrop_firewall_drops_total", "")
+}
+
+// exportedPerChain returns the counter name by family, table and chain, for
+// the series of group ("" for every series).
+func exportedPerChain(s lab.Scrape, name, group string) map[auditChain]float64 {
 	out := map[auditChain]float64{}
-	for _, m := range s["nfdrop_firewall_drops_total"].GetMetric() {
+	for _, m := range s[name].GetMetric() {
 		l := map[string]string{}
 		for _, p := range m.GetLabel() {
 			l[p.GetName()] = p.GetValue()
 		}
-		out[auditChain{l["family"], l["table"], l["chain"]}] = m.GetCounter().GetValue()
+		if group == "" || l["group"] == group {
+			out[auditChain{l["family"], l["table"], l["chain"]}] = m.GetCounter().GetValue()
+		}
 	}
 	return out
 }

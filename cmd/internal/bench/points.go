@@ -21,7 +21,7 @@ type Point struct {
 	NoScrapes bool `json:"no_scrapes,omitempty"`
 }
 
-// DefaultPoints is the full bench (~6 minutes with 3 receivers and 3 reps).
+// DefaultPoints is the full bench.
 func DefaultPoints() []Point {
 	return []Point{
 		{Name: "50k pps", Rate: 50_000, Rules: 1, Packets: 250_000, Mix: lab.MixTeardown},
@@ -33,7 +33,7 @@ func DefaultPoints() []Point {
 	}
 }
 
-// QuickPoints is the --quick bench (< 1 minute with 3 receivers, 1 rep).
+// QuickPoints is the --quick bench (three short points, run once).
 func QuickPoints() []Point {
 	return []Point{
 		{Name: "200k pps", Rate: 200_000, Rules: 1, Packets: 200_000, Mix: lab.MixTeardown},

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -365,12 +366,7 @@ func monotonicNow() int64 {
 // links to.
 func nflogSocketFD(pid, g int) (int, error) {
 	proc := fmt.Sprintf("/proc/%d", pid)
-	f, err := os.Open(filepath.Join(proc, "net", "netfilter", "nfnetlink_log"))
-	if err != nil {
-		return 0, err
-	}
-	bindings, err := nsfacts.ParseNFLOGInstances(f)
-	f.Close()
+	bindings, err := parseFile(filepath.Join(proc, "net", "netfilter", "nfnetlink_log"), nsfacts.ParseNFLOGInstances)
 	if err != nil {
 		return 0, err
 	}
@@ -383,12 +379,7 @@ func nflogSocketFD(pid, g int) (int, error) {
 	if !found {
 		return 0, fmt.Errorf("bench: NFLOG group %d is not bound", g)
 	}
-	f, err = os.Open(filepath.Join(proc, "net", "netlink"))
-	if err != nil {
-		return 0, err
-	}
-	socks, err := nsfacts.ParseNetlink(f)
-	f.Close()
+	socks, err := parseFile(filepath.Join(proc, "net", "netlink"), nsfacts.ParseNetlink)
 	if err != nil {
 		return 0, err
 	}
@@ -412,6 +403,17 @@ func nflogSocketFD(pid, g int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("bench: process %d holds no descriptor of %s (group %d)", pid, want, g)
+}
+
+// parseFile hands the file at path to parse.
+func parseFile[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer f.Close()
+	return parse(f)
 }
 
 // traceNote shortens a tracer error for the tables.

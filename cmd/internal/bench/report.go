@@ -170,16 +170,13 @@ func writeRatios(w io.Writer, r Report) {
 	for _, ri := range r.Receivers {
 		kind[ri.Name] = ri.Kind
 	}
+	first := func(k string) int { return slices.IndexFunc(names, func(n string) bool { return kind[n] == k }) }
 	base, ref := names[0], ""
-	for _, n := range slices.Backward(names) {
-		if kind[n] == KindExporter {
-			base = n
-		}
+	if i := first(KindExporter); i >= 0 {
+		base = names[i]
 	}
-	for _, n := range names {
-		if kind[n] == KindReference && ref == "" {
-			ref = n
-		}
+	if i := first(KindReference); i >= 0 {
+		ref = names[i]
 	}
 	type ratio struct{ num, den string }
 	var ratios []ratio

@@ -182,17 +182,23 @@ func TestVanillaFirewalld(t *testing.T) {
 	golden(t, "firewalld", r)
 }
 
+// dropFixes returns the fix of each drop-not-logged finding by "family
+// chain".
+func dropFixes(r Report) map[string]string {
+	fixes := map[string]string{}
+	for _, f := range r.Findings {
+		if f.ID == IDDropNotLogged {
+			fixes[f.Family+" "+f.Chain] = f.Fix
+		}
+	}
+	return fixes
+}
+
 // TestFirewalldForwardFix: a zone's reject of forwarded packets is logged
 // by a policy from the zone (as the firewalld recipe does), whose reach
 // ends at the interfaces in no zone; not only by --ebpf.enable.
 func TestFirewalldForwardFix(t *testing.T) {
-	r := diagnose(t, "firewalld", 3)
-	var fix string
-	for _, f := range r.Findings {
-		if f.ID == IDDropNotLogged && f.Chain == "filter_FWD_public" {
-			fix = f.Fix
-		}
-	}
+	fix := dropFixes(diagnose(t, "firewalld", 3))["inet filter_FWD_public"]
 	for _, want := range []string{
 		"firewall-cmd --permanent --new-policy=nfdrop-forward\n",
 		"firewall-cmd --permanent --policy=nfdrop-forward --add-ingress-zone=public\n",
@@ -216,13 +222,7 @@ func TestFirewalldForwardFixWithPolicy(t *testing.T) {
 	c := &ruleset.Chain{Table: fw, Name: "filter_FWD_policy_nfdrop-forward_post"}
 	c.Rules = []*ruleset.Rule{{Chain: c, Handle: 500, Logs: []ruleset.Log{{NFLOG: true, Group: 3}}}}
 	fw.Chains = append(fw.Chains, c)
-	r := Diagnose(Input{Snapshot: s, Facts: labFacts, Groups: []uint16{3}, EBPF: EBPF{Supported: true}, Text: text})
-	var fix string
-	for _, f := range r.Findings {
-		if f.ID == IDDropNotLogged && f.Chain == "filter_FWD_public" {
-			fix = f.Fix
-		}
-	}
+	fix := dropFixes(Diagnose(Input{Snapshot: s, Facts: labFacts, Groups: []uint16{3}, EBPF: EBPF{Supported: true}, Text: text}))["inet filter_FWD_public"]
 	for _, want := range []string{
 		"firewalld's policy nfdrop-forward logs the forwarded packets",
 		"firewall-cmd --permanent --zone=public --change-interface=IF",
@@ -294,12 +294,7 @@ func TestLimitedDropFix(t *testing.T) {
 		nr: "udp dport 9 limit rate 1/hour burst 1 packets counter packets 3 bytes 90 reject",
 	}
 	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: []*ruleset.Table{ipt, nft}}, Facts: labFacts, Groups: []uint16{9}, Text: text})
-	fixes := map[string]string{}
-	for _, f := range r.Findings {
-		if f.ID == IDDropNotLogged {
-			fixes[f.Family+" "+f.Chain] = f.Fix
-		}
-	}
+	fixes := dropFixes(r)
 	for chain, want := range map[string]string{
 		"ip INPUT": "iptables -N nfdrop-reject-14\n" +
 			"iptables -A nfdrop-reject-14 -j NFLOG --nflog-group 9\n" +
@@ -327,12 +322,7 @@ func TestForwardPolicyFixOnContainerHost(t *testing.T) {
 		tables = append(tables, tb)
 	}
 	r := Diagnose(Input{Snapshot: &ruleset.Snapshot{Tables: tables}, Facts: labFacts, Groups: []uint16{7}})
-	fixes := map[string]string{}
-	for _, f := range r.Findings {
-		if f.ID == IDDropNotLogged {
-			fixes[f.Family+" "+f.Chain] = f.Fix
-		}
-	}
+	fixes := dropFixes(r)
 	for chain, want := range map[string][]string{
 		"ip FORWARD":  {"iptables -A FORWARD -j NFLOG --nflog-group 7\n", "iptables-save > /etc/iptables/rules.v4", "deploy/firewall/containers/install --group 7"},
 		"ip6 FORWARD": {"ip6tables -A FORWARD -j NFLOG --nflog-group 7\n", "ip6tables-save > /etc/iptables/rules.v6", "deploy/firewall/containers/install --group 7"},

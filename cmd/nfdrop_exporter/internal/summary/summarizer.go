@@ -79,13 +79,6 @@ func (s *Summarizer) Sample() {
 // record keeps the counts of snaps, taken at now, as a sample, unless the
 // newest sample is younger than SampleInterval.
 func (s *Summarizer) record(now time.Time, snaps []collector.GroupSnapshot) {
-	s.mu.Lock()
-	n := len(s.ring)
-	fresh := n > 0 && now.Sub(s.ring[n-1].at) < SampleInterval
-	s.mu.Unlock()
-	if fresh {
-		return
-	}
 	smp := sample{at: now, groups: make([]groupSample, len(snaps))}
 	for i, gs := range snaps {
 		g := &smp.groups[i]
@@ -95,12 +88,17 @@ func (s *Summarizer) record(now time.Time, snaps []collector.GroupSnapshot) {
 			g.packets += sc.Packets
 		}
 	}
+	// One critical section: two views at once must not both find the ring
+	// stale and both append.
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.ring); n > 0 && now.Sub(s.ring[n-1].at) < SampleInterval {
+		return
+	}
 	if len(s.ring) == ringSize {
 		s.ring = append(s.ring[:0], s.ring[1:]...)
 	}
 	s.ring = append(s.ring, smp)
-	s.mu.Unlock()
 }
 
 // base is the sample rates are computed against: the newest one at least
