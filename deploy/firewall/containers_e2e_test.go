@@ -510,9 +510,9 @@ func lastRuleOurs(t *testing.T, r *rlab) {
 	}
 }
 
-// chainDrops is what the DROP rules of a chain (both families) dropped
-// since the counters were zeroed.
-func (r *rlab) chainDrops(chain string) uint64 {
+// chainDrops is what the DROP and REJECT rules of the given chains (both
+// families) dropped since the counters were zeroed.
+func (r *rlab) chainDrops(chains ...string) uint64 {
 	r.t.Helper()
 	time.Sleep(200 * time.Millisecond)
 	var n uint64
@@ -523,8 +523,11 @@ func (r *rlab) chainDrops(chain string) uint64 {
 		}
 		var lines []string
 		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "-A "+chain+" ") {
-				lines = append(lines, l)
+			for _, c := range chains {
+				if strings.Contains(l, "-A "+c+" ") {
+					lines = append(lines, l)
+					break
+				}
 			}
 		}
 		d, _, err := saveCounters(strings.Join(lines, "\n"))
