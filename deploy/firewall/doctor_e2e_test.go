@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,18 +129,7 @@ type kernelRules struct {
 }
 
 func (k kernelRules) equal(o kernelRules) bool {
-	eq := func(a, b map[string]uint64) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for x, v := range a {
-			if w, ok := b[x]; !ok || w != v {
-				return false
-			}
-		}
-		return true
-	}
-	return eq(k.counter, o.counter) && eq(k.policy, o.policy)
+	return maps.Equal(k.counter, o.counter) && maps.Equal(k.policy, o.policy)
 }
 
 var (
@@ -284,7 +274,6 @@ func (d doctorRun) fix(t *testing.T, name string) string {
 	return ""
 }
 
-// sumPackets adds up the packets of drop findings (null counts as 0).
 // checkDoctorPackets checks doctor's packets of the drop points in want,
 // and that its packets, iptables' DROP/REJECT and policy counters and the
 // hooks' count (dropped) all agree.
@@ -301,6 +290,7 @@ func (r *rlab) checkDoctorPackets(t *testing.T, packets map[string]*uint64, want
 	}
 }
 
+// sumPackets adds up the packets of drop findings (null counts as 0).
 func sumPackets(p map[string]*uint64) uint64 {
 	var n uint64
 	for _, v := range p {
