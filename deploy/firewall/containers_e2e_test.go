@@ -144,7 +144,6 @@ func TestContainerHosts(t *testing.T) {
 			t.Errorf("forward-policy %d: want the late FIN/RST (3 connections) and the 12 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "containers-recipe")
 		// CNI's isolation, which no rule can stay in front of.
@@ -210,7 +209,6 @@ func TestContainerHosts(t *testing.T) {
 			t.Errorf("forward-policy %d, want at least the 6 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "containers-recipe-docker")
 		// CNI's and docker's isolation.

@@ -62,8 +62,11 @@ type doctorRun struct {
 // doctor runs `nfdrop_exporter doctor --nflog.group=G` (text, then
 // --format=json) in the sandbox and reads the kernel's rules and counters
 // around it; it runs again (at most 5 times) if a counter moved meanwhile.
+// The counting table is removed first, so that doctor sees the manager's
+// ruleset alone.
 func (r *rlab) doctor() doctorRun {
 	r.t.Helper()
+	r.dropCountOff()
 	bin := e2e.Binary(r.t)
 	for i := 0; ; i++ {
 		before := r.kernelRules()
@@ -334,9 +337,8 @@ func (d doctorRun) golden(t *testing.T, name string) {
 }
 
 // quietTraffic zeroes the kernel's count (and iptables' counters with
-// zeroIptables), sends the traffic, waits until nothing more is dropped and
-// removes the counting table, so that doctor sees the manager's ruleset
-// alone. It returns what the hooks dropped.
+// zeroIptables), sends the traffic and waits until nothing more is dropped.
+// It returns what the hooks dropped.
 func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uint64, map[string]uint64) {
 	r.t.Helper()
 	for i := 0; ; i++ {
@@ -373,15 +375,6 @@ func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uin
 			last, lastHooks, lastChange = n, hooks, time.Now()
 		}
 	}
-	r.dropCountOff()
 	r.t.Logf("%s: the hooks dropped %d %v (traffic %s, quiet after %s)", name, last, lastHooks, sent.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return last, lastHooks
-}
-
-// dropCountOff removes the counting table (the next phase loads it again).
-func (r *rlab) dropCountOff() {
-	r.t.Helper()
-	if _, err := r.Run(r.Server, "nft", "delete", "table", "inet", "nfr_count"); err != nil {
-		r.t.Fatal(err)
-	}
 }

@@ -303,11 +303,15 @@ func (s *sandbox) aptInstall(reinstall bool, pkgs ...string) string {
 
 // --- the kernel's count of dropped packets ---------------------------------
 
+// countTableOff removes the counting table whether or not it is loaded (the
+// table is declared first, which creates it if missing).
+const countTableOff = `table inet nfr_count
+delete table inet nfr_count
+`
+
 // countTable counts, per hook, what enters at the first priority and what
 // leaves at the last: the difference is what a chain in between dropped.
-const countTable = `table inet nfr_count
-delete table inet nfr_count
-table inet nfr_count {
+const countTable = countTableOff + `table inet nfr_count {
 	chain prerouting_first { type filter hook prerouting priority -1000; policy accept; counter; }
 	chain prerouting_last { type filter hook prerouting priority 1000; policy accept; counter; }
 	chain input_first { type filter hook input priority -1000; policy accept; counter; }
@@ -320,10 +324,18 @@ table inet nfr_count {
 `
 
 // resetDropCount (re)creates the counting table with zero counters.
-func (r *rlab) resetDropCount() {
+func (r *rlab) resetDropCount() { r.loadCount(countTable) }
+
+// dropCountOff removes the counting table if it is loaded (the next phase
+// loads it again).
+func (r *rlab) dropCountOff() { r.loadCount(countTableOff) }
+
+// loadCount loads an nft script about the counting table in the server
+// namespace.
+func (r *rlab) loadCount(script string) {
 	r.t.Helper()
 	f := filepath.Join(r.sb.dir, "count.nft")
-	if err := os.WriteFile(f, []byte(countTable), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
 	if _, err := r.Run(r.Server, "nft", "-f", f); err != nil {

@@ -107,7 +107,6 @@ func TestUFW(t *testing.T) {
 				res.byPrefix["ufw-invalid"], 2*countSends(invalidTCP(false)))
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe")
 		d.check(t, 0, nil)
@@ -126,7 +125,6 @@ func TestUFW(t *testing.T) {
 		if n := r.chainDrops("ufw-user-input", "ufw6-user-input"); n != 3 {
 			t.Errorf("ufw-user-input DROP counters: %d, want 3", n)
 		}
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe-deny")
 		// The deny rule (both families) is all that is left.
@@ -151,7 +149,6 @@ func TestUFW(t *testing.T) {
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{"ufw-policy-input": -1, "ufw-invalid": int(countSends(invalidTCP(false)))})
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe-reject")
 		d.check(t, 1, ufwDenyFindings)
