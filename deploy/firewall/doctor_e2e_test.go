@@ -99,8 +99,7 @@ func (r *rlab) doctorOut(bin string, args ...string) (string, int) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := r.sb.command(bin, append([]string{"doctor", "--nflog.group=" + r.group}, args...)...)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	cmd := r.sb.command(ctx, bin, append([]string{"doctor", "--nflog.group=" + r.group}, args...)...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -130,8 +130,9 @@ func newSandbox(t *testing.T, l *lab.Lab, dir string) *sandbox {
 	return &sandbox{t: t, dir: dir, pid: cmd.Process.Pid}
 }
 
-func (s *sandbox) command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(s.pid), "-m", "-n", "--", name}, args...)...)
+// command is a command in the sandbox, killed when ctx is done.
+func (s *sandbox) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(s.pid), "-m", "-n", "--", name}, args...)...)
 }
 
 // run runs a command in the sandbox and returns its combined output.
@@ -141,20 +142,11 @@ func (s *sandbox) run(name string, args ...string) (string, error) {
 
 // runEnv is run with more environment variables.
 func (s *sandbox) runEnv(env []string, name string, args ...string) (string, error) {
-	cmd := s.command(name, args...)
-	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"), env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-		case <-done:
-		}
-	}()
+	cmd := s.command(ctx, name, args...)
+	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"), env...)
 	out, err := cmd.CombinedOutput()
-	close(done)
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -199,7 +191,7 @@ func (s *sandbox) start(name string, args ...string) *proc {
 // startEnv is start with more environment variables.
 func (s *sandbox) startEnv(env []string, name string, args ...string) *proc {
 	s.t.Helper()
-	cmd := s.command(name, args...)
+	cmd := s.command(context.Background(), name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
