@@ -362,30 +362,25 @@ func (h *containerHost) startDocker() *proc {
 	writeFile(t, cfg, `{"storage-driver": "vfs", "iptables": true, "ip6tables": false, "userland-proxy": false}`)
 	p := h.r.sb.startEnv(h.env, "dockerd", "--data-root", filepath.Join(h.dir, "docker"), "--exec-root", filepath.Join(h.dir, "dexec"),
 		"--pidfile", filepath.Join(h.dir, "docker.pid"), "-H", h.dockerSock(), "--config-file", cfg)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if _, err := h.run("docker", "-H", h.dockerSock(), "version"); err == nil {
-			// The containers' processes live in namespaces of their own: the
-			// lab, which ends what runs in its namespaces, would not end them.
-			// Registered after this dockerd's own cleanup, so it runs first.
-			t.Cleanup(func() {
-				select {
-				case <-p.done:
-					return // stopped by the test, which stopped its containers
-				default:
-				}
-				out, err := h.run("sh", "-c", `ids=$(docker -H "$1" ps -aq); [ -z "$ids" ] || docker -H "$1" rm -f $ids`, "rm", h.dockerSock())
-				if err != nil {
-					t.Errorf("removing docker's containers: %v\n%s", err, out)
-				}
-			})
-			return p
+	e2e.WaitEvery(t, 90*time.Second, 500*time.Millisecond, "dockerd to answer", func() bool {
+		_, err := h.run("docker", "-H", h.dockerSock(), "version")
+		return err == nil
+	})
+	// The containers' processes live in namespaces of their own: the lab,
+	// which ends what runs in its namespaces, would not end them. Registered
+	// after this dockerd's own cleanup, so it runs first.
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+			return // stopped by the test, which stopped its containers
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("dockerd not answering after 90s")
+		out, err := h.run("sh", "-c", `ids=$(docker -H "$1" ps -aq); [ -z "$ids" ] || docker -H "$1" rm -f $ids`, "rm", h.dockerSock())
+		if err != nil {
+			t.Errorf("removing docker's containers: %v\n%s", err, out)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	})
+	return p
 }
 
 func (h *containerHost) docker(args ...string) string {

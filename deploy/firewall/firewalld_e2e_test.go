@@ -188,17 +188,11 @@ func startFirewalld(t *testing.T, sb *sandbox) *proc {
 		sb.must("dbus-daemon", "--system", "--fork", "--nopidfile")
 	}
 	cmd := sb.start("firewalld", "--nofork", "--nopid", "--log-target", "console")
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	e2e.WaitEvery(t, 60*time.Second, 500*time.Millisecond, "firewall-cmd --state to say running", func() bool {
 		out, _ := sb.run("firewall-cmd", "--state")
-		if strings.TrimSpace(out) == "running" {
-			return cmd
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("firewalld not running after 60s: %s", out)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return strings.TrimSpace(out) == "running"
+	})
+	return cmd
 }
 
 // firewalldTraffic: real HTTP and TCP with late FIN/RST, scans (not of 22,
