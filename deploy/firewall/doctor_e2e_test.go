@@ -340,24 +340,18 @@ func (d doctorRun) golden(t *testing.T, name string) {
 // It returns what the hooks dropped.
 func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uint64, map[string]uint64) {
 	r.t.Helper()
-	for i := 0; ; i++ {
+	e2e.WaitEvery(r.t, zeroWithin, 200*time.Millisecond, name+": no drop while the counters are zeroed", func() bool {
+		var ipt uint64
 		if zeroIptables {
 			r.zeroIptables()
 		}
 		r.resetDropCount()
 		n, _ := r.dropped()
-		var ipt uint64
 		if zeroIptables {
 			ipt, _ = r.iptablesCounters()
 		}
-		if n == 0 && ipt == 0 {
-			break
-		}
-		if i == 20 {
-			r.t.Fatalf("%s: something kept being dropped while the counters were zeroed", name)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return n == 0 && ipt == 0
+	})
 	start := time.Now()
 	traffic()
 	sent := time.Since(start)

@@ -555,20 +555,21 @@ func (r *rlab) beginPhase(name string) *phase {
 // that the three baselines agree.
 func (r *rlab) beginPhaseIptables(name string) *phase {
 	r.t.Helper()
-	for i := 0; i < 20; i++ {
+	var p *phase
+	e2e.WaitEvery(r.t, zeroWithin, 200*time.Millisecond, name+": no drop while the counters are zeroed", func() bool {
 		r.zeroIptables()
-		p := r.beginPhase(name)
+		p = r.beginPhase(name)
 		drops, _ := r.iptablesCounters()
 		dropped, _ := r.dropped()
 		now, _ := r.counted()
-		if drops == 0 && dropped == 0 && now == p.base {
-			return p
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	r.t.Fatalf("%s: something kept being dropped while the counters were zeroed", name)
-	return nil
+		return drops == 0 && dropped == 0 && now == p.base
+	})
+	return p
 }
+
+// zeroWithin bounds the retries of zeroing the counters while something
+// (a container's own traffic) is still being dropped.
+const zeroWithin = 10 * time.Second
 
 // result of a phase, once both counts agree and stopped moving.
 type result struct {
