@@ -144,7 +144,6 @@ func TestContainerHosts(t *testing.T) {
 			t.Errorf("forward-policy %d: want the late FIN/RST (3 connections) and the 12 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "containers-recipe")
 		// CNI's isolation, which no rule can stay in front of.
@@ -210,7 +209,6 @@ func TestContainerHosts(t *testing.T) {
 			t.Errorf("forward-policy %d, want at least the 6 probes", res.byPrefix["forward-policy"])
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "containers-recipe-docker")
 		// CNI's and docker's isolation.
@@ -364,30 +362,25 @@ func (h *containerHost) startDocker() *proc {
 	writeFile(t, cfg, `{"storage-driver": "vfs", "iptables": true, "ip6tables": false, "userland-proxy": false}`)
 	p := h.r.sb.startEnv(h.env, "dockerd", "--data-root", filepath.Join(h.dir, "docker"), "--exec-root", filepath.Join(h.dir, "dexec"),
 		"--pidfile", filepath.Join(h.dir, "docker.pid"), "-H", h.dockerSock(), "--config-file", cfg)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if _, err := h.run("docker", "-H", h.dockerSock(), "version"); err == nil {
-			// The containers' processes live in namespaces of their own: the
-			// lab, which ends what runs in its namespaces, would not end them.
-			// Registered after this dockerd's own cleanup, so it runs first.
-			t.Cleanup(func() {
-				select {
-				case <-p.done:
-					return // stopped by the test, which stopped its containers
-				default:
-				}
-				out, err := h.run("sh", "-c", `ids=$(docker -H "$1" ps -aq); [ -z "$ids" ] || docker -H "$1" rm -f $ids`, "rm", h.dockerSock())
-				if err != nil {
-					t.Errorf("removing docker's containers: %v\n%s", err, out)
-				}
-			})
-			return p
+	e2e.WaitEvery(t, 90*time.Second, 500*time.Millisecond, "dockerd to answer", func() bool {
+		_, err := h.run("docker", "-H", h.dockerSock(), "version")
+		return err == nil
+	})
+	// The containers' processes live in namespaces of their own: the lab,
+	// which ends what runs in its namespaces, would not end them. Registered
+	// after this dockerd's own cleanup, so it runs first.
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+			return // stopped by the test, which stopped its containers
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("dockerd not answering after 90s")
+		out, err := h.run("sh", "-c", `ids=$(docker -H "$1" ps -aq); [ -z "$ids" ] || docker -H "$1" rm -f $ids`, "rm", h.dockerSock())
+		if err != nil {
+			t.Errorf("removing docker's containers: %v\n%s", err, out)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	})
+	return p
 }
 
 func (h *containerHost) docker(args ...string) string {
@@ -510,9 +503,9 @@ func lastRuleOurs(t *testing.T, r *rlab) {
 	}
 }
 
-// chainDrops is what the DROP rules of a chain (both families) dropped
-// since the counters were zeroed.
-func (r *rlab) chainDrops(chain string) uint64 {
+// chainDrops is what the DROP and REJECT rules of the given chains (both
+// families) dropped since the counters were zeroed.
+func (r *rlab) chainDrops(chains ...string) uint64 {
 	r.t.Helper()
 	time.Sleep(200 * time.Millisecond)
 	var n uint64
@@ -523,8 +516,11 @@ func (r *rlab) chainDrops(chain string) uint64 {
 		}
 		var lines []string
 		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "-A "+chain+" ") {
-				lines = append(lines, l)
+			for _, c := range chains {
+				if strings.Contains(l, "-A "+c+" ") {
+					lines = append(lines, l)
+					break
+				}
 			}
 		}
 		d, _, err := saveCounters(strings.Join(lines, "\n"))

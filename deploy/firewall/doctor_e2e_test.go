@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +62,11 @@ type doctorRun struct {
 // doctor runs `nfdrop_exporter doctor --nflog.group=G` (text, then
 // --format=json) in the sandbox and reads the kernel's rules and counters
 // around it; it runs again (at most 5 times) if a counter moved meanwhile.
+// The counting table is removed first, so that doctor sees the manager's
+// ruleset alone.
 func (r *rlab) doctor() doctorRun {
 	r.t.Helper()
+	r.dropCountOff()
 	bin := e2e.Binary(r.t)
 	for i := 0; ; i++ {
 		before := r.kernelRules()
@@ -95,8 +99,7 @@ func (r *rlab) doctorOut(bin string, args ...string) (string, int) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := r.sb.command(bin, append([]string{"doctor", "--nflog.group=" + r.group}, args...)...)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+	cmd := r.sb.command(ctx, bin, append([]string{"doctor", "--nflog.group=" + r.group}, args...)...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -128,18 +131,7 @@ type kernelRules struct {
 }
 
 func (k kernelRules) equal(o kernelRules) bool {
-	eq := func(a, b map[string]uint64) bool {
-		if len(a) != len(b) {
-			return false
-		}
-		for x, v := range a {
-			if w, ok := b[x]; !ok || w != v {
-				return false
-			}
-		}
-		return true
-	}
-	return eq(k.counter, o.counter) && eq(k.policy, o.policy)
+	return maps.Equal(k.counter, o.counter) && maps.Equal(k.policy, o.policy)
 }
 
 var (
@@ -284,7 +276,6 @@ func (d doctorRun) fix(t *testing.T, name string) string {
 	return ""
 }
 
-// sumPackets adds up the packets of drop findings (null counts as 0).
 // checkDoctorPackets checks doctor's packets of the drop points in want,
 // and that its packets, iptables' DROP/REJECT and policy counters and the
 // hooks' count (dropped) all agree.
@@ -301,6 +292,7 @@ func (r *rlab) checkDoctorPackets(t *testing.T, packets map[string]*uint64, want
 	}
 }
 
+// sumPackets adds up the packets of drop findings (null counts as 0).
 func sumPackets(p map[string]*uint64) uint64 {
 	var n uint64
 	for _, v := range p {
@@ -344,29 +336,22 @@ func (d doctorRun) golden(t *testing.T, name string) {
 }
 
 // quietTraffic zeroes the kernel's count (and iptables' counters with
-// zeroIptables), sends the traffic, waits until nothing more is dropped and
-// removes the counting table, so that doctor sees the manager's ruleset
-// alone. It returns what the hooks dropped.
+// zeroIptables), sends the traffic and waits until nothing more is dropped.
+// It returns what the hooks dropped.
 func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uint64, map[string]uint64) {
 	r.t.Helper()
-	for i := 0; ; i++ {
+	e2e.WaitEvery(r.t, zeroWithin, 200*time.Millisecond, name+": no drop while the counters are zeroed", func() bool {
+		var ipt uint64
 		if zeroIptables {
 			r.zeroIptables()
 		}
 		r.resetDropCount()
 		n, _ := r.dropped()
-		var ipt uint64
 		if zeroIptables {
 			ipt, _ = r.iptablesCounters()
 		}
-		if n == 0 && ipt == 0 {
-			break
-		}
-		if i == 20 {
-			r.t.Fatalf("%s: something kept being dropped while the counters were zeroed", name)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return n == 0 && ipt == 0
+	})
 	start := time.Now()
 	traffic()
 	sent := time.Since(start)
@@ -383,15 +368,6 @@ func (r *rlab) quietTraffic(name string, zeroIptables bool, traffic func()) (uin
 			last, lastHooks, lastChange = n, hooks, time.Now()
 		}
 	}
-	r.dropCountOff()
 	r.t.Logf("%s: the hooks dropped %d %v (traffic %s, quiet after %s)", name, last, lastHooks, sent.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	return last, lastHooks
-}
-
-// dropCountOff removes the counting table (the next phase loads it again).
-func (r *rlab) dropCountOff() {
-	r.t.Helper()
-	if _, err := r.Run(r.Server, "nft", "delete", "table", "inet", "nfr_count"); err != nil {
-		r.t.Fatal(err)
-	}
 }

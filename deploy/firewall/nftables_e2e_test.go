@@ -110,7 +110,6 @@ func TestNftablesService(t *testing.T) {
 			t.Errorf("nft-invalid %d: want the crafted INVALID packets and the real late FIN/RST", res.byPrefix["nft-invalid"])
 		}
 		r.checkNftLogs(t, res, base)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "nftables-recipe")
 		d.check(t, 0, nil)

@@ -132,7 +132,6 @@ func TestNetfilterPersistent(t *testing.T) {
 			t.Errorf("ipt-invalid %d: want the crafted INVALID packets and the real late FIN/RST", res.byPrefix["ipt-invalid"])
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "netfilter-persistent-recipe")
 		// The rate-limited REJECT, which the recipe leaves alone: its

@@ -130,8 +130,9 @@ func newSandbox(t *testing.T, l *lab.Lab, dir string) *sandbox {
 	return &sandbox{t: t, dir: dir, pid: cmd.Process.Pid}
 }
 
-func (s *sandbox) command(name string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"-t", strconv.Itoa(s.pid), "-m", "-n", "--", name}, args...)...)
+// command is a command in the sandbox, killed when ctx is done.
+func (s *sandbox) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(s.pid), "-m", "-n", "--", name}, args...)...)
 }
 
 // run runs a command in the sandbox and returns its combined output.
@@ -141,20 +142,11 @@ func (s *sandbox) run(name string, args ...string) (string, error) {
 
 // runEnv is run with more environment variables.
 func (s *sandbox) runEnv(env []string, name string, args ...string) (string, error) {
-	cmd := s.command(name, args...)
-	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"), env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-		case <-done:
-		}
-	}()
+	cmd := s.command(ctx, name, args...)
+	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C"), env...)
 	out, err := cmd.CombinedOutput()
-	close(done)
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -199,7 +191,7 @@ func (s *sandbox) start(name string, args ...string) *proc {
 // startEnv is start with more environment variables.
 func (s *sandbox) startEnv(env []string, name string, args ...string) *proc {
 	s.t.Helper()
-	cmd := s.command(name, args...)
+	cmd := s.command(context.Background(), name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	buf := &lab.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = buf, buf
@@ -303,11 +295,15 @@ func (s *sandbox) aptInstall(reinstall bool, pkgs ...string) string {
 
 // --- the kernel's count of dropped packets ---------------------------------
 
+// countTableOff removes the counting table whether or not it is loaded (the
+// table is declared first, which creates it if missing).
+const countTableOff = `table inet nfr_count
+delete table inet nfr_count
+`
+
 // countTable counts, per hook, what enters at the first priority and what
 // leaves at the last: the difference is what a chain in between dropped.
-const countTable = `table inet nfr_count
-delete table inet nfr_count
-table inet nfr_count {
+const countTable = countTableOff + `table inet nfr_count {
 	chain prerouting_first { type filter hook prerouting priority -1000; policy accept; counter; }
 	chain prerouting_last { type filter hook prerouting priority 1000; policy accept; counter; }
 	chain input_first { type filter hook input priority -1000; policy accept; counter; }
@@ -320,10 +316,18 @@ table inet nfr_count {
 `
 
 // resetDropCount (re)creates the counting table with zero counters.
-func (r *rlab) resetDropCount() {
+func (r *rlab) resetDropCount() { r.loadCount(countTable) }
+
+// dropCountOff removes the counting table if it is loaded (the next phase
+// loads it again).
+func (r *rlab) dropCountOff() { r.loadCount(countTableOff) }
+
+// loadCount loads an nft script about the counting table in the server
+// namespace.
+func (r *rlab) loadCount(script string) {
 	r.t.Helper()
 	f := filepath.Join(r.sb.dir, "count.nft")
-	if err := os.WriteFile(f, []byte(countTable), 0o644); err != nil {
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
 	if _, err := r.Run(r.Server, "nft", "-f", f); err != nil {
@@ -551,20 +555,21 @@ func (r *rlab) beginPhase(name string) *phase {
 // that the three baselines agree.
 func (r *rlab) beginPhaseIptables(name string) *phase {
 	r.t.Helper()
-	for i := 0; i < 20; i++ {
+	var p *phase
+	e2e.WaitEvery(r.t, zeroWithin, 200*time.Millisecond, name+": no drop while the counters are zeroed", func() bool {
 		r.zeroIptables()
-		p := r.beginPhase(name)
+		p = r.beginPhase(name)
 		drops, _ := r.iptablesCounters()
 		dropped, _ := r.dropped()
 		now, _ := r.counted()
-		if drops == 0 && dropped == 0 && now == p.base {
-			return p
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	r.t.Fatalf("%s: something kept being dropped while the counters were zeroed", name)
-	return nil
+		return drops == 0 && dropped == 0 && now == p.base
+	})
+	return p
 }
+
+// zeroWithin bounds the retries of zeroing the counters while something
+// (a container's own traffic) is still being dropped.
+const zeroWithin = 10 * time.Second
 
 // result of a phase, once both counts agree and stopped moving.
 type result struct {

@@ -107,7 +107,6 @@ func TestUFW(t *testing.T) {
 				res.byPrefix["ufw-invalid"], 2*countSends(invalidTCP(false)))
 		}
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe")
 		d.check(t, 0, nil)
@@ -123,10 +122,9 @@ func TestUFW(t *testing.T) {
 		if res.counted != 0 {
 			t.Errorf("exporter counted %d drops of a ufw deny rule, want 0", res.counted)
 		}
-		if n := r.userRuleDrops(); n != 3 {
+		if n := r.chainDrops("ufw-user-input", "ufw6-user-input"); n != 3 {
 			t.Errorf("ufw-user-input DROP counters: %d, want 3", n)
 		}
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe-deny")
 		// The deny rule (both families) is all that is left.
@@ -151,7 +149,6 @@ func TestUFW(t *testing.T) {
 		res := p.settle(0)
 		wantPrefixes(t, res, map[string]int{"ufw-policy-input": -1, "ufw-invalid": int(countSends(invalidTCP(false)))})
 		r.checkIptables(t, res)
-		r.dropCountOff()
 		d := r.doctor()
 		d.golden(t, "ufw-recipe-reject")
 		d.check(t, 1, ufwDenyFindings)
@@ -329,31 +326,6 @@ func (r *rlab) checkIptables(t *testing.T, res result) {
 			t.Errorf("NFLOG rules with prefix %s counted %d, the exporter %d", p, nflog[p], res.byPrefix[p])
 		}
 	}
-}
-
-// userRuleDrops is the packets ufw's own deny rules (ufw-user-input)
-// dropped since the counters were zeroed.
-func (r *rlab) userRuleDrops() uint64 {
-	r.t.Helper()
-	var n uint64
-	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := r.Run(r.Server, tool, "-c", "-t", "filter")
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		var user []string
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "-A ufw-user-input ") || strings.Contains(l, "-A ufw6-user-input ") {
-				user = append(user, l)
-			}
-		}
-		d, _, err := saveCounters(strings.Join(user, "\n"))
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		n += d
-	}
-	return n
 }
 
 // iptablesS is `iptables -S` and `ip6tables -S` of the server.
