@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/nfdrop/nfdrop_exporter/collector/internal/nlmsg"
 	"github.com/nfdrop/nfdrop_exporter/collector/ruleset"
 )
 
@@ -77,37 +78,81 @@ func TestFirewallDropsCap(t *testing.T) {
 	}
 }
 
+// maxFuzzInput bounds what the fuzz target analyzes. Go's fuzzer spends up to
+// a minute minimizing each new input, and on a whole recorded ruleset that
+// took the run: TestAnalyzeRecorded checks those.
+const maxFuzzInput = 8 << 10
+
 // FuzzAnalyze: any ruleset that decodes can be analyzed, loops and
 // dangling jumps included, and every drop point has a coverage.
 func FuzzAnalyze(f *testing.F) {
-	for _, name := range []string{"ufw.nlmsg", "firewalld.nlmsg"} {
-		b, err := os.ReadFile(filepath.Join("..", "ruleset", "testdata", name))
-		if err != nil {
-			f.Fatal(err)
+	for _, name := range recordedRulesets {
+		// The read's first messages: tables, chains and, for ufw, a few rules.
+		b := messagePrefix(recordedRuleset(f, name), maxFuzzInput)
+		if _, err := ruleset.Decode(b); err != nil {
+			f.Fatalf("%s: the first %d bytes: %v", name, len(b), err)
 		}
 		f.Add(b)
-		// A prefix of the read (tables, chains and a few rules) too: small
-		// inputs mutate faster.
-		if s, err := ruleset.Decode(b[:len(b)/8]); err == nil && s.RuleCount() > 0 {
-			f.Add(b[:len(b)/8])
-		}
 	}
 	f.Add(tinyRuleset())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := ruleset.Decode(b)
-		if err != nil {
+		if len(b) > maxFuzzInput {
 			return
 		}
-		for _, kernel := range []bool{false, true} {
-			a := Analyze(s, Options{Groups: []uint16{0, 1}, KernelLog: kernel})
-			for _, p := range a.DropPoints {
-				if p.Coverage > NotCovered || p.Chain == nil || (p.Kind != PolicyDrop && p.Rule == nil) {
-					t.Fatalf("drop point %+v", p)
-				}
-			}
-			a.FirewallDrops()
-		}
+		checkAnalyzes(t, b)
 	})
+}
+
+// TestAnalyzeRecorded is FuzzAnalyze's check on the whole recorded rulesets.
+func TestAnalyzeRecorded(t *testing.T) {
+	for _, name := range recordedRulesets {
+		checkAnalyzes(t, recordedRuleset(t, name))
+	}
+}
+
+var recordedRulesets = []string{"ufw.nlmsg", "firewalld.nlmsg"}
+
+func recordedRuleset(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "ruleset", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// messagePrefix is the longest run of whole netlink messages at the start of b
+// that fits in max bytes.
+func messagePrefix(b []byte, max int) []byte {
+	m, off := nlmsg.NewMessages(b), 0
+	for m.Next() {
+		end := off + (nlmsg.HeaderLen+len(m.Data)+3)&^3
+		if end > max {
+			break
+		}
+		off = end
+	}
+	return b[:off]
+}
+
+// checkAnalyzes analyzes b, if it decodes, with and without kernel logging
+// counted: every drop point has a coverage, a chain, and a rule unless it is
+// a policy.
+func checkAnalyzes(t *testing.T, b []byte) {
+	t.Helper()
+	s, err := ruleset.Decode(b)
+	if err != nil {
+		return
+	}
+	for _, kernel := range []bool{false, true} {
+		a := Analyze(s, Options{Groups: []uint16{0, 1}, KernelLog: kernel})
+		for _, p := range a.DropPoints {
+			if p.Coverage > NotCovered || p.Chain == nil || (p.Kind != PolicyDrop && p.Rule == nil) {
+				t.Fatalf("drop point %+v", p)
+			}
+		}
+		a.FirewallDrops()
+	}
 }
 
 // tinyRuleset encodes, as the kernel would send it, a table with a base

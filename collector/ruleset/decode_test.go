@@ -106,8 +106,15 @@ func TestPrintable(t *testing.T) {
 // recordedRulesets are the recorded rulesets the fuzz targets start from.
 var recordedRulesets = []string{"ufw.nlmsg", "firewalld.nlmsg"}
 
+// maxFuzzInput bounds what the fuzz targets that analyze or recount take:
+// Go's fuzzer spends up to a minute minimizing each new input, and on a whole
+// recorded ruleset that took the run. TestDecodeRecorded* and
+// TestRecountRecorded check the whole rulesets.
+const maxFuzzInput = 8 << 10
+
 // addRecordedSeeds adds small seeds cut from the recorded rulesets: their
-// first messages, and each message alone (of the first 40).
+// first messages (up to maxFuzzInput bytes), and each message alone (of the
+// first 40).
 func addRecordedSeeds(f *testing.F) {
 	for _, name := range recordedRulesets {
 		b := recorded(f, name)
@@ -117,9 +124,25 @@ func addRecordedSeeds(f *testing.F) {
 			l := nlmsg.HeaderLen + len(m.Data)
 			f.Add(b[off : off+l])
 			off += (l + 3) &^ 3
-			f.Add(b[:off])
+			if off <= maxFuzzInput {
+				f.Add(b[:off])
+			}
 		}
 	}
+}
+
+// messagePrefix is the longest run of whole netlink messages at the start of b
+// that fits in max bytes.
+func messagePrefix(b []byte, max int) []byte {
+	m, off := nlmsg.NewMessages(b), 0
+	for m.Next() {
+		end := off + (nlmsg.HeaderLen+len(m.Data)+3)&^3
+		if end > max {
+			break
+		}
+		off = end
+	}
+	return b[:off]
 }
 
 // FuzzDecode: any bytes decode or fail with an error; a decoded snapshot is
