@@ -88,7 +88,7 @@ const maxFuzzInput = 8 << 10
 func FuzzAnalyze(f *testing.F) {
 	for _, name := range recordedRulesets {
 		// The read's first messages: tables, chains and, for ufw, a few rules.
-		b := messagePrefix(recordedRuleset(f, name), maxFuzzInput)
+		b := nlmsg.Prefix(recordedRuleset(f, name), maxFuzzInput)
 		if _, err := ruleset.Decode(b); err != nil {
 			f.Fatalf("%s: the first %d bytes: %v", name, len(b), err)
 		}
@@ -119,20 +119,6 @@ func recordedRuleset(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// messagePrefix is the longest run of whole netlink messages at the start of b
-// that fits in max bytes.
-func messagePrefix(b []byte, max int) []byte {
-	m, off := nlmsg.NewMessages(b), 0
-	for m.Next() {
-		end := off + (nlmsg.HeaderLen+len(m.Data)+3)&^3
-		if end > max {
-			break
-		}
-		off = end
-	}
-	return b[:off]
 }
 
 // checkAnalyzes analyzes b, if it decodes, with and without kernel logging

@@ -131,20 +131,6 @@ func addRecordedSeeds(f *testing.F) {
 	}
 }
 
-// messagePrefix is the longest run of whole netlink messages at the start of b
-// that fits in max bytes.
-func messagePrefix(b []byte, max int) []byte {
-	m, off := nlmsg.NewMessages(b), 0
-	for m.Next() {
-		end := off + (nlmsg.HeaderLen+len(m.Data)+3)&^3
-		if end > max {
-			break
-		}
-		off = end
-	}
-	return b[:off]
-}
-
 // FuzzDecode: any bytes decode or fail with an error; a decoded snapshot is
 // consistent (rules know their chain and position, names turn into valid
 // label values) and decoding is deterministic.

@@ -95,7 +95,7 @@ func withGeneration(t *testing.T, b []byte, gen uint32) []byte {
 func FuzzRecount(f *testing.F) {
 	// The snapshot every input is recounted into: ufw's first messages,
 	// also a seed, so that inputs with their structure are accepted.
-	ufw := messagePrefix(recorded(f, "ufw.nlmsg"), maxFuzzInput)
+	ufw := nlmsg.Prefix(recorded(f, "ufw.nlmsg"), maxFuzzInput)
 	if base, err := Decode(ufw); err != nil || len(counters(base)) == 0 {
 		f.Fatalf("the first %d bytes of ufw.nlmsg: %v, %d counters", len(ufw), err, len(counters(base)))
 	} else if ok, err := base.Recount(ufw); !ok || err != nil {

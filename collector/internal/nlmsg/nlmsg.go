@@ -103,3 +103,18 @@ func (a *Attrs) Next() bool {
 	a.next = min(off+(l+3)&^3, len(a.b))
 	return true
 }
+
+// Prefix is the longest run of whole messages at the start of b that fits in
+// max bytes: a shorter datagram the same readers accept (the tests cut their
+// fuzz seeds with it).
+func Prefix(b []byte, max int) []byte {
+	m, end := NewMessages(b), 0
+	for m.Next() {
+		n := len(b) - len(m.b)
+		if n > max {
+			break
+		}
+		end = n
+	}
+	return b[:end]
+}

@@ -66,6 +66,26 @@ func TestMessages(t *testing.T) {
 	}
 }
 
+func TestPrefix(t *testing.T) {
+	// Messages of 20, 24 (21 bytes padded) and 16 bytes.
+	b := msg(nil, 1, 1, []byte{1, 2, 3, 4})
+	b = msg(b, 2, 2, []byte{1, 2, 3, 4, 5})
+	b = msg(b, 3, 3, nil)
+	if len(b) != 60 {
+		t.Fatalf("test datagram of %d bytes, want 60", len(b))
+	}
+	for _, c := range []struct{ max, want int }{
+		{0, 0}, {19, 0}, {20, 20}, {43, 20}, {44, 44}, {59, 44}, {60, 60}, {1000, 60},
+	} {
+		if got := len(Prefix(b, c.max)); got != c.want {
+			t.Errorf("Prefix(60 bytes, %d): %d bytes, want %d", c.max, got, c.want)
+		}
+	}
+	if got := Prefix(b[:50], 1000); len(got) != 44 {
+		t.Errorf("Prefix of a datagram cut inside its third message: %d bytes, want 44", len(got))
+	}
+}
+
 func TestAttrs(t *testing.T) {
 	b := attr(attr(nil, 0x8000|3, []byte{1, 2, 3, 4, 5}), 10, []byte("x\x00"))
 	a := NewAttrs(b)
